@@ -1,0 +1,156 @@
+"""Atomic file writes, training checkpoints that survive a kill, and saved models.
+
+Every file is written to a temporary name in the same folder, flushed to disk and renamed over
+the target, so a kill leaves either the old file or the new one, never half of one. Each
+checkpoint gets a ``.sha256`` sidecar so that a corrupted file is detected, not half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_FORMAT = "tkd-checkpoint-1"
+MODEL_FORMAT = "tkd-model-1"
+KEEP_CHECKPOINTS = 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be trusted: truncated, corrupted or not ours."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file + fsync + rename; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Atomically write a text file (UTF-8)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def _torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def safe_load(path: str | Path, map_location="cpu"):
+    """``torch.load(path, weights_only=True)`` with clear errors; never runs pickled code.
+
+    A file that needs arbitrary pickle (e.g. a whole pickled model) is refused with
+    :class:`CheckpointError`; so is a truncated or corrupted file, or one whose ``.sha256``
+    sidecar does not match its bytes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    data = path.read_bytes()
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.exists() and sidecar.read_text().strip() != hashlib.sha256(data).hexdigest():
+        raise CheckpointError(f"{path} is corrupted: its bytes do not match {sidecar.name}")
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} needs arbitrary pickle to load and was refused (weights_only=True). "
+            "Save plain state dicts (tkd.checkpoint.save_model) instead of whole objects."
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is truncated or corrupted: {error}") from error
+
+
+def save_checkpoint(directory: str | Path, epoch: int, state: dict) -> Path:
+    """Write ``epoch-NNNN.pt`` (+ sidecar) atomically and keep the newest two; returns its path."""
+    directory = Path(directory)
+    data = _torch_bytes({"format": CHECKPOINT_FORMAT, "epoch": epoch, **state})
+    path = directory / f"epoch-{epoch:04d}.pt"
+    atomic_write_bytes(path, data)
+    atomic_write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest())
+    for old in list_checkpoints(directory)[:-KEEP_CHECKPOINTS]:
+        old.unlink(missing_ok=True)
+        old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoint files in ``directory``, oldest first."""
+    directory = Path(directory)
+    return sorted(directory.glob("epoch-*.pt")) if directory.is_dir() else []
+
+
+def load_latest_checkpoint(directory: str | Path) -> dict | None:
+    """Newest checkpoint in ``directory`` that loads; warns about and skips bad ones.
+
+    Returns ``None`` when the folder holds no checkpoint; raises :class:`CheckpointError` when
+    checkpoints exist but none of them loads (the run must not silently start over).
+    """
+    paths = list_checkpoints(directory)
+    problems = []
+    for path in reversed(paths):
+        try:
+            state = safe_load(path)
+        except CheckpointError as error:
+            problems.append(str(error))
+            warnings.warn(f"skipping bad checkpoint: {error}", stacklevel=2)
+            continue
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            problems.append(f"{path} is not a tkd training checkpoint")
+            continue
+        return state
+    if problems:
+        raise CheckpointError(
+            "no usable checkpoint to resume from:\n  " + "\n  ".join(problems)
+            + "\nDelete the folder to start over, or restore a good checkpoint."
+        )
+    return None
+
+
+def save_model(path: str | Path, model: torch.nn.Module, name: str, num_classes: int,
+               in_channels: int, image_size: int, **info) -> Path:
+    """Atomically save a model's weights with what is needed to rebuild it by registry name."""
+    module = getattr(model, "_orig_mod", model)
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    payload = {"format": MODEL_FORMAT, "name": name, "num_classes": num_classes,
+               "in_channels": in_channels, "image_size": image_size, "state_dict": state,
+               "info": info}
+    return atomic_write_bytes(path, _torch_bytes(payload))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild a model saved by :func:`save_model` (weights_only loading) in eval mode."""
+    from tkd.models import build_model
+
+    payload = safe_load(path)
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{path} is not a model saved by tkd.checkpoint.save_model")
+    model = build_model(payload["name"], payload["num_classes"], payload["in_channels"],
+                        payload["image_size"])
+    model.load_state_dict(payload["state_dict"])
+    model.tkd_info = {k: payload[k] for k in ("name", "num_classes", "in_channels", "image_size")}
+    return model.to(device).eval()

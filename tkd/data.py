@@ -1,0 +1,426 @@
+"""Datasets as tensors on the training device, batch augmentation, and the paper's negatives.
+
+Design (after airbench): a whole split is one uint8 tensor ``(N, C, H, W)`` plus an int64 label
+tensor ``(N,)``, moved to the device once. Batches are slices by index tensors
+(:func:`batch_indices`), augmentation runs on the whole batch as tensor ops (:func:`augment`),
+and the triplet negatives are index tensors as well (:class:`NegativeSampler`). There is no
+``torch.utils.data.Dataset``/``DataLoader`` and no per-sample Python in the training path.
+
+Files are read by small readers of the original on-disk formats (IDX for (Fashion-)MNIST, the
+python-pickle batches for CIFAR); torchvision is used only to *download* them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DATASETS: tuple[str, ...] = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100")
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+IDX_FILES = {  # split -> (images file, labels file), names without ".gz"
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CIFAR = {  # name -> (folder, archive, train files, test file, meta file, label key, names key)
+    "cifar10": ("cifar-10-batches-py", "cifar-10-python.tar.gz",
+                [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "batches.meta",
+                b"labels", b"label_names"),
+    "cifar100": ("cifar-100-python", "cifar-100-python.tar.gz", ["train"], "test", "meta",
+                 b"fine_labels", b"fine_label_names"),
+}  # fmt: skip
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are not on this machine and could not be downloaded."""
+
+
+@dataclass
+class TensorSplit:
+    """One split held as tensors: ``images`` (N, C, H, W) uint8, ``labels`` (N,) int64."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> TensorSplit:
+        """The same split on ``device``."""
+        return TensorSplit(self.images.to(device), self.labels.to(device))
+
+    def subset(self, n: int, seed: int = 0) -> TensorSplit:
+        """``n`` samples, as class-balanced as the split allows, drawn at random with ``seed``.
+
+        Samples are taken round-robin over the classes of a seeded permutation, so every class
+        gets ``n // classes`` or one more (while it has samples). Original order is kept.
+        """
+        if n >= len(self):
+            return self
+        generator = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(self), generator=generator)
+        labels = self.labels.cpu()[perm]
+        by_class = torch.argsort(labels, stable=True)
+        counts = torch.bincount(labels)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.empty_like(perm)  # position of each permuted sample within its class
+        rank[by_class] = torch.arange(len(perm)) - starts[labels[by_class]]
+        chosen = perm[torch.argsort(rank, stable=True)[:n]].sort().values
+        chosen = chosen.to(self.labels.device)
+        return TensorSplit(self.images[chosen], self.labels[chosen])
+
+
+@dataclass
+class Dataset:
+    """A dataset's two splits and its shape facts."""
+
+    name: str
+    train: TensorSplit
+    test: TensorSplit
+    num_classes: int
+    in_channels: int
+    image_size: int
+    class_names: list[str]
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """The same dataset with both splits on ``device``."""
+        return Dataset(self.name, self.train.to(device), self.test.to(device), self.num_classes,
+                       self.in_channels, self.image_size, list(self.class_names))
+
+
+def default_root() -> Path:
+    """``$TKD_DATA`` if set, else ``~/.cache/tkd/data``."""
+    return Path(os.environ.get("TKD_DATA") or Path.home() / ".cache" / "tkd" / "data")
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:
+    """Load one of :data:`DATASETS` as uint8 tensors on the CPU.
+
+    root: folder holding the data (default :func:`default_root`). ``download=False`` never
+    touches the network. Raises ``ValueError`` for an unknown name or a malformed file and
+    :class:`DatasetNotFoundError` (a ``FileNotFoundError``) when the files are missing.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    root = Path(root).expanduser() if root is not None else default_root()
+    if name == "digits":
+        return _load_digits()
+    if name in ("fashion-mnist", "mnist"):
+        return _load_mnist_like(name, root, download)
+    return _load_cifar(name, root, download)
+
+
+# ---------------------------------------------------------------- digits (scikit-learn) ----
+
+
+def _load_digits() -> Dataset:
+    """sklearn's 8x8 digits, values 0..16 scaled to 0..255; stratified 80/20 split, seed 0.
+
+    Each class is permuted with ``numpy.random.default_rng(DIGITS_SPLIT_SEED)`` and its first
+    ``round(0.2 * n_class)`` samples go to the test split, so the split never changes.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images * 255.0 / 16.0).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
+    labels = bunch.target.astype(np.int64)
+    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for c in range(10):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        is_test[members[: round(DIGITS_TEST_FRACTION * len(members))]] = True
+    split = {
+        part: TensorSplit(torch.from_numpy(images[mask].copy()), torch.from_numpy(labels[mask]))
+        for part, mask in (("train", ~is_test), ("test", is_test))
+    }
+    return Dataset("digits", split["train"], split["test"], 10, 1, 8, [str(c) for c in range(10)])
+
+
+# ------------------------------------------------------------ (Fashion-)MNIST, IDX files ----
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (gzip-compressed or not) with ``ndim`` dimensions."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise ValueError(f"{path}: broken gzip stream ({error})") from None
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: file too short for an IDX header ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != 0x0800 + ndim:  # two zero bytes, type 0x08 (ubyte), number of dimensions
+        raise ValueError(f"{path}: bad IDX magic number {magic} (expected {0x0800 + ndim})")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes of data) "
+                         f"but the file holds {len(raw) - header} bytes (truncated?)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _idx_path(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx_folder(folder: Path) -> dict[str, TensorSplit] | None:
+    """The two splits from ``folder``; None if it holds none of the four files."""
+    stems = [stem for pair in IDX_FILES.values() for stem in pair]
+    paths = {stem: _idx_path(folder, stem) for stem in stems}
+    if all(p is None for p in paths.values()):
+        return None
+    missing = [stem for stem, p in paths.items() if p is None]
+    if missing:
+        raise ValueError(f"{folder}: incomplete MNIST-format folder, missing "
+                         f"{', '.join(m + '.gz' for m in missing)}")
+    splits = {}
+    for split, (image_stem, label_stem) in IDX_FILES.items():
+        images, labels = read_idx(paths[image_stem], 3), read_idx(paths[label_stem], 1)
+        if images.shape[1:] != (28, 28):
+            raise ValueError(f"{paths[image_stem]}: images are {images.shape[1:]}, not 28x28")
+        if len(images) != len(labels):
+            raise ValueError(f"{paths[label_stem]}: {len(labels)} labels for {len(images)} "
+                             f"images in {paths[image_stem].name}")
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"{paths[label_stem]}: label {labels.max()} outside 0..9")
+        splits[split] = TensorSplit(torch.from_numpy(images[:, None].copy()),
+                                    torch.from_numpy(labels.astype(np.int64)))
+    return splits
+
+
+def _load_mnist_like(name: str, root: Path, download: bool) -> Dataset:
+    folder = root / name
+    tv_name = "FashionMNIST" if name == "fashion-mnist" else "MNIST"
+    candidates = [folder, folder / tv_name / "raw"]  # the second is where torchvision puts them
+    if name == "fashion-mnist":
+        candidates.append(DEBIAN_FASHION_MNIST)
+
+    def search() -> dict[str, TensorSplit] | None:
+        for candidate in candidates:
+            splits = _read_idx_folder(candidate)
+            if splits is not None:
+                return splits
+        return None
+
+    splits = search()
+    if splits is None and download:
+        error = _try_download(tv_name, folder)
+        splits = search()
+        if splits is None:
+            raise _not_found(name, candidates, folder, _idx_wanted(), error)
+    if splits is None:
+        raise _not_found(name, candidates, folder, _idx_wanted(), None)
+    classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else [str(c) for c in range(10)]
+    return Dataset(name, splits["train"], splits["test"], 10, 1, 28, list(classes))
+
+
+def _idx_wanted() -> str:
+    names = [stem + ".gz" for pair in IDX_FILES.values() for stem in pair]
+    return "the four files " + ", ".join(names)
+
+
+# ------------------------------------------------------------- CIFAR, python-pickle files ----
+
+
+def _unpickle(path: Path) -> dict:
+    if not path.is_file():
+        raise ValueError(f"{path}: missing file in {path.parent}")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means a broken file
+        raise ValueError(f"{path}: not a readable CIFAR pickle ({error})") from None
+
+
+def _read_cifar_batch(path: Path, label_key: bytes, num_classes: int) -> TensorSplit:
+    batch = _unpickle(path)
+    if b"data" not in batch or label_key not in batch:
+        raise ValueError(f"{path}: expected keys b'data' and {label_key!r}, "
+                         f"found {sorted(batch)}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: b'data' is {data.dtype} {data.shape}, expected uint8 (n, 3072)")
+    if labels.shape != (len(data),):
+        raise ValueError(f"{path}: {labels.size} labels for {len(data)} images")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{path}: labels outside 0..{num_classes - 1}")
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    return TensorSplit(images, torch.from_numpy(labels))
+
+
+def _read_cifar_folder(name: str, folder: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+    _, _, train_files, test_file, meta_file, label_key, names_key = CIFAR[name]
+    meta = _unpickle(folder / meta_file)
+    if names_key not in meta:
+        raise ValueError(f"{folder / meta_file}: no {names_key!r} entry")
+    class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[names_key]]
+    parts = [_read_cifar_batch(folder / f, label_key, len(class_names)) for f in train_files]
+    train = TensorSplit(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
+    test = _read_cifar_batch(folder / test_file, label_key, len(class_names))
+    return train, test, class_names
+
+
+def _extract(archive: Path, root: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(root, filter="data")
+            else:  # pragma: no cover - Python without extraction filters
+                tar.extractall(root)
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ValueError(f"{archive}: cannot extract archive ({error})") from None
+
+
+def _load_cifar(name: str, root: Path, download: bool) -> Dataset:
+    folder_name, archive_name, train_files, test_file, meta_file = CIFAR[name][:5]
+    folder, archive = root / folder_name, root / archive_name
+    error = None
+    if not folder.is_dir() and archive.is_file():
+        _extract(archive, root)
+    if not folder.is_dir() and download:
+        error = _try_download(name.upper(), root)
+        if not folder.is_dir() and archive.is_file():
+            _extract(archive, root)
+    if not folder.is_dir():
+        wanted = (f"the official archive {archive_name}, or its extracted folder {folder_name}/ "
+                  f"with {', '.join([*train_files, test_file, meta_file])},")
+        raise _not_found(name, [folder, archive], root, wanted, error)
+    train, test, class_names = _read_cifar_folder(name, folder)
+    return Dataset(name, train, test, len(class_names), 3, 32, class_names)
+
+
+# --------------------------------------------------------------------- download / errors ----
+
+
+def _try_download(tv_name: str, root: Path) -> Exception | None:
+    """Let torchvision fetch ``tv_name`` into ``root``; return the error instead of raising."""
+    try:
+        import torchvision.datasets
+
+        getattr(torchvision.datasets, tv_name)(str(root), train=True, download=True)
+    except Exception as error:  # noqa: BLE001 - no network, mirror down, bad checksum, ...
+        return error
+    return None
+
+
+def _not_found(name: str, searched: list[Path], target: Path, files: str,
+               error: Exception | None) -> DatasetNotFoundError:
+    lines = [f"dataset {name!r} not found. Looked in:"]
+    lines += [f"  {p}" for p in searched]
+    if error is not None:
+        lines.append(f"Download failed: {type(error).__name__}: {error}")
+    lines.append(f"Put {files} in {target}")
+    lines.append("Or pass download=True on a machine with internet access. Offline, 'digits' "
+                 "always works, and 'fashion-mnist' does after installing Debian's package "
+                 f"dataset-fashion-mnist (files in {DEBIAN_FASHION_MNIST}).")
+    return DatasetNotFoundError("\n".join(lines))
+
+
+# ------------------------------------------------------------------- batches on the device ----
+
+
+def to_float(images: Tensor) -> Tensor:
+    """uint8 images (B, C, H, W) -> float32 in [0, 1] (``ToTensor``; no normalisation)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"to_float expects uint8 images, got {images.dtype}")
+    return images.float().div_(255.0)
+
+
+def augment(images: Tensor, generator: torch.Generator, padding: int = 4,
+            flip: bool = True) -> Tensor:
+    """Random crop with zero padding and random horizontal flip, for a whole batch at once.
+
+    images: (B, C, H, W) float on any device; generator: a CPU generator (the draws are made
+    there, then moved to ``images.device``, so results depend only on its state).
+    Returns (B, C, H, W). ``padding=0, flip=False`` returns the images unchanged.
+    """
+    b, _, h, w = images.shape
+    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+    mirror = torch.rand(b, generator=generator) < 0.5
+    if not flip:
+        mirror.zero_()
+    device = images.device
+    dy, dx, mirror = dy.to(device), dx.to(device), mirror.to(device)
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    cols = torch.arange(w, device=device).expand(b, w)
+    cols = torch.where(mirror[:, None], w - 1 - cols, cols) + dx[:, None]  # (B, W)
+    rows = torch.arange(h, device=device)[None, :] + dy[:, None]  # (B, H)
+    batch = torch.arange(b, device=device)[:, None, None]
+    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def batch_indices(n: int, batch_size: int, shuffle: bool,
+                  generator: torch.Generator | None = None) -> list[Tensor]:
+    """Index tensors (CPU int64) covering ``0..n-1`` once, ``batch_size`` each (last smaller)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+# ------------------------------------------------------------------ the paper's negatives ----
+
+
+class NegativeSampler:
+    """Draws, for each anchor label ``y``, a uniformly random sample of the split with label != y.
+
+    labels: (N,) int64 labels of the whole split (on any device). The split is sorted by label
+    once; class ``c`` occupies ``order[start[c] : start[c] + count[c]]``. A draw picks
+    ``r`` in ``[0, N - count[y])`` and skips over the block of class ``y``.
+    """
+
+    def __init__(self, labels: Tensor, num_classes: int):
+        labels = labels.long()
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"labels must lie in 0..{num_classes - 1}")
+        self.num_classes = num_classes
+        self.order = torch.argsort(labels, stable=True)  # (N,) split indices, grouped by class
+        self.count = torch.bincount(labels, minlength=num_classes)  # (classes,)
+        self.start = torch.cumsum(self.count, 0) - self.count  # (classes,)
+        if len(labels) == 0 or bool((self.count == len(labels)).any()):
+            raise ValueError("every sample has the same class: no negative of another class exists")
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def draw(self, batch_labels: Tensor, generator: torch.Generator) -> Tensor:
+        """batch_labels (B,) -> (B,) int64 split indices of other-class samples.
+
+        Random numbers come from the CPU ``generator``; the result is on the sampler's device.
+        """
+        device = self.order.device
+        y = batch_labels.to(device).long()
+        pool = len(self.order) - self.count[y]  # (B,) how many samples are of another class
+        u = torch.rand(len(y), generator=generator, dtype=torch.float64).to(device)
+        r = torch.minimum((u * pool).long(), pool - 1)  # uniform in [0, pool)
+        position = r + torch.where(r >= self.start[y], self.count[y], 0)
+        return self.order[position]
+
+
+def fixed_negatives(labels: Tensor, num_classes: int, seed: int = 0) -> Tensor:
+    """One fixed other-class negative per sample: (N,) labels -> (N,) indices (test split)."""
+    generator = torch.Generator().manual_seed(seed)
+    return NegativeSampler(labels, num_classes).draw(labels, generator)

@@ -1,0 +1,115 @@
+"""Negative selection for the triplet and pair losses, kept apart from the losses themselves.
+
+A *negative* for sample ``i`` (label ``y_i``) is another sample of a different class. The paper
+draws it from the whole training set (strategy ``"sample"``, handled by
+:class:`tkd.data.NegativeSampler`, which needs an extra student forward on the drawn images).
+The three in-batch strategies below reuse logits that the batch already has:
+
+- ``"batch-random"``: a uniformly random other-class sample of the same batch;
+- ``"batch-hard"``: the other-class sample whose logits lie closest to the anchor;
+- ``"batch-semihard"`` (FaceNet): the closest other-class sample that is still farther from the
+  anchor than the positive, ``d(a, p) < d(a, n)``; where none exists, the hardest one.
+
+Every miner returns ``(index, valid)``: ``index`` (batch,) int64 into the batch and ``valid``
+(batch,) bool. A sample whose batch holds no other-class sample has ``valid = False`` (its index
+points at itself); the losses give such a row zero weight, so it contributes nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+NEGATIVE_STRATEGIES = ("sample", "batch-random", "batch-hard", "batch-semihard")
+BATCH_STRATEGIES = NEGATIVE_STRATEGIES[1:]
+
+
+def check_strategy(name: str) -> str:
+    """Return ``name`` if it is a known negative strategy, else raise a ``ValueError``."""
+    if name not in NEGATIVE_STRATEGIES:
+        raise ValueError(
+            f"negatives={name!r} is not a known negative strategy; "
+            f"choose one of {', '.join(NEGATIVE_STRATEGIES)}"
+        )
+    return name
+
+
+def other_class_mask(labels: Tensor) -> Tensor:
+    """(batch,) labels -> (batch, batch) bool, True where the two samples' classes differ."""
+    return labels[:, None] != labels[None, :]
+
+
+def _pick(scores: Tensor, mask: Tensor, largest: bool) -> tuple[Tensor, Tensor]:
+    """Arg-max/min of ``scores`` (batch, batch) over the True entries of ``mask`` per row."""
+    fill = float("-inf") if largest else float("inf")
+    masked = scores.masked_fill(~mask, fill)
+    index = masked.argmax(dim=1) if largest else masked.argmin(dim=1)
+    valid = mask.any(dim=1)
+    rows = torch.arange(len(scores), device=scores.device)
+    return torch.where(valid, index, rows), valid
+
+
+def batch_random(labels: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """A uniformly random other-class partner in the batch for each sample.
+
+    labels: (batch,) int64. ``generator`` (CPU) makes the draw repeatable.
+    Returns ``(index, valid)``, each (batch,).
+    """
+    mask = other_class_mask(labels)
+    noise = torch.rand(mask.shape, generator=generator).to(labels.device)
+    return _pick(noise, mask, largest=True)
+
+
+def batch_hard(anchor: Tensor, candidates: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """For each anchor row, the other-class candidate at the smallest distance.
+
+    anchor, candidates: (batch, classes) — teacher logits and student logits of the batch;
+    labels: (batch,). Returns ``(index, valid)``, each (batch,).
+    """
+    distance = torch.cdist(anchor.detach().float(), candidates.detach().float())
+    return _pick(distance, other_class_mask(labels), largest=False)
+
+
+def batch_semihard(
+    anchor: Tensor, positive: Tensor, candidates: Tensor, labels: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Closest other-class candidate with ``d(a, n) > d(a, p)``; hardest negative where none is.
+
+    anchor, positive, candidates: (batch, classes); labels: (batch,).
+    Returns ``(index, valid)``, each (batch,).
+    """
+    anchor, positive = anchor.detach().float(), positive.detach().float()
+    distance = torch.cdist(anchor, candidates.detach().float())
+    positive_distance = (anchor - positive).norm(dim=1, keepdim=True)
+    other = other_class_mask(labels)
+    semihard = other & (distance > positive_distance)
+    index_semi, has_semi = _pick(distance, semihard, largest=False)
+    index_hard, valid = _pick(distance, other, largest=False)
+    return torch.where(has_semi, index_semi, index_hard), valid
+
+
+def mine_negatives(
+    strategy: str,
+    labels: Tensor,
+    anchor: Tensor | None = None,
+    positive: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Pick an in-batch negative for every sample with one of :data:`BATCH_STRATEGIES`.
+
+    labels: (batch,); anchor: teacher logits (batch, classes); positive: student logits
+    (batch, classes), also the pool the negatives are taken from. Returns ``(index, valid)``.
+    """
+    check_strategy(strategy)
+    if strategy == "sample":
+        raise ValueError(
+            "negatives='sample' draws negatives from the dataset, not the batch: "
+            "use tkd.data.NegativeSampler for it"
+        )
+    if strategy == "batch-random":
+        return batch_random(labels, generator)
+    if anchor is None or positive is None:
+        raise ValueError(f"negatives={strategy!r} needs the anchor and positive logits")
+    if strategy == "batch-hard":
+        return batch_hard(anchor, positive, labels)
+    return batch_semihard(anchor, positive, positive, labels)

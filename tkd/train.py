@@ -1,0 +1,303 @@
+"""The trainer: one function, :func:`fit`, for a teacher alone or a student with a teacher.
+
+One step: batch indices -> images sliced from the on-device split -> teacher logits (cached or
+computed) -> student logits (with the negative images in the same forward) -> objective ->
+backward -> SGD step. Per-step loss values stay on the device and are read once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tkd.checkpoint import load_latest_checkpoint, save_checkpoint
+from tkd.data import Dataset, NegativeSampler, augment, batch_indices, fixed_negatives, to_float
+from tkd.losses import ObjectiveConfig, objective
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and run settings. Defaults are the paper's (SGD 0.01, momentum 0.9,
+    weight decay 0.007, step LR x0.1 every 100 epochs, batch 100, seed 1, no augmentation)."""
+
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.007
+    lr_step: int = 100
+    lr_gamma: float = 0.1
+    augment: bool = False
+    seed: int = 1
+    deterministic: bool = False
+    device: str | None = None
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    progress: bool = True
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "lr_step", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "lr_gamma"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        for name in ("momentum", "weight_decay"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.resume and not self.checkpoint_dir:
+            raise ValueError("resume=True needs checkpoint_dir, the folder the run saved into")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the message names epoch, batch and term."""
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """The given device, else CUDA, then Apple MPS, then CPU."""
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); returns the CPU generator the trainer uses
+    for shuffling, negatives and augmentation. ``deterministic`` also pins the kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return torch.Generator().manual_seed(seed)
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generator": generator.get_state(),
+    }
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    generator.set_state(state["generator"])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
+            autocast: bool = False) -> torch.Tensor:
+    """Logits (N, classes) float32 of an eval-mode ``model`` on uint8 images (N, C, H, W)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_float(images[start:start + batch_size])
+        with torch.autocast(images.device.type, torch.bfloat16, enabled=autocast):
+            out.append(model(x).float())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def _evaluate(model, teacher_logits, split, negatives, config, obj, autocast) -> dict:
+    """Test metrics: accuracy and every loss term, with the split's fixed negatives."""
+    logits = predict(model, split.images, config.eval_batch_size, autocast)
+    metrics = {"acc": (logits.argmax(1) == split.labels).float().mean().item()}
+    if obj is not None:
+        parts = objective(obj, logits, split.labels, teacher_logits, logits[negatives],
+                          None if teacher_logits is None else teacher_logits[negatives],
+                          generator=torch.Generator().manual_seed(0), check_finite=False)
+        metrics.update({k: v.item() for k, v in parts.items()})
+    return metrics
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    objective_config: ObjectiveConfig | None = None,
+    teacher: nn.Module | None = None,
+) -> pd.DataFrame:
+    """Train ``model`` on ``data`` and return the per-epoch history.
+
+    Without ``teacher`` the model is trained with ``objective_config`` (default: cross-entropy
+    alone). With a teacher it is frozen (eval, no grad); with augmentation off its logits are
+    computed once for both splits. Columns: ``epoch, lr, train_<term>, train_acc, test_<term>,
+    test_acc, epoch_seconds, images_per_second``. Ctrl-C returns the history so far (the last
+    finished epoch is checkpointed); ``history.attrs["interrupted"]`` tells.
+    """
+    config = config or TrainConfig()
+    obj = objective_config or ObjectiveConfig()
+    if obj.needs_teacher and teacher is None:
+        raise ValueError(f"the objective's terms {obj.terms} need a teacher; pass teacher=")
+    device = pick_device(config.device)
+    generator = seed_everything(config.seed, config.deterministic)
+    on_cuda = device.type == "cuda"
+    autocast = config.bf16 and on_cuda
+    memory_format = torch.channels_last if config.channels_last and on_cuda else None
+
+    train, test = data.train.to(device), data.test.to(device)
+    model = model.to(device, memory_format=memory_format)
+    step_model = torch.compile(model) if config.compile else model
+    teacher_train = teacher_test = None
+    if teacher is not None:
+        teacher = teacher.to(device, memory_format=memory_format).eval().requires_grad_(False)
+        teacher_test = predict(teacher, test.images, config.eval_batch_size, autocast)
+        if not config.augment:
+            teacher_train = predict(teacher, train.images, config.eval_batch_size, autocast)
+    sampler = NegativeSampler(data.train.labels, data.num_classes)
+    test_negatives = fixed_negatives(data.test.labels, data.num_classes, config.seed).to(device)
+    sample_negatives = obj.needs_negatives and obj.negatives == "sample"
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
+    rows: list[dict] = []
+    if config.resume:
+        state = load_latest_checkpoint(config.checkpoint_dir)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"], generator)
+            rows = pd.DataFrame(state["history"]).to_dict("records")
+
+    def images_at(index: torch.Tensor) -> torch.Tensor:
+        x = to_float(train.images[index])
+        x = augment(x, generator) if config.augment else x
+        return x.contiguous(memory_format=memory_format) if memory_format else x
+
+    history = pd.DataFrame(rows)
+    history.attrs["interrupted"] = False
+    epochs = range(len(rows) + 1, config.epochs + 1)
+    bar = _progress(epochs, config.progress, initial=len(rows), total=config.epochs)
+    try:
+        for epoch in bar:
+            model.train()
+            start = time.perf_counter()
+            batches = batch_indices(len(train), config.batch_size, True, generator)
+            order = torch.cat(batches)
+            negatives = sampler.draw(data.train.labels[order], generator) if sample_negatives \
+                else None
+            terms = ["total", *obj.terms]
+            sums = torch.zeros(len(batches), len(terms), device=device)
+            correct = torch.zeros((), device=device)
+            offset = 0
+            for step, index in enumerate(batches):
+                index_dev = index.to(device, non_blocking=True)
+                x, y = images_at(index_dev), train.labels[index_dev]
+                if sample_negatives:
+                    negative = negatives[offset:offset + len(index)].to(device, non_blocking=True)
+                    x = torch.cat([x, images_at(negative)])
+                offset += len(index)
+                with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
+                    out = step_model(x).float()
+                    t = t_neg = None
+                    if teacher is not None:
+                        t = teacher_train[index_dev] if teacher_train is not None else \
+                            _teacher_logits(teacher, x)
+                        if sample_negatives:
+                            t, t_neg = (t.chunk(2) if teacher_train is None
+                                        else (t, teacher_train[negative]))
+                    s, s_neg = (out.chunk(2) if sample_negatives else (out, None))
+                    parts = objective(obj, s, y, t, s_neg, t_neg, generator, check_finite=False)
+                optimizer.zero_grad(set_to_none=True)
+                parts["total"].backward()
+                optimizer.step()
+                sums[step] = torch.stack([parts[k].detach() for k in terms])
+                correct += (s.detach().argmax(1) == y).sum()
+            _check_finite(sums, terms, epoch)
+            if on_cuda:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            sizes = torch.tensor([len(b) for b in batches], dtype=torch.float32, device=device)
+            means = (sums * sizes[:, None]).sum(0) / len(train)
+            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+            row.update({f"train_{k}": v.item() for k, v in zip(terms, means)})
+            row["train_acc"] = correct.item() / len(train)
+            evaluation = _evaluate(model, teacher_test, test, test_negatives, config, obj,
+                                   autocast)
+            row.update({f"test_{k}": v for k, v in evaluation.items()})
+            row["epoch_seconds"] = seconds
+            row["images_per_second"] = len(train) / seconds
+            scheduler.step()
+            rows.append(row)
+            history = pd.DataFrame(rows)
+            if config.checkpoint_dir:
+                save_checkpoint(config.checkpoint_dir, epoch, {
+                    "model": getattr(model, "_orig_mod", model).state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(generator), "history": history.to_dict("list"),
+                    "config": asdict(config), "objective": obj.to_dict()})
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{row['train_total']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+    except KeyboardInterrupt:
+        history = pd.DataFrame(rows)
+        history.attrs["interrupted"] = True
+        print(f"interrupted: returning {len(rows)} finished epochs"
+              + (f"; resume from {config.checkpoint_dir}" if config.checkpoint_dir else ""))
+    finally:
+        if hasattr(bar, "close"):
+            bar.close()
+    model.eval()
+    history.attrs.setdefault("interrupted", False)
+    return history
+
+
+def _teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return teacher(x).float()
+
+
+def _check_finite(sums: torch.Tensor, terms: list[str], epoch: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first bad batch and term of the epoch."""
+    bad = ~torch.isfinite(sums)
+    if bool(bad.any()):
+        step, column = (int(i) for i in bad.nonzero()[0])
+        raise NonFiniteLossError(
+            f"the {terms[column]} loss became {sums[step, column].item()} at epoch {epoch}, "
+            f"batch {step + 1}; the last good checkpoint is kept. Lower the learning rate or "
+            "check the inputs."
+        )
+
+
+def _progress(epochs, enabled: bool, initial: int, total: int):
+    if not enabled:
+        return epochs
+    from tqdm.auto import tqdm
+
+    return tqdm(epochs, desc="epochs", initial=initial, total=total, leave=False)
+
+
+def run_dir_config(out: str | Path) -> str:
+    """The checkpoint folder inside a run's output folder."""
+    return str(Path(out) / "checkpoints")
