@@ -87,8 +87,8 @@ def test_pair_loss_hand_computed():
     t = torch.tensor([[0.0, 0.0]])
     s = torch.tensor([[3.0, 4.0]])  # ||s - t|| = 5
     t_neg = torch.tensor([[6.0, 4.0]])  # ||s - t_neg|| = 3
-    # 0.5 * 25 + 0.5 * max(0, 5 - 3)^2 = 12.5 + 2
-    assert pair_kd_loss(t, s, t_neg, margin=5.0).item() == pytest.approx(14.5, abs=1e-4)
+    # ||s - t|| + max(0, 5 - ||s - t_neg||) = 5 + 2
+    assert pair_kd_loss(t, s, t_neg, margin=5.0).item() == pytest.approx(7.0, abs=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -111,10 +111,13 @@ def pair_kd_loss(
 ) -> Tensor:
     """Contrastive (pair) distillation: pull ``s_i`` to ``t_i``, push it from ``t_j``.
 
-    ``L = mean_i [ 1/2 ||s_i - t_i||^2 + 1/2 max(0, margin - ||s_i - t_j||)^2 ]`` with ``s`` the
-    student's logits, ``t`` the teacher's, and ``j`` a sample of another class than ``i``
-    (``negative_teacher_logits[i] = t_j``). Rows with ``valid`` False keep only the pull term's
-    weight out of the mean; if no row is valid the loss is 0. Returns a scalar.
+    ``L = mean_i [ ||s_i - t_i|| + max(0, margin - ||s_i - t_j||) ]`` with ``s`` the student's
+    logits, ``t`` the teacher's, and ``j`` a sample of another class than ``i``
+    (``negative_teacher_logits[i] = t_j``): the positive pair (same image) and the negative pair
+    (other class) are scored separately, as in a Siamese network. Distances are not squared, so
+    the gradient stays bounded as in the triplet loss (squared distances of raw logits diverge
+    at the paper's learning rate). Rows with ``valid`` False are left out of the mean; if none is
+    valid the loss is 0. Returns a scalar.
     """
     _check_logits(
         check_finite,
@@ -123,10 +126,8 @@ def pair_kd_loss(
         negative_teacher_logits=negative_teacher_logits,
     )
     _check_margin(margin)
-    pull = 0.5 * distance(student_logits, teacher_logits.detach()).pow(2)
-    push = 0.5 * (margin - distance(student_logits, negative_teacher_logits.detach())).clamp(
-        min=0
-    ).pow(2)
+    pull = distance(student_logits, teacher_logits.detach())
+    push = (margin - distance(student_logits, negative_teacher_logits.detach())).clamp(min=0)
     return _weighted_mean(pull + push, valid)
 
 

@@ -1,0 +1,3 @@
+from tkd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Command line: ``python -m tkd train ...`` (more sub-commands register below).
+
+Every value is checked before any data is loaded or any model is built, and unknown names get
+an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from tkd.checkpoint import CheckpointError, atomic_write_text, load_model, save_model
+from tkd.data import DATASETS, load_dataset
+from tkd.losses import METHODS, method_config
+from tkd.miners import NEGATIVE_STRATEGIES
+from tkd.models import MODELS, build_model
+from tkd.results import make_record, save_record
+from tkd.train import TrainConfig, fit, pick_device
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0, got 0")
+    return value
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tkd train``."""
+    parser.add_argument("--dataset", default="digits", choices=DATASETS)
+    parser.add_argument("--data-root", default=None, help="dataset folder (default $TKD_DATA)")
+    parser.add_argument("--model", default="paper-student", choices=list(MODELS))
+    parser.add_argument("--teacher", default=None, help="teacher checkpoint (model.pt of a run)")
+    parser.add_argument("--method", default="ce", choices=list(METHODS))
+    parser.add_argument("--margin", type=_non_negative, default=None)
+    parser.add_argument("--temperature", type=_positive, default=None)
+    parser.add_argument("--negatives", default=None, choices=NEGATIVE_STRATEGIES)
+    for term in ("ce", "kd", "mse", "triplet", "pair"):
+        parser.add_argument(f"--{term}-weight", type=_non_negative, default=None)
+    parser.add_argument("--epochs", type=_positive_int, default=10)
+    parser.add_argument("--batch-size", type=_positive_int, default=100)
+    parser.add_argument("--lr", type=_positive, default=0.01)
+    parser.add_argument("--weight-decay", type=_non_negative, default=None,
+                        help="default: 0.01 for ce, 0.007 for distillation (the paper's)")
+    parser.add_argument("--lr-step", type=_positive_int, default=100)
+    parser.add_argument("--subset", type=_positive_int, default=None,
+                        help="train on the first N training images (balanced over classes)")
+    parser.add_argument("--augment", action="store_true", help="random crop + flip on device")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best found)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--out", required=True, help="output folder of the run")
+    parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Run ``tkd train``: validate, load, fit, write model.pt, history.csv and result.json."""
+    weights = {f"{t}_weight": getattr(args, f"{t}_weight")
+               for t in ("ce", "kd", "mse", "triplet", "pair")}
+    objective = method_config(args.method, margin=args.margin, temperature=args.temperature,
+                              negatives=args.negatives, **weights)
+    if objective.needs_teacher and not args.teacher:
+        raise ValueError(f"--method {args.method} needs --teacher CKPT (a model.pt of a run)")
+    if args.teacher and not Path(args.teacher).is_file():
+        raise ValueError(f"--teacher {args.teacher}: no such file")
+    weight_decay = args.weight_decay if args.weight_decay is not None else (
+        0.01 if args.method == "ce" else 0.007)
+    out = Path(args.out)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=weight_decay,
+        lr_step=args.lr_step, augment=args.augment, seed=args.seed,
+        deterministic=args.deterministic, device=args.device, compile=args.compile,
+        progress=not args.no_progress, checkpoint_dir=str(out / "checkpoints"),
+        resume=args.resume,
+    )
+    if not args.resume and any((out / "checkpoints").glob("epoch-*.pt")):
+        raise ValueError(f"{out} already holds checkpoints: add --resume, or choose a new --out")
+    data = load_dataset(args.dataset, args.data_root)
+    if args.subset:
+        data.train = data.train.subset(args.subset, seed=args.seed)
+    teacher = load_model(args.teacher) if args.teacher else None
+    if teacher is not None:
+        info = teacher.tkd_info
+        wanted = {"num_classes": data.num_classes, "in_channels": data.in_channels,
+                  "image_size": data.image_size}
+        wrong = {k: (info[k], v) for k, v in wanted.items() if info[k] != v}
+        if wrong:
+            detail = ", ".join(f"{k} {a} (dataset needs {b})" for k, (a, b) in wrong.items())
+            raise ValueError(f"--teacher {args.teacher} does not fit {args.dataset}: {detail}")
+    model = build_model(args.model, data.num_classes, data.in_channels, data.image_size)
+    start = time.perf_counter()
+    history = fit(model, data, config, objective, teacher)
+    wall = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(out / "model.pt", model, args.model, data.num_classes, data.in_channels,
+               data.image_size, dataset=args.dataset, method=args.method)
+    atomic_write_text(out / "history.csv", history.to_csv(index=False))
+    run_config = {"dataset": args.dataset, "model": args.model, "teacher": args.teacher,
+                  "method": args.method, "subset": args.subset, "train": asdict(config),
+                  "objective": objective.to_dict()}
+    save_record(out / "result.json",
+                make_record(run_config, history, pick_device(args.device), wall))
+    if len(history):
+        last = history.iloc[-1]
+        print(f"epoch {int(last.epoch)}: train acc {last.train_acc:.4f}, "
+              f"test acc {last.test_acc:.4f}; wrote {out}")
+    return 130 if history.attrs.get("interrupted") else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tkd`` argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tkd",
+        description="Triplet loss for knowledge distillation (Oki et al., 2020).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a teacher or a distilled student")
+    add_train_arguments(train)
+    train.set_defaults(run=train_command)
+    for register in EXTRA_COMMANDS:
+        register(commands)
+    return parser
+
+
+EXTRA_COMMANDS: list = []  # functions(subparsers) that add sub-commands (figures, reproduce)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tkd`` and the ``tkd`` script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

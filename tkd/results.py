@@ -1,0 +1,66 @@
+"""Run records: one JSON file per training run, enough to rebuild every table and figure.
+
+A record holds the full configuration, the per-epoch history, the final metrics, library
+versions, the device and the wall time. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from tkd.checkpoint import atomic_write_json
+
+
+def environment_info(device: str | torch.device) -> dict:
+    """Library versions and the device a run used."""
+    import numpy
+
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pd.__version__,
+        "device": str(device),
+        "device_name": name or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def make_record(config: dict, history: pd.DataFrame, device: str | torch.device,
+                wall_seconds: float) -> dict:
+    """A JSON-ready record of one finished (or interrupted) run."""
+    final = history.iloc[-1].to_dict() if len(history) else {}
+    return {
+        "config": config,
+        "history": {k: history[k].tolist() for k in history.columns} if len(history) else {},
+        "final": {k: float(v) for k, v in final.items()},
+        "interrupted": bool(history.attrs.get("interrupted", False)),
+        "environment": environment_info(device),
+        "wall_seconds": wall_seconds,
+    }
+
+
+def save_record(path: str | Path, record: dict) -> Path:
+    """Write a record atomically (temporary file + rename)."""
+    return atomic_write_json(path, record)
+
+
+def load_record(path: str | Path) -> dict:
+    """Read one record; a clear error for a file that is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a valid results file: {error}") from error
+
+
+def history_frame(record: dict) -> pd.DataFrame:
+    """The per-epoch history of a record as a DataFrame."""
+    return pd.DataFrame(record["history"])
