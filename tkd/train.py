@@ -146,6 +146,7 @@ def fit(
     config: TrainConfig | None = None,
     objective_config: ObjectiveConfig | None = None,
     teacher: nn.Module | None = None,
+    teacher_logits: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on ``data`` and return the per-epoch history.
 
@@ -154,6 +155,8 @@ def fit(
     computed once for both splits. Columns: ``epoch, lr, train_<term>, train_acc, test_<term>,
     test_acc, epoch_seconds, images_per_second``. Ctrl-C returns the history so far (the last
     finished epoch is checkpointed); ``history.attrs["interrupted"]`` tells.
+    ``teacher_logits=(train, test)``, each (N, classes), reuses logits computed earlier (e.g.
+    by :func:`predict`) so that several students of one teacher pay for them once.
     """
     config = config or TrainConfig()
     obj = objective_config or ObjectiveConfig()
@@ -171,9 +174,14 @@ def fit(
     teacher_train = teacher_test = None
     if teacher is not None:
         teacher = teacher.to(device, memory_format=memory_format).eval().requires_grad_(False)
-        teacher_test = predict(teacher, test.images, config.eval_batch_size, autocast)
-        if not config.augment:
-            teacher_train = predict(teacher, train.images, config.eval_batch_size, autocast)
+        if teacher_logits is not None:
+            teacher_train, teacher_test = (t.to(device).float() for t in teacher_logits)
+            if config.augment:
+                teacher_train = None  # augmented images need fresh teacher logits
+        else:
+            teacher_test = predict(teacher, test.images, config.eval_batch_size, autocast)
+            if not config.augment:
+                teacher_train = predict(teacher, train.images, config.eval_batch_size, autocast)
     sampler = NegativeSampler(data.train.labels, data.num_classes)
     test_negatives = fixed_negatives(data.test.labels, data.num_classes, config.seed).to(device)
     sample_negatives = obj.needs_negatives and obj.negatives == "sample"
