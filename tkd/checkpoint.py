@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,8 +28,21 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be trusted: truncated, corrupted or not ours."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp gives 0o600)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file + fsync + rename; returns the path."""
+    """Write ``data`` to ``path`` via a temporary file + fsync + rename; returns the path.
+
+    A kill at any moment leaves either the old file or the new one at ``path`` (at worst a
+    stray ``.<name>.*.tmp`` beside it), never a truncated file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -37,11 +51,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
     return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -52,6 +82,24 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, obj) -> Path:
     """Atomically write ``obj`` as indented JSON."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_csv(frame, path: str | Path, **to_csv_kwargs) -> Path:
+    """``frame.to_csv(path, **kwargs)`` made atomic (default ``index=False``)."""
+    to_csv_kwargs.setdefault("index", False)
+    return atomic_write_text(path, frame.to_csv(**to_csv_kwargs))
+
+
+def atomic_savefig(fig, path: str | Path, **savefig_kwargs) -> Path:
+    """``fig.savefig(path)`` made atomic: rendered in memory, then written by rename.
+
+    The format comes from the suffix (``.png``, ``.pdf``, ``.svg``) unless ``format=`` is given.
+    """
+    path = Path(path)
+    savefig_kwargs.setdefault("format", path.suffix.lstrip(".").lower() or "png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, **savefig_kwargs)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _torch_bytes(obj) -> bytes:
@@ -77,12 +125,23 @@ def safe_load(path: str | Path, map_location="cpu"):
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe is None:  # not a forbidden object: the bytes themselves are broken
+            raise CheckpointError(f"{path} is truncated or corrupted: {_first_line(error)}") \
+                from error
         raise CheckpointError(
-            f"{path} needs arbitrary pickle to load and was refused (weights_only=True). "
-            "Save plain state dicts (tkd.checkpoint.save_model) instead of whole objects."
+            f"{path} needs arbitrary pickle to load ({unsafe.group(1)}) and was refused: "
+            "tkd loads with weights_only=True and never runs code from a file. Save plain "
+            "state dicts (tkd.checkpoint.save_model) instead of whole objects."
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is truncated or corrupted: {error}") from error
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as error:
+        raise CheckpointError(f"{path} is truncated or corrupted: {_first_line(error)}") \
+            from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def save_checkpoint(directory: str | Path, epoch: int, state: dict) -> Path:
@@ -90,11 +149,15 @@ def save_checkpoint(directory: str | Path, epoch: int, state: dict) -> Path:
     directory = Path(directory)
     data = _torch_bytes({"format": CHECKPOINT_FORMAT, "epoch": epoch, **state})
     path = directory / f"epoch-{epoch:04d}.pt"
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar.unlink(missing_ok=True)  # a stale sidecar must never vouch for the new bytes
     atomic_write_bytes(path, data)
-    atomic_write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest())
+    atomic_write_text(sidecar, hashlib.sha256(data).hexdigest())
     for old in list_checkpoints(directory)[:-KEEP_CHECKPOINTS]:
         old.unlink(missing_ok=True)
         old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+    for stray in directory.glob(".epoch-*.tmp"):  # left by a run killed while writing
+        stray.unlink(missing_ok=True)
     return path
 
 
@@ -121,7 +184,9 @@ def load_latest_checkpoint(directory: str | Path) -> dict | None:
             continue
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             problems.append(f"{path} is not a tkd training checkpoint")
+            warnings.warn(f"skipping {path}: not a tkd training checkpoint", stacklevel=2)
             continue
+        state["path"] = str(path)
         return state
     if problems:
         raise CheckpointError(

@@ -18,7 +18,7 @@ from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
 from tkd.results import make_record, save_record
-from tkd.train import TrainConfig, fit, pick_device
+from tkd.train import TrainConfig, fit, pick_device, seed_everything
 
 
 def _positive_int(text: str) -> int:
@@ -28,6 +28,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {value}")
     return value
 
 
@@ -69,7 +79,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subset", type=_positive_int, default=None,
                         help="train on the first N training images (balanced over classes)")
     parser.add_argument("--augment", action="store_true", help="random crop + flip on device")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=_seed, default=1)
     parser.add_argument("--deterministic", action="store_true")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best found)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -88,9 +98,12 @@ def train_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--method {args.method} needs --teacher CKPT (a model.pt of a run)")
     if args.teacher and not Path(args.teacher).is_file():
         raise ValueError(f"--teacher {args.teacher}: no such file")
+    pick_device(args.device)  # an unknown or absent device fails here, before any work
     weight_decay = args.weight_decay if args.weight_decay is not None else (
         0.01 if args.method == "ce" else 0.007)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=weight_decay,
         lr_step=args.lr_step, augment=args.augment, seed=args.seed,
@@ -112,6 +125,7 @@ def train_command(args: argparse.Namespace) -> int:
         if wrong:
             detail = ", ".join(f"{k} {a} (dataset needs {b})" for k, (a, b) in wrong.items())
             raise ValueError(f"--teacher {args.teacher} does not fit {args.dataset}: {detail}")
+    seed_everything(args.seed)  # the same command builds the same initial weights
     model = build_model(args.model, data.num_classes, data.in_channels, data.image_size)
     start = time.perf_counter()
     history = fit(model, data, config, objective, teacher)
@@ -146,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EXTRA_COMMANDS: list = []  # functions(subparsers) that add sub-commands (figures, reproduce)
+from tkd.experiments import register_reproduce  # noqa: E402
+from tkd.figures import register_figures  # noqa: E402
+
+EXTRA_COMMANDS: list = [register_reproduce, register_figures]  # functions(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tkd.checkpoint import load_latest_checkpoint, save_checkpoint
+from tkd.checkpoint import CheckpointError, load_latest_checkpoint, safe_load, save_checkpoint
 from tkd.data import Dataset, NegativeSampler, augment, batch_indices, fixed_negatives, to_float
 from tkd.losses import ObjectiveConfig, objective
 
@@ -59,8 +59,16 @@ class TrainConfig:
         for name in ("momentum", "weight_decay"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
+                or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume=True needs checkpoint_dir, the folder the run saved into")
+
+
+RESUME_MUST_MATCH = ("batch_size", "lr", "momentum", "weight_decay", "lr_step", "lr_gamma",
+                     "augment", "seed")
+"""TrainConfig fields that a resumed run must share with its checkpoint (epochs may grow)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -68,9 +76,22 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """The given device, else CUDA, then Apple MPS, then CPU."""
+    """The given device, else CUDA, then Apple MPS, then CPU. ``ValueError`` for a device name
+    that torch does not know or a device this machine does not have."""
     if device:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device={device!r} is not a device name: {error}") from None
+        available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                     "mps": bool(getattr(torch.backends, "mps", None)
+                                 and torch.backends.mps.is_available())}
+        if not available.get(chosen.type, True):
+            raise ValueError(f"device={device!r} is not available on this machine")
+        if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -133,11 +154,71 @@ def _evaluate(model, teacher_logits, split, negatives, config, obj, autocast) ->
     logits = predict(model, split.images, config.eval_batch_size, autocast)
     metrics = {"acc": (logits.argmax(1) == split.labels).float().mean().item()}
     if obj is not None:
+        # The split's fixed negatives for every strategy: mining over the whole split at once
+        # would need (N, N) matrices and would not measure the same thing epoch to epoch.
+        obj = replace(obj, negatives="sample")
         parts = objective(obj, logits, split.labels, teacher_logits, logits[negatives],
                           None if teacher_logits is None else teacher_logits[negatives],
                           generator=torch.Generator().manual_seed(0), check_finite=False)
         metrics.update({k: v.item() for k, v in parts.items()})
     return metrics
+
+
+def _check_fits(name: str, net: nn.Module, data: Dataset, device: torch.device) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``net`` maps the dataset's images to
+    (batch, num_classes) logits. Runs one eval-mode forward of two images (no RNG used)."""
+    x = to_float(data.train.images[:2].to(device))
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(x)
+    except RuntimeError as error:
+        raise ValueError(
+            f"{name} does not fit dataset {data.name!r} (images {tuple(x.shape[1:])}): "
+            f"{str(error).splitlines()[0]}") from None
+    finally:
+        net.train(was_training)
+    if out.dim() != 2 or out.shape[1] != data.num_classes:
+        raise ValueError(f"{name} outputs {tuple(out.shape[1:])} per image but dataset "
+                         f"{data.name!r} has {data.num_classes} classes")
+
+
+def _check_teacher_logits(teacher_logits, data: Dataset) -> None:
+    if len(teacher_logits) != 2:
+        raise ValueError("teacher_logits must be a pair (train, test) of (N, classes) tensors")
+    for part, logits, split in zip(("train", "test"), teacher_logits, (data.train, data.test)):
+        want = (len(split), data.num_classes)
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != want:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
+            raise ValueError(f"teacher_logits[{part!r}] must have shape {want}, got {got}")
+        if not bool(torch.isfinite(logits).all()):
+            raise ValueError(f"teacher_logits[{part!r}] holds NaN or infinite values")
+
+
+def _resume(directory, config: TrainConfig, obj: ObjectiveConfig, model: nn.Module,
+            optimizer, scheduler, generator) -> tuple[list[dict], str | None]:
+    """Load the newest good checkpoint into the run; returns (history rows, its path)."""
+    state = load_latest_checkpoint(directory)
+    if state is None:
+        return [], None
+    saved = state.get("config", {})
+    changed = [f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in RESUME_MUST_MATCH
+               if saved.get(k) != getattr(config, k)]
+    changed += [f"objective {k}: {v!r} -> {obj.to_dict().get(k)!r}"
+                for k, v in state.get("objective", {}).items() if obj.to_dict().get(k) != v]
+    if changed:
+        raise ValueError(f"cannot resume from {state['path']}: the run's settings changed ("
+                         + "; ".join(changed) + "). Use the original settings or a new folder.")
+    try:
+        getattr(model, "_orig_mod", model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], generator)
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(f"cannot resume from {state['path']}: it does not fit this "
+                              f"model or run ({' '.join(str(error).split())[:300]})") from None
+    return pd.DataFrame(state["history"]).to_dict("records"), state["path"]
 
 
 def fit(
@@ -163,6 +244,11 @@ def fit(
     if obj.needs_teacher and teacher is None:
         raise ValueError(f"the objective's terms {obj.terms} need a teacher; pass teacher=")
     device = pick_device(config.device)
+    _check_fits("model", model.to(device), data, device)
+    if teacher is not None:
+        _check_fits("teacher", teacher.to(device), data, device)
+    if teacher_logits is not None:
+        _check_teacher_logits(teacher_logits, data)
     generator = seed_everything(config.seed, config.deterministic)
     on_cuda = device.type == "cuda"
     autocast = config.bf16 and on_cuda
@@ -187,17 +273,13 @@ def fit(
     sample_negatives = obj.needs_negatives and obj.negatives == "sample"
 
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+                                weight_decay=config.weight_decay, fused=on_cuda or None)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
-    rows: list[dict] = []
+    rows: list[dict] = []  # one per finished *and checkpointed* epoch
+    last_checkpoint = None
     if config.resume:
-        state = load_latest_checkpoint(config.checkpoint_dir)
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            _set_rng_state(state["rng"], generator)
-            rows = pd.DataFrame(state["history"]).to_dict("records")
+        rows, last_checkpoint = _resume(config.checkpoint_dir, config, obj, model, optimizer,
+                                        scheduler, generator)
 
     def images_at(index: torch.Tensor) -> torch.Tensor:
         x = to_float(train.images[index])
@@ -214,19 +296,20 @@ def fit(
             start = time.perf_counter()
             batches = batch_indices(len(train), config.batch_size, True, generator)
             order = torch.cat(batches)
-            negatives = sampler.draw(data.train.labels[order], generator) if sample_negatives \
-                else None
+            negatives = sampler.draw(data.train.labels[order], generator).to(device) \
+                if sample_negatives else None
+            order = order.to(device)  # one transfer per epoch; batches are slices of it
             terms = ["total", *obj.terms]
             sums = torch.zeros(len(batches), len(terms), device=device)
             correct = torch.zeros((), device=device)
             offset = 0
-            for step, index in enumerate(batches):
-                index_dev = index.to(device, non_blocking=True)
+            for step, size in enumerate(len(b) for b in batches):
+                index_dev = order[offset:offset + size]
                 x, y = images_at(index_dev), train.labels[index_dev]
                 if sample_negatives:
-                    negative = negatives[offset:offset + len(index)].to(device, non_blocking=True)
+                    negative = negatives[offset:offset + size]
                     x = torch.cat([x, images_at(negative)])
-                offset += len(index)
+                offset += size
                 with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
                     out = step_model(x).float()
                     t = t_neg = None
@@ -243,7 +326,7 @@ def fit(
                 optimizer.step()
                 sums[step] = torch.stack([parts[k].detach() for k in terms])
                 correct += (s.detach().argmax(1) == y).sum()
-            _check_finite(sums, terms, epoch)
+            _check_finite(sums, terms, epoch, model, last_checkpoint)
             if on_cuda:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
@@ -258,19 +341,22 @@ def fit(
             row["epoch_seconds"] = seconds
             row["images_per_second"] = len(train) / seconds
             scheduler.step()
-            rows.append(row)
-            history = pd.DataFrame(rows)
+            history = pd.DataFrame([*rows, row])
             if config.checkpoint_dir:
-                save_checkpoint(config.checkpoint_dir, epoch, {
+                last_checkpoint = str(save_checkpoint(config.checkpoint_dir, epoch, {
                     "model": getattr(model, "_orig_mod", model).state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(generator), "history": history.to_dict("list"),
-                    "config": asdict(config), "objective": obj.to_dict()})
+                    "config": asdict(config), "objective": obj.to_dict()}))
+            rows.append(row)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{row['train_total']:.3f}", test_acc=f"{row['test_acc']:.3f}")
     except KeyboardInterrupt:
         history = pd.DataFrame(rows)
         history.attrs["interrupted"] = True
+        if last_checkpoint:  # the model goes back to the last finished epoch, as in history
+            saved = safe_load(last_checkpoint)["model"]
+            getattr(model, "_orig_mod", model).load_state_dict(saved)
         print(f"interrupted: returning {len(rows)} finished epochs"
               + (f"; resume from {config.checkpoint_dir}" if config.checkpoint_dir else ""))
     finally:
@@ -286,15 +372,31 @@ def _teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return teacher(x).float()
 
 
-def _check_finite(sums: torch.Tensor, terms: list[str], epoch: int) -> None:
-    """Raise :class:`NonFiniteLossError` naming the first bad batch and term of the epoch."""
+def _check_finite(sums: torch.Tensor, terms: list[str], epoch: int, model: nn.Module,
+                  last_checkpoint: str | None) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first bad batch and loss term of the epoch
+    (a component such as ``triplet`` rather than ``total`` when one is to blame), or the first
+    weight that is no longer finite. ``sums``: (batches, terms)."""
+    kept = (f"the last good checkpoint, {last_checkpoint}, is kept" if last_checkpoint
+            else "no checkpoint was written for it")
     bad = ~torch.isfinite(sums)
     if bool(bad.any()):
-        step, column = (int(i) for i in bad.nonzero()[0])
+        step = int(bad.any(1).nonzero()[0])
+        columns = bad[step].nonzero().flatten().tolist()
+        column = next((c for c in columns if terms[c] != "total"), columns[0])
         raise NonFiniteLossError(
             f"the {terms[column]} loss became {sums[step, column].item()} at epoch {epoch}, "
-            f"batch {step + 1}; the last good checkpoint is kept. Lower the learning rate or "
-            "check the inputs."
+            f"batch {step + 1} of {len(sums)}; the run stopped and {kept}. Lower the learning "
+            "rate or check the inputs."
+        )
+    tensors = [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()]
+               if t.is_floating_point()]
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]) if tensors else None
+    if finite is not None and not bool(finite.all()):
+        name = tensors[int((~finite).nonzero()[0])][0]
+        raise NonFiniteLossError(
+            f"the weights ({name}) became NaN or infinite at epoch {epoch}, after its last "
+            f"batch; the run stopped and {kept}. Lower the learning rate."
         )
 
 

@@ -1,0 +1,96 @@
+"""The experiments as data and the reproduction driver, on tiny real runs of `digits`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from tkd import experiments as ex
+from tkd.cli import build_parser
+
+TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1,),
+                           sweep_seeds=(1,))
+
+
+def test_main_comparison_holds_the_papers_methods():
+    assert {"ce", "mse", "kd-t1", "kd-t4", "pair", "triplet", "triplet-kd"} <= set(ex.MAIN)
+    triplet = ex.MAIN["triplet"].objective()
+    assert (triplet.ce_weight, triplet.triplet_weight, triplet.margin) == (1.0, 2.0, 5.0)
+    assert triplet.negatives == "sample" and triplet.kd_weight == 0
+    kd22 = ex.MAIN["triplet-kd"].objective()
+    assert (kd22.kd_weight, kd22.temperature, kd22.triplet_weight) == (1.0, 1.0, 2.0)
+    assert ex.MAIN["kd-t4"].objective().temperature == 4.0
+    mined = {ex.MAIN[n].objective().negatives for n in ex.MAIN if n.startswith("triplet-batch")}
+    assert mined == {"batch-random", "batch-hard", "batch-semihard"}
+
+
+def test_sweeps_reuse_the_main_runs_and_plan_has_no_duplicates():
+    assert ex.margin_experiment(5.0).name == "triplet"
+    assert ex.temperature_experiment(4.0).name == "kd-t4"
+    assert [ex.EXPERIMENTS[n].objective().margin for n in ex.SWEEP_NAMES["margin"]] == \
+        list(ex.MARGINS)
+    runs = ex.plan("quick")
+    assert len(runs) == len(set(runs))
+    assert ("triplet-m1", 3) in runs and ("kd-t8", 2) in runs
+    per_method = {e: sum(1 for name, _ in runs if name == e) for e in ex.MAIN}
+    assert min(per_method.values()) >= 3
+
+
+def test_presets_follow_the_protocol():
+    paper = ex.get_preset("paper")
+    assert (paper.dataset, paper.epochs, paper.batch_size, paper.lr) == ("cifar10", 500, 100, 0.01)
+    assert (paper.weight_decay, paper.ce_weight_decay, paper.lr_step) == (0.007, 0.01, 100)
+    assert ex.get_preset("fashion").dataset == "fashion-mnist"
+    with pytest.raises(ValueError, match="unknown preset"):
+        ex.get_preset("imagenet")
+    with pytest.raises(ValueError, match="unknown experiments"):
+        ex.plan("quick", ["nope"])
+
+
+def test_results_root_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TKD_RESULTS", str(tmp_path))
+    assert ex.result_path("quick", "ce", 2) == tmp_path / "quick" / "ce" / "2.json"
+    assert ex.teacher_path("fashion") == tmp_path / "fashion" / "teacher" / "model.pt"
+
+
+def test_reproduce_trains_teacher_first_writes_records_and_skips_existing(tmp_path):
+    lines: list[str] = []
+    paths = ex.reproduce(TINY, ["ce", "triplet"], root=tmp_path, log=lines.append)
+    assert "teacher trained" in lines[0]
+    assert ex.teacher_path(TINY, tmp_path).is_file()
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == \
+        ["quick/ce/1.json", "quick/triplet/1.json"]
+    record = json.loads(paths[1].read_text())
+    assert set(record) >= {"config", "history", "final", "environment", "wall_seconds"}
+    assert record["config"]["experiment"] == "triplet"
+    assert record["config"]["objective"]["triplet_weight"] == 2.0
+    assert record["config"]["train"]["weight_decay"] == 0.007
+    assert json.loads(paths[0].read_text())["config"]["train"]["weight_decay"] == 0.01
+    assert record["history"]["epoch"] == [1, 2]
+    assert "train_triplet" in record["history"] and "test_triplet" in record["history"]
+    assert 0.0 <= record["final"]["test_acc"] <= 1.0
+    before = [p.stat().st_mtime_ns for p in paths]
+    lines.clear()
+    ex.reproduce(TINY, ["ce", "triplet"], root=tmp_path, log=lines.append)
+    assert "teacher loaded" in lines[0]
+    assert all("skipped" in line for line in lines[1:])
+    assert [p.stat().st_mtime_ns for p in paths] == before
+
+
+def test_a_run_depends_on_its_seed_only(tmp_path):
+    data = ex.load_data(TINY)
+    first = ex.run_experiment(TINY, "ce", 3, data, root=tmp_path / "a")
+    ex.run_experiment(TINY, "ce", 4, data, root=tmp_path / "b")  # moves the global RNG
+    again = ex.run_experiment(TINY, "ce", 3, data, root=tmp_path / "c")
+    assert first["history"]["train_total"] == again["history"]["train_total"]
+
+
+def test_cli_knows_reproduce_and_figures():
+    parser = build_parser()
+    args = parser.parse_args(["reproduce", "--preset", "fashion", "--seeds", "1", "2"])
+    assert (args.preset, args.seeds) == ("fashion", [1, 2])
+    assert parser.parse_args(["figures"]).preset == "quick"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reproduce", "--preset", "nope"])

@@ -1,0 +1,139 @@
+"""tkd.widgets: every callback driven from Python, without a browser."""
+
+import io
+import threading
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from tkd import widgets
+from tkd.data import load_dataset
+from tkd.losses import kd_loss
+from tkd.models import build_model
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(data: bytes) -> bool:
+    """A complete, decodable PNG (not a half-written one)."""
+    data = bytes(data)
+    return data.startswith(PNG) and matplotlib.image.imread(io.BytesIO(data)).ndim == 3
+
+
+@pytest.fixture(scope="module")
+def logits():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 30)
+    teacher = (np.eye(5)[labels] * 8 + rng.normal(size=(150, 5))).astype(np.float32)
+    student = (teacher * 0.5 + rng.normal(size=(150, 5)) * 2).astype(np.float32)
+    return teacher, student, labels
+
+
+@pytest.fixture(scope="module")
+def small():
+    """Digits with a 150-image training split and an (untrained) teacher."""
+    data = load_dataset("digits")
+    data.train = data.train.subset(150)
+    data.test = data.test.subset(100)
+    torch.manual_seed(0)
+    teacher = build_model("paper-teacher", 10, 1, 8).eval()
+    return data, teacher
+
+
+def test_temperature_explorer(logits):
+    teacher, student, labels = logits
+    explorer = widgets.TemperatureExplorer(teacher, student, labels, images=3)
+    assert len(set(labels[explorer.chosen])) == 3  # three images of distinct classes
+    before_text, before_image = explorer.text.value, explorer.image.value
+    explorer.slider.value = 12.0  # the observer redraws
+    assert explorer.text.value != before_text and explorer.image.value != before_image
+    assert _is_png(explorer.image.value)
+    cold, hot = explorer.values(1.0), explorer.values(12.0)
+    assert hot["entropy"] > cold["entropy"]  # softer targets at a higher temperature
+    assert hot["probabilities"].shape == (3, 5)
+    np.testing.assert_allclose(hot["probabilities"].sum(1), 1, atol=1e-5)
+    expected = kd_loss(torch.from_numpy(student), torch.from_numpy(teacher), 12.0)
+    assert hot["kd_loss"] == pytest.approx(float(expected), rel=1e-5)
+    same = widgets.TemperatureExplorer(teacher, teacher, labels)
+    assert same.values(4.0)["kd_loss"] == pytest.approx(0, abs=1e-5)
+
+
+def test_margin_explorer(logits):
+    teacher, student, labels = logits
+    explorer = widgets.MarginExplorer(teacher, student, labels, batch_size=64)
+    before_text, before_image = explorer.text.value, explorer.image.value
+    explorer.on_change({"new": 12.0})
+    assert explorer.text.value != before_text and explorer.image.value != before_image
+    assert _is_png(explorer.image.value)
+    shares = [explorer.values(m)["active"] for m in (0.0, 2.0, 5.0, 10.0, 40.0)]
+    assert shares == sorted(shares) and shares[-1] == 1.0
+    m = 3.0
+    hinge = np.maximum(0, explorer.anchor_positive - explorer.anchor_negative + m)
+    values = explorer.values(m)
+    assert values["loss"] == pytest.approx(hinge.mean(), rel=1e-5)
+    assert values["active"] == pytest.approx((hinge > 0).mean())
+    assert len(explorer.anchor_positive) == 64
+    # The negatives are of another class than their anchors.
+    assert not np.any(np.all(explorer.negative.numpy() == explorer.positive.numpy(), axis=1))
+
+
+def test_retrain_panel_trains_and_draws(small):
+    data, teacher = small
+    panel = widgets.RetrainPanel(data, teacher, epochs=2, map_method="pca", background=False)
+    panel.kd_weight.value, panel.temperature.value = 0.5, 2.0
+    assert panel.on_train_clicked() is True
+    assert panel.error is None, panel.error
+    assert panel.progress.value == panel.progress.max == 2
+    assert _is_png(panel.map.value)
+    row = panel.runs[0]
+    assert row["objective"] == "1·CE + 0.5·KD(T=2) + 2·triplet(m=5)"
+    assert 0 <= row["accuracy"] <= 1 and "accuracy" in panel.status.value
+    assert "<table" in panel.table.value
+    panel.train()  # same settings, same seed: the same student
+    assert panel.runs[1]["accuracy"] == row["accuracy"]
+    assert panel.runs[1]["distance"] == pytest.approx(row["distance"], rel=1e-5)
+
+
+def test_retrain_panel_ignores_a_click_while_training(small, monkeypatch):
+    data, teacher = small
+    panel = widgets.RetrainPanel(data, teacher, epochs=1, map_method="pca")
+    release = threading.Event()
+    original = panel.train
+
+    def slow_train():
+        release.wait(30)  # keep the first run busy until the second click has happened
+        return original()
+
+    monkeypatch.setattr(panel, "train", slow_train)
+    assert panel.on_train_clicked() is True
+    assert panel.busy and panel.button.disabled
+    assert panel.on_train_clicked() is False  # ignored, not queued
+    assert panel.ignored_clicks == 1
+    release.set()
+    assert panel.wait(60)
+    assert panel.error is None, panel.error
+    assert len(panel.runs) == 1 and _is_png(panel.map.value)
+    assert not panel.busy and not panel.button.disabled
+    assert panel.on_train_clicked() is True  # a click after the run starts a new one
+    assert panel.wait(60) and len(panel.runs) == 2
+
+
+def test_retrain_panel_reports_bad_settings(small):
+    data, teacher = small
+    panel = widgets.RetrainPanel(data, teacher, epochs=1, map_method="pca", background=False)
+    panel.ce_weight.value = panel.triplet_weight.value = panel.kd_weight.value = 0.0
+    assert panel.on_train_clicked() is True
+    assert isinstance(panel.error, ValueError)
+    assert "failed" in panel.status.value and not panel.busy and not panel.runs
+    panel.ce_weight.value = 1.0  # the panel is usable again
+    panel.on_train_clicked()
+    assert panel.error is None and len(panel.runs) == 1
+    assert panel.runs[0]["objective"] == "1·CE"
+
+
+def test_panels_display_as_widgets(logits):
+    teacher, student, labels = logits
+    bundle = widgets.MarginExplorer(teacher, student, labels)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle

@@ -1,0 +1,171 @@
+"""Seaborn figures of the shared logit map and of the widgets' quantities.
+
+Every function takes the data it draws and returns a matplotlib ``Figure`` (nothing is shown or
+saved implicitly); :func:`save_figure` and :func:`figure_png` write one out. Figures are built
+without pyplot's global state, so a widget may draw from a worker thread. Maps come from
+:func:`tkd.embed.shared_map`: a long table with columns ``model, sample, label, x, y``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+PALETTE = "tab10"
+
+
+def _class_palette(table: pd.DataFrame) -> dict:
+    classes = sorted(table["label"].unique())
+    return dict(zip(classes, sns.color_palette(PALETTE, max(len(classes), 1))))
+
+
+def _scatter(ax, points: pd.DataFrame, palette: dict, marker: str = "o", alpha: float = 0.8,
+             size: float = 14, legend: bool = False) -> None:
+    sns.scatterplot(data=points, x="x", y="y", hue="label", palette=palette, marker=marker,
+                    s=size, alpha=alpha, linewidth=0, legend=legend, ax=ax)
+
+
+def _pair_lines(ax, teacher: pd.DataFrame, student: pd.DataFrame, pairs: int, seed: int) -> None:
+    """Grey lines from teacher point i to student point i for ``pairs`` random samples."""
+    samples = teacher["sample"].to_numpy()
+    chosen = np.random.default_rng(seed).choice(samples, min(pairs, len(samples)), replace=False)
+    t = teacher.set_index("sample").loc[chosen, ["x", "y"]].to_numpy()
+    s = student.set_index("sample").loc[chosen, ["x", "y"]].to_numpy()
+    for (x0, y0), (x1, y1) in zip(t, s):
+        ax.plot([x0, x1], [y0, y1], color="0.35", linewidth=0.6, alpha=0.6, zorder=0)
+
+
+def _finish(ax, title: str) -> None:
+    ax.set_title(title)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _class_legend(fig: Figure, palette: dict, class_names: list[str] | None) -> None:
+    handles = [Line2D([], [], marker="o", linestyle="", color=color,
+                          label=class_names[c] if class_names else str(c))
+               for c, color in palette.items()]
+    fig.legend(handles=handles, title="class", loc="center right", frameon=False)
+
+
+def plot_teacher_student(table: pd.DataFrame, student: str, pairs: int = 40, seed: int = 0,
+                         class_names: list[str] | None = None) -> Figure:
+    """Three panels on one shared map: the teacher alone, ``student`` alone, and both overlaid
+    (teacher dots, student crosses) with lines joining ``pairs`` teacher–student pairs."""
+    palette = _class_palette(table)
+    teacher_pts, student_pts = table[table.model == "teacher"], table[table.model == student]
+    fig = Figure(figsize=(14, 4.6))
+    axes = fig.subplots(1, 3, sharex=True, sharey=True)
+    _scatter(axes[0], teacher_pts, palette)
+    _finish(axes[0], "teacher")
+    _scatter(axes[1], student_pts, palette)
+    _finish(axes[1], f"student: {student}")
+    _pair_lines(axes[2], teacher_pts, student_pts, pairs, seed)
+    _scatter(axes[2], teacher_pts, palette, alpha=0.35)
+    _scatter(axes[2], student_pts, palette, marker="X", size=22)
+    _finish(axes[2], f"overlay (dots: teacher, crosses: student; {pairs} pairs joined)")
+    _class_legend(fig, palette, class_names)
+    fig.tight_layout(rect=(0, 0, 0.91, 1))
+    return fig
+
+
+def plot_students(table: pd.DataFrame, students: list[str] | None = None, pairs: int = 30,
+                  seed: int = 0, class_names: list[str] | None = None,
+                  titles: dict[str, str] | None = None) -> Figure:
+    """One panel per student on the same map: the teacher faint in the background, the student
+    on top, lines joining the same ``pairs`` samples in every panel."""
+    students = students or [m for m in table.model.cat.categories if m != "teacher"]
+    palette = _class_palette(table)
+    teacher_pts = table[table.model == "teacher"]
+    fig = Figure(figsize=(4.6 * len(students) + 0.8, 4.6))
+    axes = fig.subplots(1, len(students), sharex=True, sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], students):
+        student_pts = table[table.model == name]
+        _pair_lines(ax, teacher_pts, student_pts, pairs, seed)
+        _scatter(ax, teacher_pts, palette, alpha=0.2, size=10)
+        _scatter(ax, student_pts, palette, marker="X", size=20)
+        _finish(ax, (titles or {}).get(name, name))
+    _class_legend(fig, palette, class_names)
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    return fig
+
+
+def plot_metrics(metrics: pd.DataFrame, columns: list[str] | None = None) -> Figure:
+    """Bar charts of :func:`tkd.embed.metrics_table` columns, one small panel per number."""
+    columns = columns or ["distance", "agreement", "kl", "margin_satisfied", "silhouette"]
+    fig = Figure(figsize=(2.9 * len(columns), 3.4))
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    models = list(metrics.index)
+    for ax, column in zip(axes, columns):
+        sns.barplot(x=models, y=metrics[column].to_numpy(), hue=models, palette="deep",
+                    legend=False, ax=ax)
+        ax.set_title(column)
+        ax.tick_params(axis="x", rotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_soft_targets(probabilities: np.ndarray, temperature: float, labels: np.ndarray,
+                      class_names: list[str] | None = None) -> Figure:
+    """The teacher's softened distributions (k, classes), one bar panel per image."""
+    k, classes = probabilities.shape
+    names = class_names or [str(c) for c in range(classes)]
+    fig = Figure(figsize=(3.2 * k, 2.8))
+    axes = fig.subplots(1, k, sharey=True, squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        colours = ["C3" if c == labels[i] else "C0" for c in range(classes)]
+        ax.bar(range(classes), probabilities[i], color=colours)
+        ax.set_xticks(range(classes), names, rotation=90 if classes > 10 else 0)
+        ax.set_title(f"image {i + 1}: class {names[labels[i]]}")
+        ax.set_ylim(0, 1)
+    axes[0, 0].set_ylabel(f"softmax(teacher / T), T = {temperature:g}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_margin(anchor_positive: np.ndarray, anchor_negative: np.ndarray,
+                margin: float) -> Figure:
+    """Anchor–positive vs. anchor–negative distances (batch,) of a batch of triplets; points
+    below the line ``d(a, n) = d(a, p) + margin`` are active (positive loss)."""
+    active = anchor_negative < anchor_positive + margin
+    fig = Figure(figsize=(5.2, 4.2))
+    ax = fig.subplots()
+    ax.scatter(anchor_positive[~active], anchor_negative[~active], s=14, c="C2",
+               label=f"satisfied ({(~active).sum()})")
+    ax.scatter(anchor_positive[active], anchor_negative[active], s=14, c="C3",
+               label=f"active ({active.sum()})")
+    top = float(max(anchor_positive.max(), anchor_negative.max(), 1e-3)) * 1.05
+    line = np.array([0.0, top])
+    ax.plot(line, line + margin, color="0.3", linestyle="--", label=f"d(a,n) = d(a,p) + {margin:g}")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, max(top, margin * 1.1))
+    ax.set_xlabel("d(anchor, positive) = ||t(x) - s(x)||")
+    ax.set_ylabel("d(anchor, negative) = ||t(x) - s(x')||")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig: Figure, dpi: int = 90) -> bytes:
+    """The figure as PNG bytes (for an ``ipywidgets.Image``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` (folders created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path

@@ -1,0 +1,295 @@
+"""Widgets to move the KD temperature and the triplet margin and watch what changes.
+
+Three panels, each a small class holding its ipywidgets (``.widget``, shown by displaying the
+object) and plain methods that do the work, so everything can be driven from Python in tests:
+
+- :class:`TemperatureExplorer` — slider ``T``: the teacher's ``softmax(t / T)`` for a few
+  images and the KD loss ``T^2 KL`` of a student against it.
+- :class:`MarginExplorer` — slider ``margin``: on a real batch of triplets (anchor ``t(x)``,
+  positive ``s(x)``, negative ``s(x')``) the triplet loss, the share of active triplets and the
+  anchor–positive vs. anchor–negative distances.
+- :class:`RetrainPanel` — sliders for margin, temperature, loss weights and epochs, and a Train
+  button: trains a student in a worker thread with a live progress bar, then shows its accuracy,
+  its numbers against the teacher and the shared UMAP map. A click while training is ignored.
+
+Figures are PNG bytes in ``ipywidgets.Image`` widgets: replacing a value is atomic, so a
+redraw never leaves a half-drawn plot.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tkd.data import Dataset, fixed_negatives
+from tkd.embed import collect, logit_metrics, shared_map
+from tkd.losses import ObjectiveConfig, distance, kd_loss, triplet_kd_loss
+from tkd.models import build_model
+from tkd.plots import figure_png, plot_margin, plot_soft_targets, plot_students
+from tkd.train import TrainConfig, fit
+
+STYLE = {"description_width": "110px"}
+LAYOUT = W.Layout(width="420px")
+
+
+class _Panel:
+    """Displaying the object displays its ``widget``."""
+
+    widget: W.Widget
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _as_tensor(array) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(array), dtype=torch.float32)
+
+
+class TemperatureExplorer(_Panel):
+    """Teacher soft targets and the student's KD loss as a function of the temperature.
+
+    teacher_logits, student_logits: (N, classes); labels: (N,). ``images`` of them (one per
+    class among the first samples of a seeded shuffle) are drawn; the loss uses all N.
+    """
+
+    def __init__(self, teacher_logits, student_logits, labels, class_names=None, images: int = 3,
+                 temperature: float = 4.0, seed: int = 0):
+        self.teacher, self.student = _as_tensor(teacher_logits), _as_tensor(student_logits)
+        self.labels = np.asarray(labels)
+        self.class_names = class_names
+        order = np.random.default_rng(seed).permutation(len(self.labels))
+        _, first = np.unique(self.labels[order], return_index=True)
+        self.chosen = order[np.sort(first)][:images]  # the first images of distinct classes
+        self.slider = W.FloatSlider(value=temperature, min=0.5, max=20.0, step=0.5,
+                                    description="temperature T", continuous_update=False,
+                                    style=STYLE, layout=LAYOUT)
+        self.text = W.HTML()
+        self.image = W.Image(format="png")
+        self.slider.observe(self.on_change, names="value")
+        self.widget = W.VBox([self.slider, self.text, self.image])
+        self.update(temperature)
+
+    def values(self, temperature: float) -> dict:
+        """Soft targets (images, classes) of the chosen images, the mean teacher entropy (nats)
+        and the KD loss ``T^2 KL(softmax(t/T) || softmax(s/T))`` over all samples at ``T``."""
+        soft = torch.softmax(self.teacher / temperature, dim=1)
+        entropy = -(soft * torch.log(soft.clamp_min(1e-12))).sum(1).mean()
+        return {"temperature": float(temperature),
+                "probabilities": soft[self.chosen].numpy(),
+                "entropy": float(entropy),
+                "kd_loss": float(kd_loss(self.student, self.teacher, temperature))}
+
+    def update(self, temperature: float) -> dict:
+        """Recompute at ``temperature`` and redraw; returns :meth:`values`."""
+        values = self.values(temperature)
+        most = np.log(self.teacher.shape[1])
+        self.text.value = (f"T = {temperature:g}: mean entropy of the teacher's soft targets "
+                           f"<b>{values['entropy']:.3f}</b> nats (max {most:.2f}); "
+                           f"student's KD loss T²·KL = <b>{values['kd_loss']:.4f}</b>")
+        fig = plot_soft_targets(values["probabilities"], temperature, self.labels[self.chosen],
+                                self.class_names)
+        self.image.value = figure_png(fig)
+        return values
+
+    def on_change(self, change: dict) -> None:
+        """Slider observer: ``change["new"]`` is the new temperature."""
+        self.update(change["new"])
+
+
+class MarginExplorer(_Panel):
+    """The triplet loss on one real batch as a function of the margin.
+
+    teacher_logits, student_logits: (N, classes); labels: (N,). The batch is ``batch_size``
+    samples of a seeded shuffle; each sample's negative is its fixed other-class sample
+    (:func:`tkd.data.fixed_negatives`, ``seed``).
+    """
+
+    def __init__(self, teacher_logits, student_logits, labels, batch_size: int = 100,
+                 margin: float = 5.0, max_margin: float = 20.0, seed: int = 0):
+        teacher, student = _as_tensor(teacher_logits), _as_tensor(student_logits)
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        negatives = fixed_negatives(labels, int(labels.max()) + 1, seed)
+        batch = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+        batch = batch[:batch_size]
+        self.anchor, self.positive = teacher[batch], student[batch]
+        self.negative = student[negatives[batch]]
+        self.anchor_positive = distance(self.anchor, self.positive).numpy()
+        self.anchor_negative = distance(self.anchor, self.negative).numpy()
+        self.slider = W.FloatSlider(value=margin, min=0.0, max=max_margin, step=0.5,
+                                    description="margin m", continuous_update=False,
+                                    style=STYLE, layout=LAYOUT)
+        self.text = W.HTML()
+        self.image = W.Image(format="png")
+        self.slider.observe(self.on_change, names="value")
+        self.widget = W.VBox([self.slider, self.text, self.image])
+        self.update(margin)
+
+    def values(self, margin: float) -> dict:
+        """Triplet loss (the paper's, :func:`tkd.losses.triplet_kd_loss`), share of active
+        triplets (positive hinge) and mean distances, for the batch at ``margin``."""
+        loss = triplet_kd_loss(self.anchor, self.positive, self.negative, margin)
+        active = self.anchor_positive - self.anchor_negative + margin > 0
+        return {"margin": float(margin), "loss": float(loss), "active": float(active.mean()),
+                "anchor_positive": float(self.anchor_positive.mean()),
+                "anchor_negative": float(self.anchor_negative.mean())}
+
+    def update(self, margin: float) -> dict:
+        """Recompute at ``margin`` and redraw; returns :meth:`values`."""
+        values = self.values(margin)
+        self.text.value = (f"margin {margin:g}: triplet loss <b>{values['loss']:.3f}</b>, "
+                           f"active triplets <b>{100 * values['active']:.0f}%</b> of "
+                           f"{len(self.anchor)}; mean d(a,p) {values['anchor_positive']:.2f}, "
+                           f"mean d(a,n) {values['anchor_negative']:.2f}")
+        self.image.value = figure_png(plot_margin(self.anchor_positive, self.anchor_negative,
+                                                  margin))
+        return values
+
+    def on_change(self, change: dict) -> None:
+        """Slider observer: ``change["new"]`` is the new margin."""
+        self.update(change["new"])
+
+
+class RetrainPanel(_Panel):
+    """Train a student with the chosen margin, temperature and loss weights; see the result.
+
+    data: the dataset (the test split is the one embedded); teacher: a trained teacher.
+    ``background=False`` trains in the caller's thread (for scripts and tests).
+    """
+
+    def __init__(self, data: Dataset, teacher: nn.Module, student_model: str = "paper-student",
+                 epochs: int = 10, lr: float = 0.01, seed: int = 1, map_method: str = "umap",
+                 background: bool = True):
+        self.data, self.teacher, self.student_model = data, teacher.cpu().eval(), student_model
+        self.lr, self.seed, self.map_method, self.background = lr, seed, map_method, background
+        self.teacher_logits = tuple(torch.from_numpy(collect(self.teacher, split).logits)
+                                    for split in (data.train, data.test))
+        slider = dict(continuous_update=False, style=STYLE, layout=LAYOUT)
+        self.margin = W.FloatSlider(value=5.0, min=0.0, max=20.0, step=0.5,
+                                    description="margin m", **slider)
+        self.temperature = W.FloatSlider(value=4.0, min=0.5, max=20.0, step=0.5,
+                                         description="temperature T", **slider)
+        self.ce_weight = W.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.25,
+                                       description="CE weight", **slider)
+        self.kd_weight = W.FloatSlider(value=0.0, min=0.0, max=5.0, step=0.25,
+                                       description="KD weight", **slider)
+        self.triplet_weight = W.FloatSlider(value=2.0, min=0.0, max=5.0, step=0.25,
+                                            description="triplet weight", **slider)
+        self.epochs = W.IntSlider(value=epochs, min=1, max=60, description="epochs", **slider)
+        self.button = W.Button(description="Train", button_style="primary", icon="play")
+        self.progress = W.IntProgress(value=0, min=0, max=epochs, description="epochs done",
+                                      style=STYLE)
+        self.status = W.HTML("Press <b>Train</b> to train a student with these settings.")
+        self.map = W.Image(format="png")
+        self.table = W.HTML()
+        self.button.on_click(self.on_train_clicked)
+        controls = W.VBox([self.margin, self.temperature, self.ce_weight, self.kd_weight,
+                           self.triplet_weight, self.epochs, W.HBox([self.button, self.progress])])
+        self.widget = W.VBox([controls, self.status, self.map, self.table])
+        self.runs: list[dict] = []
+        self.ignored_clicks = 0
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a training run is in progress."""
+        return self._lock.locked()
+
+    def objective(self) -> ObjectiveConfig:
+        """The objective the sliders describe (``ValueError`` if every weight is 0)."""
+        return ObjectiveConfig(ce_weight=self.ce_weight.value, kd_weight=self.kd_weight.value,
+                               temperature=self.temperature.value,
+                               triplet_weight=self.triplet_weight.value, margin=self.margin.value)
+
+    def on_train_clicked(self, _button=None) -> bool:
+        """The Train button: start a run unless one is in progress (then the click is counted in
+        ``ignored_clicks`` and dropped). Returns whether a run was started."""
+        if not self._lock.acquire(blocking=False):
+            self.ignored_clicks += 1
+            return False
+        self.button.disabled = True
+        self.error = None
+        if self.background:
+            self._thread = threading.Thread(target=self._run_and_release, daemon=True)
+            self._thread.start()
+        else:
+            self._run_and_release()
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the current run ends (or ``timeout`` s pass); True if none is running."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.busy
+
+    def _run_and_release(self) -> None:
+        try:
+            self.train()
+        except Exception as error:  # noqa: BLE001 - shown to the user, kept for inspection
+            self.error = error
+            self.status.value = f"<b>Training failed:</b> {type(error).__name__}: {error}"
+        finally:
+            self.button.disabled = False
+            self._lock.release()
+
+    def train(self) -> dict:
+        """Train a fresh student with the sliders' settings (one :func:`tkd.train.fit` call per
+        epoch, resumed from a temporary checkpoint so the progress bar moves), then update the
+        numbers, the map and the table of runs. Returns the run's row."""
+        start = time.perf_counter()
+        objective, epochs = self.objective(), self.epochs.value
+        self.progress.max, self.progress.value = epochs, 0
+        self.status.value = f"training for {epochs} epochs …"
+        torch.manual_seed(self.seed)  # the student's initial weights
+        model = build_model(self.student_model, self.data.num_classes, self.data.in_channels,
+                            self.data.image_size)
+        teacher = self.teacher if objective.needs_teacher else None
+        with tempfile.TemporaryDirectory(prefix="tkd-retrain-") as folder:
+            for epoch in range(1, epochs + 1):
+                config = TrainConfig(epochs=epoch, lr=self.lr, seed=self.seed, device="cpu",
+                                     progress=False, checkpoint_dir=folder, resume=True)
+                history = fit(model, self.data, config, objective, teacher, self.teacher_logits)
+                self.progress.value = epoch
+                self.status.value = (f"epoch {epoch}/{epochs}: test accuracy "
+                                     f"{history['test_acc'].iloc[-1]:.3f}")
+        train_seconds = time.perf_counter() - start
+        self.status.value = "training done; drawing the map …"
+        teacher_test = self.teacher_logits[1].numpy()
+        student = collect(model, self.data.test).logits
+        labels = self.data.test.labels.numpy()
+        numbers = logit_metrics(teacher_test, student, labels, margin=self.margin.value,
+                                temperature=self.temperature.value)
+        table = shared_map(teacher_test, {"student": student}, labels, self.map_method, seed=0)
+        title = f"{self._describe(objective)}: accuracy {numbers['accuracy']:.3f}"
+        fig = plot_students(table, ["student"], class_names=self.data.class_names,
+                            titles={"student": title})
+        self.map.value = figure_png(fig)
+        row = {"run": len(self.runs) + 1, "objective": self._describe(objective),
+               "epochs": epochs, **numbers, "train_s": train_seconds,
+               "total_s": time.perf_counter() - start}
+        self.runs.append(row)
+        self.model = model
+        self.table.value = pd.DataFrame(self.runs).set_index("run").to_html(
+            float_format=lambda v: f"{v:.3f}")
+        self.status.value = (f"run {row['run']}: test accuracy <b>{numbers['accuracy']:.3f}</b>, "
+                             f"agreement with the teacher {numbers['agreement']:.3f}, "
+                             f"mean distance {numbers['distance']:.2f} "
+                             f"({row['total_s']:.1f} s)")
+        return row
+
+    @staticmethod
+    def _describe(objective: ObjectiveConfig) -> str:
+        parts = [f"{objective.ce_weight:g}·CE"] if objective.ce_weight else []
+        if objective.kd_weight:
+            parts.append(f"{objective.kd_weight:g}·KD(T={objective.temperature:g})")
+        if objective.triplet_weight:
+            parts.append(f"{objective.triplet_weight:g}·triplet(m={objective.margin:g})")
+        return " + ".join(parts)
