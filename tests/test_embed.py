@@ -120,7 +120,7 @@ def test_load_or_train_student(tmp_path):
 
     save_model(path, model, "paper-student", 10, 1, 8)
     messages = []
-    loaded = embed.load_or_train_student("quick", "triplet", data, teacher, seed=1,
+    loaded = embed.load_or_train_student("quick", "triplet", data, teacher, seed=1, epochs=1,
                                          root=tmp_path, log=messages.append)
     assert "loaded" in messages[0]
     split = TensorSplit(data.test.images[:20], data.test.labels[:20])

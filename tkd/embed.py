@@ -214,8 +214,9 @@ def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: 
                           root: str | Path | None = None, device: str | None = None,
                           log=print) -> nn.Module:
     """The student of ``experiment`` (a name of :data:`tkd.experiments.EXPERIMENTS`), loaded
-    from :func:`student_path` if saved, else trained with the preset's settings (``epochs``
-    overrides the preset's; only a run with the preset's epochs is saved). Eval mode."""
+    from :func:`student_path` if saved, else trained with the preset's settings for at most
+    ``epochs`` epochs (None: the preset's; only a run of the preset's length is saved).
+    Returned in eval mode."""
     from tkd.checkpoint import load_model, save_model
     from tkd.experiments import EXPERIMENTS, get_preset
     from tkd.models import build_model
@@ -223,13 +224,13 @@ def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: 
 
     spec, config = get_preset(preset), EXPERIMENTS[experiment]
     path = student_path(spec.name, experiment, seed, root)
-    if path.is_file() and epochs in (None, spec.epochs):
+    if path.is_file():
         log(f"{experiment}: loaded {path}")
         return load_model(path, device or "cpu")
     objective = config.objective()
     weight_decay = spec.ce_weight_decay if config.method == "ce" else spec.weight_decay
-    train = TrainConfig(epochs=epochs or spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
-                        weight_decay=weight_decay, lr_step=spec.lr_step, seed=seed,
+    train = TrainConfig(epochs=min(epochs or spec.epochs, spec.epochs), batch_size=spec.batch_size,
+                        lr=spec.lr, weight_decay=weight_decay, lr_step=spec.lr_step, seed=seed,
                         device=device, progress=False)
     torch.manual_seed(seed)  # the student's initial weights
     model = build_model(spec.student_model, data.num_classes, data.in_channels, data.image_size)

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tkd.checkpoint import atomic_savefig, atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.experiments import (  # noqa: E402
     EXPERIMENTS,
     MAIN,
@@ -237,9 +238,9 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     runs = runs_frame(records)
     table = comparison_table(runs, ["teacher", *MAIN])
     written = [folder / "comparison.csv", folder / "comparison.md"]
-    table.to_csv(written[0], index=False, float_format="%.4f")
-    written[1].write_text(table_markdown(table))
-    runs.to_csv(folder / "runs.csv", index=False, float_format="%.6f")
+    atomic_write_csv(table, written[0], float_format="%.4f")
+    atomic_write_text(written[1], table_markdown(table))
+    atomic_write_csv(runs, folder / "runs.csv", float_format="%.6f")
     written.append(folder / "runs.csv")
     student = [r for r in records if r["config"]["experiment"] != "teacher"]
     fig = plot_learning_curves(student, title=f"preset {name}: mean over seeds, band ± std")
@@ -247,14 +248,14 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     for kind in SWEEP_NAMES:
         frame = sweep_frame(runs, kind)
         if len(frame):
-            frame.to_csv(folder / f"{kind}_sweep.csv", index=False, float_format="%.4f")
+            atomic_write_csv(frame, folder / f"{kind}_sweep.csv", float_format="%.4f")
             written += [folder / f"{kind}_sweep.csv",
                         _save(plot_sweep(runs, kind, table), folder / f"{kind}_sweep.png")]
     return written
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    atomic_savefig(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

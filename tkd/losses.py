@@ -30,6 +30,8 @@ def _check_logits(check_finite: bool, **tensors: Tensor | None) -> None:
         if not isinstance(value, Tensor) or value.dim() != 2:
             got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(f"{name} must be a (batch, classes) tensor, got {got}")
+        if value.numel() == 0:
+            raise ValueError(f"{name} is empty: shape {tuple(value.shape)}")
         if shape is None:
             shape, first = value.shape, name
         elif value.shape != shape:
@@ -39,6 +41,13 @@ def _check_logits(check_finite: bool, **tensors: Tensor | None) -> None:
             )
         if check_finite and not bool(torch.isfinite(value).all()):
             raise ValueError(f"{name} holds NaN or infinite values")
+
+
+def _check_valid(valid: Tensor | None, batch: int) -> None:
+    if valid is not None and (not isinstance(valid, Tensor) or valid.dtype != torch.bool
+                              or tuple(valid.shape) != (batch,)):
+        got = f"{valid.dtype} {tuple(valid.shape)}" if isinstance(valid, Tensor) else valid
+        raise ValueError(f"valid must be a ({batch},) bool tensor, got {got}")
 
 
 def _check_margin(margin: float) -> None:
@@ -90,6 +99,9 @@ def triplet_kd_loss(
         negative_logits=negative_logits,
     )
     _check_margin(margin)
+    _check_valid(valid, len(teacher_logits))
+    if not math.isfinite(p) or p <= 0:
+        raise ValueError(f"p must be a finite number > 0, got {p}")
     if temperature is not None:
         _check_temperature(temperature)
         teacher_logits, student_logits, negative_logits = (
@@ -126,6 +138,7 @@ def pair_kd_loss(
         negative_teacher_logits=negative_teacher_logits,
     )
     _check_margin(margin)
+    _check_valid(valid, len(teacher_logits))
     pull = distance(student_logits, teacher_logits.detach())
     push = (margin - distance(student_logits, negative_teacher_logits.detach())).clamp(min=0)
     return _weighted_mean(pull + push, valid)
@@ -139,7 +152,7 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
     log_student = F.log_softmax(student_logits / temperature, dim=1)
     log_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
     kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
-    return kl * temperature**2
+    return kl.clamp(min=0) * temperature**2  # KL >= 0; rounding can give -1e-8
 
 
 def logit_mse_loss(student_logits: Tensor, teacher_logits: Tensor,
@@ -247,6 +260,10 @@ def objective(
         raise ValueError(
             f"labels must have shape ({student_logits.shape[0]},), got {tuple(labels.shape)}"
         )
+    if labels.dtype != torch.int64 or (check_finite and len(labels) and (  # no sync if not
+            labels.min() < 0 or labels.max() >= student_logits.shape[-1])):
+        raise ValueError(f"labels must be int64 class indices in 0..{student_logits.shape[-1] - 1}"
+                         f", got {labels.dtype} values {labels.unique()[:10].tolist()}")
     if config.needs_teacher and teacher_logits is None:
         raise ValueError(f"teacher_logits are required for the terms {config.terms}")
     student_logits = student_logits.float()

@@ -1,0 +1,161 @@
+"""Real-browser test: JupyterLab on loopback, notebook 06 in headless Chromium, move the margin.
+
+Needs Debian's ``chromium`` at /usr/bin/chromium and the ``playwright`` Python package (its own
+browser downloads are not used). The notebook runs on a copy in a temporary folder, with
+``TKD_RESULTS`` pointing there (the project's saved teacher is copied in when it exists), so the
+test writes nothing into the repository. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="needs Debian's chromium at /usr/bin/chromium (apt-get install "
+                              "chromium); Playwright's own browser downloads are not used"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _api(base: str, token: str, path: str, method: str = "GET"):
+    request = urllib.request.Request(f"{base}{path}", method=method,
+                                     headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 serving a copy of notebook 06; yields (url, token)."""
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    shutil.copy(ROOT / "notebooks" / "06_interactive.ipynb", folder)
+    results = tmp_path / "results"
+    saved_teacher = ROOT / "results" / "quick" / "teacher"
+    if (saved_teacher / "model.pt").is_file():
+        shutil.copytree(saved_teacher, results / "quick" / "teacher")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, TKD_RESULTS=str(results), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "run"),
+               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
+    jupyter = Path(sys.executable).parent / "jupyter"
+    log = open(tmp_path / "jupyter.log", "w")
+    server = subprocess.Popen(
+        [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
+         "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate", *(["--allow-root"] if os.geteuid() == 0 else [])],
+        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _api(base, token, "/api/status")
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("JupyterLab did not start:\n"
+                                + (tmp_path / "jupyter.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield base, token
+    finally:
+        try:  # shut the kernels down first, then the server and anything it left behind
+            for kernel in _api(base, token, "/api/kernels"):
+                _api(base, token, f"/api/kernels/{kernel['id']}", method="DELETE")
+        except OSError:
+            pass
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(5)
+        log.close()
+
+
+def _margin_text(page) -> str:
+    return page.locator(".widget-html", has_text="active triplets").first.inner_text()
+
+
+def test_margin_slider_in_jupyterlab(lab):
+    playwright = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+    base, token = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{base}/lab/tree/06_interactive.ipynb?token={token}&reset",
+                      timeout=60_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+            try:  # JupyterLab may ask which kernel to start: take the proposed one
+                dialog.wait_for(timeout=10_000)
+                dialog.locator("button.jp-mod-accept").click()
+            except playwright.TimeoutError:
+                pass
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=60_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+
+            explorer = page.locator(".widget-vbox", has=page.locator(
+                ".widget-html", has_text="active triplets")).first
+            explorer.wait_for(timeout=100_000)
+            explorer.scroll_into_view_if_needed()
+            before = _margin_text(page)
+            page.screenshot(path=str(ARTIFACTS / "browser_margin_before.png"))
+            image_before = explorer.locator(".widget-image img").get_attribute("src")
+
+            handle = explorer.locator(".widget-slider .noUi-handle").first
+            handle.focus()
+            for _ in range(6):  # step 0.5: margin 5 -> 8
+                handle.press("ArrowRight")
+            page.wait_for_function(
+                "before => [...document.querySelectorAll('.widget-html')].some("
+                "e => e.innerText.includes('active triplets') && e.innerText !== before)",
+                arg=before, timeout=30_000)
+            after = _margin_text(page)
+            explorer.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser_margin_after.png"))
+            assert after != before
+            assert after.startswith("margin 8:"), after
+            assert before.startswith("margin 5:"), before
+            assert explorer.locator(".widget-image img").get_attribute("src") != image_before
+            errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
+            assert errors.count() == 0, errors.first.inner_text()
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "browser_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

@@ -1,0 +1,140 @@
+"""``python -m tkd train`` refuses bad input before any work: exit code 2 and an ``error:`` line
+that names the problem (and lists the valid names where there is a list)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tkd.checkpoint import save_model
+from tkd.cli import main
+from tkd.models import build_model
+
+torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(args: list[str], capsys) -> tuple[int, str]:
+    """Exit code and stderr of ``tkd <args>`` run in this process."""
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def train(tmp_path: Path, *extra: str) -> list[str]:
+    return ["train", "--no-progress", "--device", "cpu", "--out", str(tmp_path / "run"), *extra]
+
+
+@pytest.mark.parametrize("option, value, valid", [
+    ("--dataset", "imagenet", "digits"),
+    ("--model", "vgg", "paper-student"),
+    ("--method", "triplett", "triplet-kd"),
+    ("--negatives", "hardest", "batch-semihard"),
+])
+def test_unknown_names_list_the_valid_ones(tmp_path, capsys, option, value, valid):
+    code, err = run(train(tmp_path, option, value), capsys)
+    assert code == 2 and "error:" in err and value in err and valid in err
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--epochs", "0"), ("--epochs", "-2"), ("--batch-size", "0"), ("--batch-size", "1.5"),
+    ("--margin", "-1"), ("--margin", "nan"), ("--temperature", "0"), ("--temperature", "-1"),
+    ("--triplet-weight", "-2"), ("--ce-weight", "inf"), ("--lr", "0"), ("--lr", "nan"),
+    ("--weight-decay", "-1"), ("--seed", "-1"), ("--subset", "0"),
+])
+def test_bad_numbers_are_refused(tmp_path, capsys, option, value):
+    code, err = run(train(tmp_path, option, value), capsys)
+    assert code == 2 and "error:" in err and option in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--method", "triplet"), "needs --teacher"),
+    (("--method", "kd", "--teacher", "missing.pt"), "no such file"),
+    (("--device", "tpu9"), "tpu9"),
+    (("--method", "ce", "--kd-weight", "0", "--ce-weight", "0"), "every loss weight is 0"),
+])
+def test_inconsistent_settings_are_refused(tmp_path, capsys, extra, message):
+    code, err = run(train(tmp_path, *extra), capsys)
+    assert code == 2 and err.startswith("error:") and message in err
+
+
+def test_existing_checkpoints_need_resume(tmp_path, capsys):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "epoch-0001.pt").write_bytes(b"")
+    code, err = run(train(tmp_path), capsys)
+    assert code == 2 and "already holds checkpoints: add --resume" in err
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "run").write_text("not a folder")
+    code, err = run(train(tmp_path), capsys)
+    assert code == 2 and "is a file" in err
+
+
+@pytest.mark.parametrize("classes, channels, wrong", [(100, 1, "num_classes 100"),
+                                                      (10, 3, "in_channels 3")])
+def test_teacher_that_does_not_fit_the_dataset(tmp_path, capsys, classes, channels, wrong):
+    path = tmp_path / "teacher.pt"
+    save_model(path, build_model("paper-teacher", classes, channels, 8), "paper-teacher",
+               classes, channels, 8)
+    code, err = run(train(tmp_path, "--method", "triplet", "--teacher", str(path)), capsys)
+    assert code == 2 and "does not fit digits" in err and wrong in err
+
+
+def test_teacher_file_that_is_not_a_model(tmp_path, capsys):
+    path = tmp_path / "teacher.pt"
+    path.write_bytes(b"\x00" * 100)
+    code, err = run(train(tmp_path, "--method", "kd", "--teacher", str(path)), capsys)
+    assert code == 2 and str(path) in err and "corrupted" in err
+
+
+def write_idx(path: Path, array: np.ndarray, cut: int = 0) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw[: len(raw) - cut]))
+
+
+@pytest.mark.parametrize("damage", ["missing-file", "wrong-size", "wrong-shape"])
+def test_dataset_folder_with_missing_or_wrong_sized_files(tmp_path, capsys, damage):
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    side = 20 if damage == "wrong-shape" else 28
+    for split, n in (("train", 30), ("t10k", 10)):
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", np.zeros((n, side, side)),
+                  cut=50 if damage == "wrong-size" and split == "t10k" else 0)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    if damage == "missing-file":
+        (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    code, err = run(train(tmp_path, "--dataset", "fashion-mnist", "--data-root",
+                          str(tmp_path / "data")), capsys)
+    expected = {"missing-file": "missing t10k-labels-idx1-ubyte.gz",
+                "wrong-size": "truncated", "wrong-shape": "not 28x28"}[damage]
+    assert code == 2 and err.startswith("error:") and expected in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_good_run_writes_its_files_and_exit_code_0(tmp_path, capsys):
+    code, _ = run(train(tmp_path, "--subset", "100", "--epochs", "1", "--deterministic"),
+                  capsys)
+    assert code == 0
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {
+        "checkpoints", "model.pt", "history.csv", "result.json"}
+
+
+def test_exit_code_2_from_a_real_process(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "tkd", "train", "--epochs", "0", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2
+    assert "error: argument --epochs: must be a positive integer, got 0" in result.stderr

@@ -1,0 +1,77 @@
+"""`tkd figures` rebuilds tables and figures from stored results of tiny real runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tkd import experiments as ex
+from tkd import figures as fg
+from tkd.cli import main
+
+TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1, 2),
+                           sweep_seeds=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Real 2-epoch runs of two methods (and one more margin) with two seeds each."""
+    root = tmp_path_factory.mktemp("results")
+    ex.reproduce(TINY, ["ce", "triplet", "triplet-m1"], root=root, log=lambda line: None)
+    return root
+
+
+def test_figures_command_rebuilds_everything_from_the_json_files(results, tmp_path, capsys):
+    assert main(["figures", "--preset", "quick", "--results", str(results),
+                 "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "quick"
+    for name in ("comparison.md", "comparison.csv", "runs.csv", "learning_curves.png",
+                 "margin_sweep.png", "margin_sweep.csv"):
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
+    assert not (folder / "temperature_sweep.png").exists()  # no temperature runs were made
+    table = pd.read_csv(folder / "comparison.csv").set_index("experiment")
+    assert list(table.index) == ["teacher", "ce", "triplet"]
+    for name in ("ce", "triplet"):  # recompute mean ± std straight from the files
+        accs = [json.loads((results / "quick" / name / f"{s}.json").read_text())["final"]
+                ["test_acc"] for s in (1, 2)]
+        assert table.loc[name, "seeds"] == 2
+        assert table.loc[name, "test_mean"] == pytest.approx(100 * np.mean(accs), abs=1e-3)
+        assert table.loc[name, "test_std"] == pytest.approx(100 * np.std(accs, ddof=1), abs=1e-3)
+    markdown = (folder / "comparison.md").read_text()
+    assert "| `triplet` |" in markdown and "±" in markdown
+    sweep = pd.read_csv(folder / "margin_sweep.csv")
+    assert list(sweep.value) == [1.0, 5.0] and list(sweep.seeds) == [2, 2]
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_figures_without_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["figures", "--preset", "quick", "--results", str(tmp_path),
+                 "--out", str(tmp_path / "figs")]) == 2
+    assert "reproduce --preset quick" in capsys.readouterr().err
+
+
+def test_comparison_table_statistics():
+    runs = pd.DataFrame({
+        "experiment": ["ce", "ce", "ce", "kd-t4"], "test_acc": [0.5, 0.6, 0.7, 0.9],
+        "train_acc": [0.6, 0.7, 0.8, 1.0], "best_test_acc": [0.5, 0.6, 0.7, 0.9],
+        "epochs": [3, 3, 3, 3], "wall_seconds": [60.0] * 4,
+    })
+    table = fg.comparison_table(runs).set_index("experiment")
+    assert table.loc["ce", "test_mean"] == pytest.approx(60.0)
+    assert table.loc["ce", "test_std"] == pytest.approx(10.0)
+    assert np.isnan(table.loc["kd-t4", "test_std"])
+    sentence = fg.describe_difference(table.reset_index().fillna(0), "kd-t4", "ce")
+    assert sentence.startswith("kd-t4 beats ce: +30.00 points")
+
+
+def test_learning_curves_have_the_logged_panels(results):
+    records = [r for r in fg.load_records("quick", results) if r["config"]["seed"] == 1]
+    fig = fg.plot_learning_curves(records, ["ce", "triplet"])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["total loss", "classification loss (CE)", "triplet loss", "accuracy"]
+    assert len(fig.axes[2].lines) == 2  # triplet train + test; the CE student has none
+    assert len(fig.axes[3].lines) == 4

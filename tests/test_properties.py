@@ -1,0 +1,186 @@
+"""Property-based tests of the losses (hypothesis).
+
+For any finite logits of valid shape (entries in [-1e4, 1e4]: realistic logits, far from float32
+overflow, where even torch's own losses return inf/NaN) every loss is finite and >= 0, the triplet
+loss equals ``torch.nn.functional.triplet_margin_loss``, and the objective is the weighted sum of
+its terms. Invalid input raises ``ValueError``: never another exception, never a number.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from tkd.losses import (
+    METHODS,
+    ObjectiveConfig,
+    kd_loss,
+    logit_mse_loss,
+    method_config,
+    objective,
+    pair_kd_loss,
+    triplet_kd_loss,
+)
+from tkd.miners import NEGATIVE_STRATEGIES
+
+torch.set_num_threads(1)
+LIMIT = 1e4
+FAST = settings(max_examples=40, deadline=None)
+values = st.floats(-LIMIT, LIMIT, allow_nan=False, width=32)
+margins = st.floats(0.01, 20.0)
+temperatures = st.floats(0.1, 20.0)
+
+
+@st.composite
+def logits(draw, count: int = 3, min_classes: int = 2):
+    """``count`` float32 tensors of one shape (batch, classes) and int64 labels (batch,)."""
+    batch = draw(st.integers(1, 8))
+    classes = draw(st.integers(min_classes, 10))
+    tensors = [torch.from_numpy(draw(arrays(np.float32, (batch, classes), elements=values)))
+               for _ in range(count)]
+    labels = torch.tensor(draw(st.lists(st.integers(0, classes - 1), min_size=batch,
+                                        max_size=batch)), dtype=torch.int64)
+    return tensors, labels
+
+
+def finite_non_negative(value: torch.Tensor) -> None:
+    assert value.dim() == 0 and math.isfinite(value.item()) and value.item() >= 0, value
+
+
+@FAST
+@given(logits(), margins, st.sampled_from([1.0, 2.0, 3.0]))
+def test_triplet_is_finite_non_negative_and_equals_torch(data, margin, p):
+    (anchor, positive, negative), _ = data
+    ours = triplet_kd_loss(anchor, positive, negative, margin=margin, p=p)
+    finite_non_negative(ours)
+    theirs = F.triplet_margin_loss(anchor, positive, negative, margin=margin, p=p)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-3)
+
+
+@FAST
+@given(logits(), margins, temperatures)
+def test_softened_triplet_is_finite_non_negative(data, margin, temperature):
+    (anchor, positive, negative), _ = data
+    loss = triplet_kd_loss(anchor, positive, negative, margin, temperature=temperature)
+    finite_non_negative(loss)
+
+
+@FAST
+@given(logits(), margins)
+def test_pair_is_finite_non_negative(data, margin):
+    (teacher, student, negative_teacher), _ = data
+    finite_non_negative(pair_kd_loss(teacher, student, negative_teacher, margin))
+
+
+@FAST
+@given(logits(count=2), temperatures, st.sampled_from([1.0, 1e-3, 0.0]))
+@example(data=([torch.tensor([[2.0, 0.0]]), torch.tensor([[LIMIT, 0.0]])], torch.tensor([0])),
+         temperature=0.25, closeness=1e-3)  # found by hypothesis: KL was -1.6e-9
+def test_kd_and_mse_are_finite_non_negative(data, temperature, closeness):
+    """Also with the teacher at (or within 1e-3 of) the student, where rounding once made the
+    KL divergence slightly negative."""
+    (student, other), _ = data
+    teacher = student + closeness * other / LIMIT if closeness < 1 else other
+    finite_non_negative(kd_loss(student, teacher, temperature))
+    finite_non_negative(logit_mse_loss(student, teacher))
+
+
+@FAST
+@given(logits(count=4), st.sampled_from(sorted(METHODS)), st.sampled_from(NEGATIVE_STRATEGIES))
+def test_objective_is_the_weighted_sum_of_finite_terms(data, method, negatives):
+    (student, teacher, negative, negative_teacher), labels = data
+    config = method_config(method, negatives=negatives)
+    parts = objective(config, student, labels, teacher, negative, negative_teacher,
+                      torch.Generator().manual_seed(0))
+    assert set(parts) == {"total", *config.terms}
+    for value in parts.values():
+        finite_non_negative(value)
+    weighted = sum(getattr(config, f"{k}_weight") * v for k, v in parts.items() if k != "total")
+    torch.testing.assert_close(parts["total"], torch.as_tensor(weighted, dtype=torch.float32))
+
+
+# ------------------------------------------------------------------------ invalid input ----
+
+LOSSES = {
+    "triplet": lambda a, b, c: triplet_kd_loss(a, b, c),
+    "pair": lambda a, b, c: pair_kd_loss(a, b, c),
+    "kd": lambda a, b, c: kd_loss(a, b),
+    "mse": lambda a, b, c: logit_mse_loss(a, b),
+}
+
+
+@st.composite
+def broken(draw):
+    """Three logit tensors, one of them broken: a NaN/inf entry, wrong shape, rank or empty."""
+    (a, b, c), _ = draw(logits())
+    which = draw(st.integers(0, 1))  # every loss reads the first two
+    tensors = [a, b, c]
+    kind = draw(st.sampled_from(["nan", "inf", "-inf", "rows", "classes", "rank", "empty"]))
+    bad = tensors[which]
+    if kind in ("nan", "inf", "-inf"):
+        bad = bad.clone()
+        bad[draw(st.integers(0, len(bad) - 1)), draw(st.integers(0, bad.shape[1] - 1))] = \
+            float(kind)
+    elif kind == "rows":
+        bad = torch.cat([bad, bad[:1]])
+    elif kind == "classes":
+        bad = bad[:, :-1]
+    elif kind == "rank":
+        bad = bad.flatten()
+    else:
+        bad = bad[:0]
+    tensors[which] = bad
+    return tensors
+
+
+@FAST
+@given(broken(), st.sampled_from(sorted(LOSSES)))
+def test_broken_logits_raise_value_error(tensors, loss):
+    with pytest.raises(ValueError):
+        LOSSES[loss](*tensors)
+
+
+@FAST
+@given(logits(), st.floats(-1e3, -1e-3) | st.just(math.nan) | st.just(math.inf))
+def test_bad_margin_raises_value_error(data, margin):
+    (a, b, c), _ = data
+    for loss in (triplet_kd_loss, pair_kd_loss):
+        with pytest.raises(ValueError, match="margin"):
+            loss(a, b, c, margin=margin)
+
+
+@FAST
+@given(logits(count=2), st.floats(-10, 0) | st.just(math.nan) | st.just(math.inf))
+def test_bad_temperature_raises_value_error(data, temperature):
+    (a, b), _ = data
+    with pytest.raises(ValueError, match="temperature"):
+        kd_loss(a, b, temperature)
+    with pytest.raises(ValueError, match="temperature"):
+        triplet_kd_loss(a, b, b, temperature=temperature)
+
+
+@FAST
+@given(logits(count=2), st.sampled_from(["too-big", "negative", "float", "shape"]))
+def test_bad_labels_raise_value_error(data, kind):
+    (student, teacher), labels = data
+    classes = student.shape[1]
+    labels = {"too-big": labels.clone().fill_(classes), "negative": labels.clone().fill_(-1),
+              "float": labels.float(), "shape": labels[:, None]}[kind]
+    with pytest.raises(ValueError, match="labels"):
+        objective(ObjectiveConfig(), student, labels, teacher)
+
+
+@FAST
+@given(st.sampled_from(["ce_weight", "kd_weight", "mse_weight", "triplet_weight",
+                        "pair_weight", "margin", "temperature", "p"]),
+       st.floats(-100, -1e-6) | st.just(math.nan) | st.just(-math.inf))
+def test_bad_objective_settings_raise_value_error(field, value):
+    with pytest.raises(ValueError, match=field):
+        ObjectiveConfig(**{field: value})
