@@ -8,7 +8,9 @@ class drawn from the whole training set, run through the student as its own batc
   returns the image and a negative image as PIL images through ``ToTensor``, a ``DataLoader``
   with 2 workers, the teacher run on every batch, and a second student forward on the negatives.
 - tkd: :func:`tkd.train.fit`: the split as one tensor on the device, index-tensor negatives,
-  teacher logits computed once, one student forward on ``[x; x']``.
+  teacher logits computed once, one student forward on ``[x; x']``, channels_last layout.
+  ``tkd-nchw`` is the same without channels_last; ``tkd-batch-random`` takes in-batch negatives
+  (no second forward).
 
 Each variant runs in its own subprocess (so peak memory is its own); the weights are untrained,
 which does not change the arithmetic. The last line printed is the ratio.
@@ -57,13 +59,16 @@ def run_tkd(args) -> dict:
     data = load_split(args.images)
     device = pick_device(args.device)
     shape = (data.num_classes, data.in_channels, data.image_size)
-    teacher = build_model("paper-teacher", *shape).to(device).eval()
+    channels_last = not args.nchw
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    teacher = build_model("paper-teacher", *shape).to(device, memory_format=layout).eval()
     config = TrainConfig(epochs=args.epochs, batch_size=100, device=str(device),
-                         compile=args.compile, progress=False, bf16=not args.fp32)
+                         compile=args.compile, progress=False, bf16=not args.fp32,
+                         channels_last=channels_last)
     autocast = config.bf16 and device.type == "cuda"
     start = time.perf_counter()
-    train_logits = predict(teacher, data.train.images.to(device), 1000, autocast)
-    test_logits = predict(teacher, data.test.images.to(device), 1000, autocast)
+    train_logits = predict(teacher, data.train.images.to(device), 1000, autocast, channels_last)
+    test_logits = predict(teacher, data.test.images.to(device), 1000, autocast, channels_last)
     if device.type == "cuda":
         torch.cuda.synchronize()
     cache_seconds = time.perf_counter() - start
@@ -138,6 +143,7 @@ def run_conventional(args) -> dict:
 VARIANTS = {
     "conventional": run_conventional,
     "tkd": run_tkd,
+    "tkd-nchw": lambda args: run_tkd(argparse.Namespace(**{**vars(args), "nchw": True})),
     "tkd-batch-random": lambda args: run_tkd(argparse.Namespace(
         **{**vars(args), "negatives": "batch-random"})),
 }
@@ -152,6 +158,7 @@ def main() -> None:
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--negatives", default="sample", help=argparse.SUPPRESS)
+    parser.add_argument("--nchw", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(VARIANTS[args.variant](args)))
@@ -165,7 +172,9 @@ def main() -> None:
     print(f"triplet-KD epoch, Fashion-MNIST, {args.images} images, batch 100, "
           f"paper teacher/student, device {results['tkd']['device']}")
     for name, r in results.items():
-        memory = f"host {r['host_rss_mb']:.0f} MB + workers {r['worker_rss_mb']:.0f} MB"
+        memory = f"host {r['host_rss_mb']:.0f} MB"
+        if name == "conventional":
+            memory += f" + workers {r['worker_rss_mb']:.0f} MB"
         if "device_mb" in r:
             memory += f", device {r['device_mb']:.0f} MB"
         print(f"{name:18s} {r['images_per_second']:9.0f} img/s  epoch {r['epoch_seconds']:7.2f} s"
