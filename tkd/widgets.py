@@ -71,7 +71,7 @@ class TemperatureExplorer(_Panel):
                                     description="temperature T", continuous_update=False,
                                     style=STYLE, layout=LAYOUT)
         self.text = W.HTML()
-        self.image = W.Image(format="png")
+        self.image = W.Image(format="png", layout=W.Layout(width=f"{300 * images}px"))
         self.slider.observe(self.on_change, names="value")
         self.widget = W.VBox([self.slider, self.text, self.image])
         self.update(temperature)
@@ -89,13 +89,13 @@ class TemperatureExplorer(_Panel):
     def update(self, temperature: float) -> dict:
         """Recompute at ``temperature`` and redraw; returns :meth:`values`."""
         values = self.values(temperature)
+        fig = plot_soft_targets(values["probabilities"], temperature, self.labels[self.chosen],
+                                self.class_names)
+        self.image.value = figure_png(fig)  # the picture first, then the text that describes it
         most = np.log(self.teacher.shape[1])
         self.text.value = (f"T = {temperature:g}: mean entropy of the teacher's soft targets "
                            f"<b>{values['entropy']:.3f}</b> nats (max {most:.2f}); "
                            f"student's KD loss T²·KL = <b>{values['kd_loss']:.4f}</b>")
-        fig = plot_soft_targets(values["probabilities"], temperature, self.labels[self.chosen],
-                                self.class_names)
-        self.image.value = figure_png(fig)
         return values
 
     def on_change(self, change: dict) -> None:
@@ -126,7 +126,7 @@ class MarginExplorer(_Panel):
                                     description="margin m", continuous_update=False,
                                     style=STYLE, layout=LAYOUT)
         self.text = W.HTML()
-        self.image = W.Image(format="png")
+        self.image = W.Image(format="png", layout=W.Layout(width="470px"))
         self.slider.observe(self.on_change, names="value")
         self.widget = W.VBox([self.slider, self.text, self.image])
         self.update(margin)
@@ -143,12 +143,12 @@ class MarginExplorer(_Panel):
     def update(self, margin: float) -> dict:
         """Recompute at ``margin`` and redraw; returns :meth:`values`."""
         values = self.values(margin)
+        self.image.value = figure_png(plot_margin(self.anchor_positive, self.anchor_negative,
+                                                  margin))  # the picture first, then the text
         self.text.value = (f"margin {margin:g}: triplet loss <b>{values['loss']:.3f}</b>, "
                            f"active triplets <b>{100 * values['active']:.0f}%</b> of "
                            f"{len(self.anchor)}; mean d(a,p) {values['anchor_positive']:.2f}, "
                            f"mean d(a,n) {values['anchor_negative']:.2f}")
-        self.image.value = figure_png(plot_margin(self.anchor_positive, self.anchor_negative,
-                                                  margin))
         return values
 
     def on_change(self, change: dict) -> None:
@@ -186,7 +186,7 @@ class RetrainPanel(_Panel):
         self.progress = W.IntProgress(value=0, min=0, max=epochs, description="epochs done",
                                       style=STYLE)
         self.status = W.HTML("Press <b>Train</b> to train a student with these settings.")
-        self.map = W.Image(format="png")
+        self.map = W.Image(format="png", layout=W.Layout(width="520px"))
         self.table = W.HTML()
         self.button.on_click(self.on_train_clicked)
         controls = W.VBox([self.margin, self.temperature, self.ce_weight, self.kd_weight,
