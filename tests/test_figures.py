@@ -65,7 +65,8 @@ def test_comparison_table_statistics():
     assert table.loc["ce", "test_std"] == pytest.approx(10.0)
     assert np.isnan(table.loc["kd-t4", "test_std"])
     sentence = fg.describe_difference(table.reset_index().fillna(0), "kd-t4", "ce")
-    assert sentence.startswith("kd-t4 beats ce: +30.00 points")
+    assert sentence.startswith("kd-t4 is ahead of ce by +30.00 points")
+    assert sentence.endswith("3.0x the larger seed std (10.00): beyond the seed spread.")
 
 
 def test_learning_curves_have_the_logged_panels(results):

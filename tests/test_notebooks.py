@@ -73,8 +73,10 @@ def test_notebook_runs_top_to_bottom(path, sandbox):
         injected = nbformat.v4.new_code_cell('PRESET = "quick"')
         injected.metadata["tags"] = ["injected-parameters"]
         nb.cells.insert(index + 1, injected)
+    # The kernel starts in the sandbox, so a notebook that derives paths from the working
+    # directory (tkd.experiments.project_root) cannot touch the committed folders either.
     client = NotebookClient(nb, timeout=TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(sandbox)}})
     client.execute()  # raises CellExecutionError on the first failing cell
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 if "MPLBACKEND" not in os.environ and not os.environ.get("DISPLAY"):
     matplotlib.use("Agg")
@@ -162,6 +163,7 @@ def plot_learning_curves(records: list[dict], experiments: list[str] | None = No
                                 alpha=0.15, linewidth=0)
         ax.set_title(title_text)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("accuracy (%)" if term == "acc" else "loss")
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7, ncol=2, loc="lower right")
@@ -184,10 +186,11 @@ def difference(table: pd.DataFrame, a: str, b: str) -> dict:
 def describe_difference(table: pd.DataFrame, a: str, b: str) -> str:
     """One sentence: does ``a`` beat ``b``, by how many points, against the seed spread."""
     d = difference(table, a, b)
-    verdict = "beats" if d["diff"] > 0 else "does not beat"
     ratio = abs(d["diff"]) / d["spread"] if d["spread"] > 0 else float("inf")
-    return (f"{a} {verdict} {b}: {d['diff']:+.2f} points of test accuracy, "
-            f"{ratio:.1f}x the larger seed std ({d['spread']:.2f}).")
+    verdict = "is ahead of" if d["diff"] > 0 else "is behind"
+    within = "within" if ratio < 1 else "beyond"
+    return (f"{a} {verdict} {b} by {d['diff']:+.2f} points of test accuracy, "
+            f"{ratio:.1f}x the larger seed std ({d['spread']:.2f}): {within} the seed spread.")
 
 
 def sweep_frame(runs: pd.DataFrame, kind: str) -> pd.DataFrame:

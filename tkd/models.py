@@ -40,8 +40,12 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 def conv_relu_pool(in_channels: int, out_channels: int) -> list[nn.Module]:
-    """Conv -> ReLU -> 2x2 max-pool, the paper's student: (b, in, h, w) -> (b, out, h/2, w/2)."""
-    return [conv3x3(in_channels, out_channels), nn.ReLU(), nn.MaxPool2d(2)]
+    """Conv -> ReLU -> 2x2 max-pool, the paper's student: (b, in, h, w) -> (b, out, h/2, w/2).
+
+    Built as conv -> max-pool -> ReLU: the same function (ReLU is monotone, so it commutes with
+    max), with the ReLU and its backward on a 4x smaller tensor. The state dict is unchanged.
+    """
+    return [conv3x3(in_channels, out_channels), nn.MaxPool2d(2), nn.ReLU()]
 
 
 def fc_relu(in_features: int, out_features: int, dropout: float = 0.0) -> list[nn.Module]:

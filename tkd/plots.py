@@ -17,6 +17,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from tkd.checkpoint import atomic_savefig
+
 PALETTE = "tab10"
 
 
@@ -164,8 +166,5 @@ def figure_png(fig: Figure, dpi: int = 90) -> bytes:
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` to ``path`` (folders created) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    """Write ``fig`` to ``path`` atomically (folders created) and return the path."""
+    return atomic_savefig(fig, path, dpi=dpi, bbox_inches="tight")
