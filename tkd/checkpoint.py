@@ -12,11 +12,13 @@ import io
 import json
 import os
 import pickle
+import random
 import re
 import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 CHECKPOINT_FORMAT = "tkd-checkpoint-1"
@@ -219,3 +221,27 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     model.load_state_dict(payload["state_dict"])
     model.tkd_info = {k: payload[k] for k in ("name", "num_classes", "in_channels", "image_size")}
     return model.to(device).eval()
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Every random state a run depends on: Python, NumPy, torch (CPU and CUDA) and the
+    trainer's generator, in a form that loads with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generator": generator.get_state(),
+    }
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    """Restore what :func:`rng_state` captured."""
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    generator.set_state(state["generator"])

@@ -12,14 +12,20 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from tkd.checkpoint import CheckpointError, load_latest_checkpoint, safe_load, save_checkpoint
+from tkd.checkpoint import (
+    CheckpointError,
+    load_latest_checkpoint,
+    rng_state,
+    safe_load,
+    save_checkpoint,
+    set_rng_state,
+)
 from tkd.data import Dataset, NegativeSampler, augment, batch_indices, fixed_negatives, to_float
 from tkd.losses import ObjectiveConfig, objective
 
@@ -113,27 +119,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _rng_state(generator: torch.Generator) -> dict:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generator": generator.get_state(),
-    }
-
-
-def _set_rng_state(state: dict, generator: torch.Generator) -> None:
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["generator"])
-
-
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
             autocast: bool = False, channels_last: bool = False) -> torch.Tensor:
@@ -216,7 +201,7 @@ def _resume(directory, config: TrainConfig, obj: ObjectiveConfig, model: nn.Modu
         getattr(model, "_orig_mod", model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], generator)
+        set_rng_state(state["rng"], generator)
     except (RuntimeError, KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"cannot resume from {state['path']}: it does not fit this "
                               f"model or run ({' '.join(str(error).split())[:300]})") from None
@@ -353,7 +338,7 @@ def fit(
                 last_checkpoint = str(save_checkpoint(config.checkpoint_dir, epoch, {
                     "model": getattr(model, "_orig_mod", model).state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(generator), "history": history.to_dict("list"),
+                    "rng": rng_state(generator), "history": history.to_dict("list"),
                     "config": asdict(config), "objective": obj.to_dict()}))
             rows.append(row)
             if hasattr(bar, "set_postfix"):
@@ -414,7 +399,3 @@ def _progress(epochs, enabled: bool, initial: int, total: int):
 
     return tqdm(epochs, desc="epochs", initial=initial, total=total, leave=False)
 
-
-def run_dir_config(out: str | Path) -> str:
-    """The checkpoint folder inside a run's output folder."""
-    return str(Path(out) / "checkpoints")
