@@ -223,9 +223,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     return model.to(device).eval()
 
 
-def rng_state(generator: torch.Generator) -> dict:
-    """Every random state a run depends on: Python, NumPy, torch (CPU and CUDA) and the
-    trainer's generator, in a form that loads with ``weights_only=True``."""
+def rng_state(generator: torch.Generator, mining: torch.Generator | None = None) -> dict:
+    """Every random state a run depends on: Python, NumPy, torch (CPU and CUDA), the trainer's
+    generator and, on a GPU, its on-device generator for in-batch mining; in a form that loads
+    with ``weights_only=True``."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
@@ -233,10 +234,12 @@ def rng_state(generator: torch.Generator) -> dict:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "generator": generator.get_state(),
+        "mining": None if mining is None or mining is generator else mining.get_state(),
     }
 
 
-def set_rng_state(state: dict, generator: torch.Generator) -> None:
+def set_rng_state(state: dict, generator: torch.Generator,
+                  mining: torch.Generator | None = None) -> None:
     """Restore what :func:`rng_state` captured."""
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
@@ -245,3 +248,5 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     generator.set_state(state["generator"])
+    if mining is not None and mining is not generator and state.get("mining") is not None:
+        mining.set_state(state["mining"])

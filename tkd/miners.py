@@ -52,11 +52,12 @@ def _pick(scores: Tensor, mask: Tensor, largest: bool) -> tuple[Tensor, Tensor]:
 def batch_random(labels: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """A uniformly random other-class partner in the batch for each sample.
 
-    labels: (batch,) int64. ``generator`` (CPU) makes the draw repeatable.
+    labels: (batch,) int64. ``generator`` (on any device) makes the draw repeatable.
     Returns ``(index, valid)``, each (batch,).
     """
     mask = other_class_mask(labels)
-    noise = torch.rand(mask.shape, generator=generator).to(labels.device)
+    where = generator.device if generator is not None else labels.device
+    noise = torch.rand(mask.shape, generator=generator, device=where).to(labels.device)
     return _pick(noise, mask, largest=True)
 
 
