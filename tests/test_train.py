@@ -214,3 +214,10 @@ def test_teacher_logits_of_the_wrong_shape_are_refused(small, teacher):
 def test_a_teacher_objective_without_teacher_is_refused(small):
     with pytest.raises(ValueError, match="teacher"):
         fit(student(), small, config(epochs=1), method_config("triplet"))
+
+
+def test_on_epoch_sees_every_finished_epoch_row(small):
+    rows = []
+    history = fit(student(), small, config(epochs=3), on_epoch=rows.append)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert pd.DataFrame(rows).equals(history)

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -215,6 +216,7 @@ def fit(
     objective_config: ObjectiveConfig | None = None,
     teacher: nn.Module | None = None,
     teacher_logits: tuple[torch.Tensor, torch.Tensor] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on ``data`` and return the per-epoch history.
 
@@ -225,6 +227,7 @@ def fit(
     finished epoch is checkpointed); ``history.attrs["interrupted"]`` tells.
     ``teacher_logits=(train, test)``, each (N, classes), reuses logits computed earlier (e.g.
     by :func:`predict`) so that several students of one teacher pay for them once.
+    ``on_epoch(row)`` is called with each finished epoch's history row (e.g. to move a widget).
     """
     config = config or TrainConfig()
     obj = objective_config or ObjectiveConfig()
@@ -344,6 +347,8 @@ def fit(
                     "rng": rng_state(generator, mining), "history": history.to_dict("list"),
                     "config": asdict(config), "objective": obj.to_dict()}))
             rows.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{row['train_total']:.3f}", test_acc=f"{row['test_acc']:.3f}")
     except KeyboardInterrupt:

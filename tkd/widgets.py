@@ -18,7 +18,6 @@ redraw never leaves a half-drawn plot.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 
@@ -241,9 +240,9 @@ class RetrainPanel(_Panel):
             self._lock.release()
 
     def train(self) -> dict:
-        """Train a fresh student with the sliders' settings (one :func:`tkd.train.fit` call per
-        epoch, resumed from a temporary checkpoint so the progress bar moves), then update the
-        numbers, the map and the table of runs. Returns the run's row."""
+        """Train a fresh student with the sliders' settings (:func:`tkd.train.fit`, moving the
+        progress bar after every epoch), then update the numbers, the map and the table of runs.
+        Returns the run's row."""
         start = time.perf_counter()
         objective, epochs = self.objective(), self.epochs.value
         self.progress.max, self.progress.value = epochs, 0
@@ -252,14 +251,15 @@ class RetrainPanel(_Panel):
         model = build_model(self.student_model, self.data.num_classes, self.data.in_channels,
                             self.data.image_size)
         teacher = self.teacher if objective.needs_teacher else None
-        with tempfile.TemporaryDirectory(prefix="tkd-retrain-") as folder:
-            for epoch in range(1, epochs + 1):
-                config = TrainConfig(epochs=epoch, lr=self.lr, seed=self.seed, device="cpu",
-                                     progress=False, checkpoint_dir=folder, resume=True)
-                history = fit(model, self.data, config, objective, teacher, self.teacher_logits)
-                self.progress.value = epoch
-                self.status.value = (f"epoch {epoch}/{epochs}: test accuracy "
-                                     f"{history['test_acc'].iloc[-1]:.3f}")
+
+        def show(row: dict) -> None:
+            self.progress.value = int(row["epoch"])
+            self.status.value = (f"epoch {int(row['epoch'])}/{epochs}: test accuracy "
+                                 f"{row['test_acc']:.3f}")
+
+        config = TrainConfig(epochs=epochs, lr=self.lr, seed=self.seed, device="cpu",
+                             progress=False)
+        fit(model, self.data, config, objective, teacher, self.teacher_logits, on_epoch=show)
         train_seconds = time.perf_counter() - start
         self.status.value = "training done; drawing the map …"
         teacher_test = self.teacher_logits[1].numpy()
