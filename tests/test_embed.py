@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from tkd import embed
+from tkd import experiments as ex
 from tkd.data import TensorSplit, load_dataset
 from tkd.models import build_model
 
@@ -113,7 +114,7 @@ def test_load_or_train_student(tmp_path):
     model = embed.load_or_train_student("quick", "triplet", data, teacher, seed=1, epochs=1,
                                         root=tmp_path, log=lambda _: None)
     assert not model.training
-    path = embed.student_path("quick", "triplet", 1, tmp_path)
+    path = ex.student_path("quick", "triplet", 1, tmp_path)
     assert path == tmp_path / "quick" / "triplet" / "1.pt"
     assert not path.exists()  # a shortened run is not kept as the preset's student
     from tkd.checkpoint import save_model

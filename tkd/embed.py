@@ -202,42 +202,28 @@ def metrics_table(teacher: np.ndarray, students: dict[str, np.ndarray], labels: 
 # ------------------------------------------------------------------ the preset's students ----
 
 
-def student_path(preset: str, experiment: str, seed: int, root: str | Path | None = None) -> Path:
-    """Where a student model is kept: ``<results>/<preset>/<experiment>/<seed>.pt``."""
-    from tkd.experiments import result_path
-
-    return result_path(preset, experiment, seed, root).with_suffix(".pt")
-
-
 def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: nn.Module,
                           seed: int = 1, epochs: int | None = None,
                           root: str | Path | None = None, device: str | None = None,
                           log=print) -> nn.Module:
     """The student of ``experiment`` (a name of :data:`tkd.experiments.EXPERIMENTS`), loaded
-    from :func:`student_path` if saved, else trained with the preset's settings for at most
-    ``epochs`` epochs (None: the preset's; only a run of the preset's length is saved).
-    Returned in eval mode."""
+    from :func:`tkd.experiments.student_path` if saved, else trained with the preset's settings
+    (:func:`tkd.experiments.train_student`) for at most ``epochs`` epochs (None: the preset's;
+    only a run of the preset's length is saved). Returned in eval mode."""
     from tkd.checkpoint import load_model, save_model
-    from tkd.experiments import EXPERIMENTS, get_preset
-    from tkd.models import build_model
-    from tkd.train import TrainConfig, fit
+    from tkd.experiments import get_preset, student_path, train_student
 
-    spec, config = get_preset(preset), EXPERIMENTS[experiment]
-    path = student_path(spec.name, experiment, seed, root)
+    spec = get_preset(preset)
+    path = student_path(spec, experiment, seed, root)
     if path.is_file():
         log(f"{experiment}: loaded {path}")
         return load_model(path, device or "cpu")
-    objective = config.objective()
-    weight_decay = spec.ce_weight_decay if config.method == "ce" else spec.weight_decay
-    train = TrainConfig(epochs=min(epochs or spec.epochs, spec.epochs), batch_size=spec.batch_size,
-                        lr=spec.lr, weight_decay=weight_decay, lr_step=spec.lr_step, seed=seed,
-                        device=device, progress=False)
-    torch.manual_seed(seed)  # the student's initial weights
-    model = build_model(spec.student_model, data.num_classes, data.in_channels, data.image_size)
-    history = fit(model, data, train, objective, teacher if objective.needs_teacher else None)
-    log(f"{experiment}: trained {train.epochs} epochs, test accuracy "
+    epochs = min(epochs or spec.epochs, spec.epochs)
+    model, history, _ = train_student(spec, experiment, seed, data, teacher, device=device,
+                                      epochs=epochs)
+    log(f"{experiment}: trained {epochs} epochs, test accuracy "
         f"{history['test_acc'].iloc[-1]:.3f}")
-    if train.epochs == spec.epochs:
+    if epochs == spec.epochs:
         save_model(path, model, spec.student_model, data.num_classes, data.in_channels,
                    data.image_size, dataset=spec.dataset, preset=spec.name,
                    experiment=experiment, seed=seed)

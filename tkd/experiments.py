@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from tkd.checkpoint import load_model, save_model
@@ -151,6 +152,16 @@ def get_preset(preset: str | Preset) -> Preset:
     return PRESETS[preset]
 
 
+def get_experiment(experiment: str | Experiment) -> Experiment:
+    """An :class:`Experiment` by name (or the experiment itself); ``ValueError`` if unknown."""
+    if isinstance(experiment, Experiment):
+        return experiment
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; "
+                         f"choose one of {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[experiment]
+
+
 def project_root() -> Path:
     """The nearest folder at or above the working directory holding ``pyproject.toml`` or
     ``results/`` (so notebooks in ``notebooks/`` write to the project's folders); else cwd."""
@@ -229,23 +240,23 @@ def teacher_logits(teacher: torch.nn.Module, data: Dataset,
     return tuple(predict(teacher, split.images.to(dev)).cpu() for split in (data.train, data.test))
 
 
-def run_experiment(preset: str | Preset, experiment: str | Experiment, seed: int,
-                   data: Dataset, teacher: torch.nn.Module | None = None,
-                   logits: tuple[torch.Tensor, torch.Tensor] | None = None,
-                   root: str | Path | None = None, device: str | None = None,
-                   epochs: int | None = None, progress: bool = False) -> dict:
-    """Train one student (``experiment`` x ``seed``), save it as ``<seed>.pt`` beside its
-    record ``<seed>.json`` (see :func:`result_path`); returns the record.
+def student_path(preset: str | Preset, experiment: str, seed: int,
+                 root: str | Path | None = None) -> Path:
+    """Where a trained student is saved: ``<root>/<preset>/<experiment>/<seed>.pt``."""
+    return result_path(preset, experiment, seed, root).with_suffix(".pt")
+
+
+def train_student(preset: str | Preset, experiment: str | Experiment, seed: int, data: Dataset,
+                  teacher: torch.nn.Module | None = None,
+                  logits: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  device: str | None = None, epochs: int | None = None,
+                  progress: bool = False) -> tuple[torch.nn.Module, pd.DataFrame, TrainConfig]:
+    """Train one student (``experiment`` x ``seed``) with the preset's settings; writes nothing.
 
     logits: the teacher's (train, test) logits from :func:`teacher_logits`, reused by every run.
-    ``epochs`` overrides the preset's (for tests).
+    ``epochs`` overrides the preset's. Returns the model, its history and its TrainConfig.
     """
-    preset = get_preset(preset)
-    if isinstance(experiment, str):
-        if experiment not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {experiment!r}; "
-                             f"choose one of {', '.join(EXPERIMENTS)}")
-        experiment = EXPERIMENTS[experiment]
+    preset, experiment = get_preset(preset), get_experiment(experiment)
     objective = experiment.objective()
     if objective.needs_teacher and teacher is None:
         raise ValueError(f"experiment {experiment.name!r} needs the teacher")
@@ -256,19 +267,31 @@ def run_experiment(preset: str | Preset, experiment: str | Experiment, seed: int
     seed_everything(seed)  # the initial weights depend on the seed only, not on run order
     model = build_model(preset.student_model, data.num_classes, data.in_channels,
                         data.image_size)
-    start = time.perf_counter()
     history = fit(model, data, config, objective, teacher if objective.needs_teacher else None,
                   logits if objective.needs_teacher else None)
+    return model, history, config
+
+
+def run_experiment(preset: str | Preset, experiment: str | Experiment, seed: int,
+                   data: Dataset, teacher: torch.nn.Module | None = None,
+                   logits: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   root: str | Path | None = None, device: str | None = None,
+                   epochs: int | None = None, progress: bool = False) -> dict:
+    """Train one student with :func:`train_student`, save it (:func:`student_path`) beside its
+    record ``<seed>.json`` (:func:`result_path`); returns the record."""
+    preset, experiment = get_preset(preset), get_experiment(experiment)
+    start = time.perf_counter()
+    model, history, config = train_student(preset, experiment, seed, data, teacher, logits,
+                                           device, epochs, progress)
     wall = time.perf_counter() - start
     run = _run_config(preset, experiment.name, experiment.method, preset.student_model, seed,
-                      config, objective.to_dict(), str(teacher_path(preset, root)))
+                      config, experiment.objective().to_dict(), str(teacher_path(preset, root)))
     run["label"] = experiment.label
     record = make_record(run, history, pick_device(device), wall)
-    path = result_path(preset, experiment.name, seed, root)
-    save_model(path.with_suffix(".pt"), model, preset.student_model, data.num_classes,
-               data.in_channels, data.image_size, preset=preset.name,
+    save_model(student_path(preset, experiment.name, seed, root), model, preset.student_model,
+               data.num_classes, data.in_channels, data.image_size, preset=preset.name,
                experiment=experiment.name, seed=seed)
-    save_record(path, record)  # last: a run counts as done once its record exists
+    save_record(result_path(preset, experiment.name, seed, root), record)  # last: run is done
     return record
 
 
