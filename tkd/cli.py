@@ -1,4 +1,4 @@
-"""Command line: ``python -m tkd train ...`` (more sub-commands register below).
+"""Command line: ``python -m tkd train | reproduce | figures``.
 
 Every value is checked before any data is loaded or any model is built, and unknown names get
 an error that lists the valid ones.
@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tkd.checkpoint import CheckpointError, atomic_write_text, load_model, save_model
 from tkd.data import DATASETS, load_dataset
+from tkd.experiments import register_reproduce
+from tkd.figures import register_figures
 from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
@@ -21,24 +23,23 @@ from tkd.results import make_record, save_record
 from tkd.train import TrainConfig, fit, pick_device, seed_everything
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _integer(low: int, high: float, wanted: str):
+    """An argparse type: an integer in ``[low, high)``; ``wanted`` says so in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value < high:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {value}")
-    return value
+_positive_int = _integer(1, float("inf"), "a positive integer")
+_seed = _integer(0, 2**32, "an integer in [0, 2**32)")
 
 
 def _non_negative(text: str) -> float:
@@ -155,15 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a teacher or a distilled student")
     add_train_arguments(train)
     train.set_defaults(run=train_command)
-    for register in EXTRA_COMMANDS:
-        register(commands)
+    register_reproduce(commands)
+    register_figures(commands)
     return parser
-
-
-from tkd.experiments import register_reproduce  # noqa: E402
-from tkd.figures import register_figures  # noqa: E402
-
-EXTRA_COMMANDS: list = [register_reproduce, register_figures]  # functions(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:

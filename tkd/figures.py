@@ -23,16 +23,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tkd.checkpoint import atomic_savefig, atomic_write_csv, atomic_write_text  # noqa: E402
+from tkd.checkpoint import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.experiments import (  # noqa: E402
     EXPERIMENTS,
     MAIN,
+    PRESETS,
     SWEEP_NAMES,
     get_preset,
     project_root,
     results_root,
 )
-from tkd.results import load_record  # noqa: E402
+from tkd.plots import save_figure  # noqa: E402
+from tkd.results import history_frame, load_record  # noqa: E402
 
 CURVE_EXPERIMENTS = ["ce", "kd-t4", "triplet", "triplet-kd"]
 PANELS = [("total", "total loss"), ("ce", "classification loss (CE)"),
@@ -95,12 +97,11 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None) -
         runs = runs[runs.experiment.isin(experiments)]
     rows = []
     for name, group in runs.groupby("experiment"):
-        std = (lambda s: float(s.std(ddof=1)) if len(s) > 1 else np.nan)  # noqa: E731
         rows.append({
             "experiment": name, "method": _label(name), "seeds": len(group),
             "epochs": int(group.epochs.max()),
-            "test_mean": 100 * group.test_acc.mean(), "test_std": 100 * std(group.test_acc),
-            "train_mean": 100 * group.train_acc.mean(), "train_std": 100 * std(group.train_acc),
+            "test_mean": 100 * group.test_acc.mean(), "test_std": 100 * _std(group.test_acc),
+            "train_mean": 100 * group.train_acc.mean(), "train_std": 100 * _std(group.train_acc),
             "best_test_mean": 100 * group.best_test_acc.mean(),
             "minutes": group.wall_seconds.mean() / 60,
         })
@@ -108,6 +109,11 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None) -
     if len(table):
         table = table.sort_values("experiment", key=lambda s: s.map(_order)).reset_index(drop=True)
     return table
+
+
+def _std(values: pd.Series) -> float:
+    """Sample std over seeds; NaN for a single run."""
+    return float(values.std(ddof=1)) if len(values) > 1 else np.nan
 
 
 def _pm(mean: float, std: float) -> str:
@@ -130,7 +136,7 @@ def curves_frame(records: list[dict], experiments: list[str]) -> pd.DataFrame:
     frames = []
     for r in records:
         if r["config"]["experiment"] in experiments:
-            frame = pd.DataFrame(r["history"])
+            frame = history_frame(r)
             frame["experiment"], frame["seed"] = r["config"]["experiment"], r["config"]["seed"]
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -202,7 +208,7 @@ def sweep_frame(runs: pd.DataFrame, kind: str) -> pd.DataFrame:
     rows = []
     for value, group in part.groupby(kind):
         rows.append({"value": value, "seeds": len(group), "test_mean": 100 * group.test_acc.mean(),
-                     "test_std": 100 * group.test_acc.std(ddof=1) if len(group) > 1 else np.nan})
+                     "test_std": 100 * _std(group.test_acc)})
     return pd.DataFrame(rows, columns=["value", "seeds", "test_mean", "test_std"])
 
 
@@ -258,7 +264,7 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
 
 
 def _save(fig, path: Path) -> Path:
-    atomic_savefig(fig, path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -273,7 +279,7 @@ def figures_command(args) -> int:
 def register_figures(commands) -> None:
     """Add the ``figures`` sub-command to the CLI's sub-parsers."""
     parser = commands.add_parser("figures", help="rebuild tables and figures from results/")
-    parser.add_argument("--preset", default="quick", choices=["quick", "fashion", "paper"])
+    parser.add_argument("--preset", default="quick", choices=list(PRESETS))
     parser.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
                         "or ./results)")
     parser.add_argument("--out", default=None, help="figures root (default $TKD_FIGURES or "

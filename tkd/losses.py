@@ -55,6 +55,11 @@ def _check_margin(margin: float) -> None:
         raise ValueError(f"margin must be a finite number >= 0, got {margin}")
 
 
+def _check_norm(p: float) -> None:
+    if not math.isfinite(p) or p <= 0:
+        raise ValueError(f"p must be a finite number > 0, got {p}")
+
+
 def _check_temperature(temperature: float) -> None:
     if not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
@@ -100,8 +105,7 @@ def triplet_kd_loss(
     )
     _check_margin(margin)
     _check_valid(valid, len(teacher_logits))
-    if not math.isfinite(p) or p <= 0:
-        raise ValueError(f"p must be a finite number > 0, got {p}")
+    _check_norm(p)
     if temperature is not None:
         _check_temperature(temperature)
         teacher_logits, student_logits, negative_logits = (
@@ -193,8 +197,7 @@ class ObjectiveConfig:
         _check_temperature(self.temperature)
         _check_margin(self.margin)
         check_strategy(self.negatives)
-        if not math.isfinite(self.p) or self.p <= 0:
-            raise ValueError(f"p must be a finite number > 0, got {self.p}")
+        _check_norm(self.p)
         if self.triplet_temperature is not None:
             _check_temperature(self.triplet_temperature)
         if self.terms == []:

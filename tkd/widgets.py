@@ -47,11 +47,29 @@ class _Panel:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
+class _SliderPanel(_Panel):
+    """One slider above a line of text and a picture; moving it calls ``update(value)``."""
+
+    def _build(self, slider: W.FloatSlider, image_width: str) -> None:
+        self.slider, self.text = slider, W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(width=image_width))
+        self.slider.observe(self.on_change, names="value")
+        self.widget = W.VBox([self.slider, self.text, self.image])
+        self.update(slider.value)
+
+    def update(self, value: float) -> dict:
+        raise NotImplementedError
+
+    def on_change(self, change: dict) -> None:
+        """Slider observer: ``change["new"]`` is the slider's new value."""
+        self.update(change["new"])
+
+
 def _as_tensor(array) -> torch.Tensor:
     return torch.as_tensor(np.asarray(array), dtype=torch.float32)
 
 
-class TemperatureExplorer(_Panel):
+class TemperatureExplorer(_SliderPanel):
     """Teacher soft targets and the student's KD loss as a function of the temperature.
 
     teacher_logits, student_logits: (N, classes); labels: (N,). ``images`` of them (one per
@@ -66,14 +84,9 @@ class TemperatureExplorer(_Panel):
         order = np.random.default_rng(seed).permutation(len(self.labels))
         _, first = np.unique(self.labels[order], return_index=True)
         self.chosen = order[np.sort(first)][:images]  # the first images of distinct classes
-        self.slider = W.FloatSlider(value=temperature, min=0.5, max=20.0, step=0.5,
-                                    description="temperature T", continuous_update=False,
-                                    style=STYLE, layout=LAYOUT)
-        self.text = W.HTML()
-        self.image = W.Image(format="png", layout=W.Layout(width=f"{300 * images}px"))
-        self.slider.observe(self.on_change, names="value")
-        self.widget = W.VBox([self.slider, self.text, self.image])
-        self.update(temperature)
+        self._build(W.FloatSlider(value=temperature, min=0.5, max=20.0, step=0.5,
+                                  description="temperature T", continuous_update=False,
+                                  style=STYLE, layout=LAYOUT), f"{300 * images}px")
 
     def values(self, temperature: float) -> dict:
         """Soft targets (images, classes) of the chosen images, the mean teacher entropy (nats)
@@ -97,12 +110,8 @@ class TemperatureExplorer(_Panel):
                            f"student's KD loss T²·KL = <b>{values['kd_loss']:.4f}</b>")
         return values
 
-    def on_change(self, change: dict) -> None:
-        """Slider observer: ``change["new"]`` is the new temperature."""
-        self.update(change["new"])
 
-
-class MarginExplorer(_Panel):
+class MarginExplorer(_SliderPanel):
     """The triplet loss on one real batch as a function of the margin.
 
     teacher_logits, student_logits: (N, classes); labels: (N,). The batch is ``batch_size``
@@ -121,14 +130,9 @@ class MarginExplorer(_Panel):
         self.negative = student[negatives[batch]]
         self.anchor_positive = distance(self.anchor, self.positive).numpy()
         self.anchor_negative = distance(self.anchor, self.negative).numpy()
-        self.slider = W.FloatSlider(value=margin, min=0.0, max=max_margin, step=0.5,
-                                    description="margin m", continuous_update=False,
-                                    style=STYLE, layout=LAYOUT)
-        self.text = W.HTML()
-        self.image = W.Image(format="png", layout=W.Layout(width="470px"))
-        self.slider.observe(self.on_change, names="value")
-        self.widget = W.VBox([self.slider, self.text, self.image])
-        self.update(margin)
+        self._build(W.FloatSlider(value=margin, min=0.0, max=max_margin, step=0.5,
+                                  description="margin m", continuous_update=False,
+                                  style=STYLE, layout=LAYOUT), "470px")
 
     def values(self, margin: float) -> dict:
         """Triplet loss (the paper's, :func:`tkd.losses.triplet_kd_loss`), share of active
@@ -149,10 +153,6 @@ class MarginExplorer(_Panel):
                            f"{len(self.anchor)}; mean d(a,p) {values['anchor_positive']:.2f}, "
                            f"mean d(a,n) {values['anchor_negative']:.2f}")
         return values
-
-    def on_change(self, change: dict) -> None:
-        """Slider observer: ``change["new"]`` is the new margin."""
-        self.update(change["new"])
 
 
 class RetrainPanel(_Panel):
