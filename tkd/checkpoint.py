@@ -223,30 +223,26 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     return model.to(device).eval()
 
 
-def rng_state(generator: torch.Generator, mining: torch.Generator | None = None) -> dict:
-    """Every random state a run depends on: Python, NumPy, torch (CPU and CUDA), the trainer's
-    generator and, on a GPU, its on-device generator for in-batch mining; in a form that loads
-    with ``weights_only=True``."""
+def rng_state(generators: dict[str, torch.Generator]) -> dict:
+    """Every random state a run depends on: Python, NumPy, torch (CPU and CUDA) and the
+    trainer's named ``generators``; in a form that loads with ``weights_only=True``."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generator": generator.get_state(),
-        "mining": None if mining is None or mining is generator else mining.get_state(),
+        "generators": {name: g.get_state() for name, g in generators.items()},
     }
 
 
-def set_rng_state(state: dict, generator: torch.Generator,
-                  mining: torch.Generator | None = None) -> None:
-    """Restore what :func:`rng_state` captured."""
+def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
+    """Restore what :func:`rng_state` captured; ``KeyError`` if a generator is missing."""
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["generator"])
-    if mining is not None and mining is not generator and state.get("mining") is not None:
-        mining.set_state(state["mining"])
+    for name, generator in generators.items():
+        generator.set_state(state["generators"][name])

@@ -13,6 +13,7 @@ python-pickle batches for CIFAR); torchvision is used only to *download* them.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
 import tarfile
@@ -72,6 +73,23 @@ class TensorSplit:
         """
         if n >= len(self):
             return self
+        chosen = self._balanced_positions(n, seed).to(self.labels.device)
+        return TensorSplit(self.images[chosen], self.labels[chosen])
+
+    def split_off(self, n: int, seed: int = 0) -> tuple[TensorSplit, TensorSplit]:
+        """``(rest, held_out)``: ``n`` class-stratified samples held out (chosen as
+        :meth:`subset` chooses them) and all the others; both keep the original order."""
+        if not 0 < n < len(self):
+            raise ValueError(f"cannot hold out {n} of {len(self)} samples: choose 0 < n < "
+                             f"{len(self)}")
+        keep = torch.ones(len(self), dtype=torch.bool)
+        keep[self._balanced_positions(n, seed)] = False
+        held, keep = (~keep).to(self.labels.device), keep.to(self.labels.device)
+        return (TensorSplit(self.images[keep], self.labels[keep]),
+                TensorSplit(self.images[held], self.labels[held]))
+
+    def _balanced_positions(self, n: int, seed: int) -> Tensor:
+        """(n,) sorted CPU positions: round-robin over the classes of a seeded permutation."""
         generator = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(self), generator=generator)
         labels = self.labels.cpu()[perm]
@@ -80,9 +98,7 @@ class TensorSplit:
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.empty_like(perm)  # position of each permuted sample within its class
         rank[by_class] = torch.arange(len(perm)) - starts[labels[by_class]]
-        chosen = perm[torch.argsort(rank, stable=True)[:n]].sort().values
-        chosen = chosen.to(self.labels.device)
-        return TensorSplit(self.images[chosen], self.labels[chosen])
+        return perm[torch.argsort(rank, stable=True)[:n]].sort().values
 
 
 @dataclass
@@ -96,11 +112,29 @@ class Dataset:
     in_channels: int
     image_size: int
     class_names: list[str]
+    validation: TensorSplit | None = None
 
     def to(self, device: torch.device | str) -> Dataset:
-        """The same dataset with both splits on ``device``."""
+        """The same dataset with every split on ``device``."""
+        validation = None if self.validation is None else self.validation.to(device)
         return Dataset(self.name, self.train.to(device), self.test.to(device), self.num_classes,
-                       self.in_channels, self.image_size, list(self.class_names))
+                       self.in_channels, self.image_size, list(self.class_names), validation)
+
+    def with_validation(self, n: int, seed: int = 0) -> Dataset:
+        """This dataset with ``n`` class-stratified training samples (``seed``) moved into a
+        validation split; the same ``n`` and ``seed`` always give the same split."""
+        train, validation = self.train.split_off(n, seed)
+        return Dataset(self.name, train, self.test, self.num_classes, self.in_channels,
+                       self.image_size, list(self.class_names), validation)
+
+    def identity(self) -> dict:
+        """What identifies this data in a record: name, split sizes and a sha256 of each
+        split's labels (any change of split or subset changes it)."""
+        splits = {"train": self.train, "validation": self.validation, "test": self.test}
+        return {"name": self.name,
+                "sizes": {k: len(v) for k, v in splits.items() if v is not None},
+                "labels_sha256": {k: hashlib.sha256(v.labels.cpu().numpy().tobytes())
+                                  .hexdigest()[:16] for k, v in splits.items() if v is not None}}
 
 
 def default_root() -> Path:
@@ -347,20 +381,20 @@ def to_float(images: Tensor) -> Tensor:
     return images.float().div_(255.0)
 
 
-def augment(images: Tensor, generator: torch.Generator, padding: int = 4,
+def augment(images: Tensor, generator: torch.Generator | None = None, padding: int = 4,
             flip: bool = True) -> Tensor:
     """Random crop with zero padding and random horizontal flip, for a whole batch at once.
 
-    images: (B, C, H, W) float on any device; generator: a CPU generator (the draws are made
-    there, then moved to ``images.device``, so results depend only on its state).
-    Returns (B, C, H, W). ``padding=0, flip=False`` returns the images unchanged.
+    images: (B, C, H, W) float on any device. The draws are made on ``generator``'s device
+    (then moved to ``images.device``) or, with ``generator=None``, by the default generator of
+    ``images.device`` (what a captured CUDA graph needs). Returns (B, C, H, W).
+    ``padding=0, flip=False`` returns the images unchanged.
     """
     b, _, h, w = images.shape
-    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    mirror = torch.rand(b, generator=generator) < 0.5
-    if not flip:
-        mirror.zero_()
+    where = generator.device if generator is not None else images.device
+    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=where)
+    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=where)
+    mirror = (torch.rand(b, generator=generator, device=where) < 0.5) & flip
     device = images.device
     dy, dx, mirror = dy.to(device), dx.to(device), mirror.to(device)
     padded = torch.nn.functional.pad(images, (padding,) * 4)

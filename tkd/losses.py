@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tkd.miners import BATCH_STRATEGIES, check_strategy, mine_negatives
+from tkd.miners import check_strategy
 
 EPS = 1e-6  # inside the norm, as torch.nn.functional.pairwise_distance does
 
@@ -217,13 +217,20 @@ class ObjectiveConfig:
     def needs_negatives(self) -> bool:
         return any(t in self.terms for t in ("triplet", "pair"))
 
+    @property
+    def student_sees_negatives(self) -> bool:
+        """True when the student must run on the drawn negative images ``x'``: the triplet
+        term with the paper's sampled negatives (the pair term needs only ``teacher(x')``)."""
+        return "triplet" in self.terms and self.negatives == "sample"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 METHODS: dict[str, dict] = {
     "ce": {},
-    "mse": {"mse_weight": 1.0},
+    "ce-mse": {"mse_weight": 1.0},
+    "logit-mse": {"ce_weight": 0.0, "mse_weight": 1.0},
     "kd": {"kd_weight": 1.0, "temperature": 4.0},
     "pair": {"pair_weight": 2.0, "margin": 5.0},
     "triplet": {"triplet_weight": 2.0, "margin": 5.0},
@@ -231,7 +238,9 @@ METHODS: dict[str, dict] = {
 }
 """The methods the paper compares, as objective settings. ``triplet`` is the 2020 code's
 ``CE + 2 * triplet`` (margin 5); ``triplet-kd`` the 2022 rewrite's ``KL_{T=1} + CE + 2 * triplet``;
-``kd`` is Hinton's ``CE + KD`` (T = 4 by default); ``mse`` is Ba & Caruana's logit regression."""
+``kd`` is Hinton's ``CE + KD`` (T = 4 by default); ``logit-mse`` is Ba & Caruana's logit
+regression (the MSE to the teacher's logits alone, no labels); ``ce-mse`` adds it to the
+cross-entropy."""
 
 
 def method_config(method: str, **overrides) -> ObjectiveConfig:
@@ -249,15 +258,16 @@ def objective(
     teacher_logits: Tensor | None = None,
     negative_logits: Tensor | None = None,
     negative_teacher_logits: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    valid: Tensor | None = None,
     check_finite: bool = True,
 ) -> dict[str, Tensor]:
     """Weighted sum of the configured terms; returns ``{"total": ..., "ce": ..., ...}`` scalars.
 
     student_logits, teacher_logits: (batch, classes); labels: (batch,).
-    With ``config.negatives == "sample"`` the caller passes ``negative_logits`` (the student on
-    the drawn other-class images) and, for the pair term, ``negative_teacher_logits``. With an
-    in-batch strategy they are mined here from the batch's own logits.
+    negative_logits: the student's logits of each row's negative (triplet term);
+    negative_teacher_logits: the teacher's logits of each row's negative (pair term); both
+    (batch, classes), chosen by the caller (:mod:`tkd.miners` or
+    :class:`tkd.data.NegativeSampler`). ``valid`` (batch,) bool: rows that have a negative.
     """
     if labels.dim() != 1 or labels.shape[0] != student_logits.shape[0]:
         raise ValueError(
@@ -279,13 +289,6 @@ def objective(
         parts["kd"] = kd_loss(student_logits, teacher_logits, config.temperature, False)
     if config.mse_weight > 0:
         parts["mse"] = logit_mse_loss(student_logits, teacher_logits, False)
-    valid = None
-    if config.needs_negatives and config.negatives in BATCH_STRATEGIES:
-        index, valid = mine_negatives(
-            config.negatives, labels, teacher_logits, student_logits, generator
-        )
-        negative_logits = student_logits[index]
-        negative_teacher_logits = teacher_logits[index]
     if config.triplet_weight > 0:
         if negative_logits is None:
             raise ValueError("negative_logits are required for the triplet term")

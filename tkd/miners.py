@@ -7,8 +7,13 @@ The three in-batch strategies below reuse logits that the batch already has:
 
 - ``"batch-random"``: a uniformly random other-class sample of the same batch;
 - ``"batch-hard"``: the other-class sample whose logits lie closest to the anchor;
-- ``"batch-semihard"`` (FaceNet): the closest other-class sample that is still farther from the
-  anchor than the positive, ``d(a, p) < d(a, n)``; where none exists, the hardest one.
+- ``"batch-semihard"`` (FaceNet, Schroff et al. 2015, and TensorFlow Addons'
+  ``triplet_semihard_loss``): the closest other-class sample that is still farther from the
+  anchor than the positive, ``d(a, p) < d(a, n)``; where none exists, the *farthest* one.
+
+Which distance ranks the candidates is the caller's choice: the triplet loss pushes
+``||t_i - s_j||`` (anchor = teacher logits, candidates = student logits), the pair loss pushes
+``||s_i - t_j||`` (anchor = student logits, candidates = teacher logits).
 
 Every miner returns ``(index, valid)``: ``index`` (batch,) int64 into the batch and ``valid``
 (batch,) bool. A sample whose batch holds no other-class sample has ``valid = False`` (its index
@@ -74,7 +79,11 @@ def batch_hard(anchor: Tensor, candidates: Tensor, labels: Tensor) -> tuple[Tens
 def batch_semihard(
     anchor: Tensor, positive: Tensor, candidates: Tensor, labels: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Closest other-class candidate with ``d(a, n) > d(a, p)``; hardest negative where none is.
+    """Semi-hard negatives as FaceNet defines them (Schroff et al., CVPR 2015, eq. 4; the rule
+    of TensorFlow Addons' ``triplet_semihard_loss``): per anchor ``i``, the other-class
+    candidate ``j`` with the smallest ``d(a_i, c_j)`` among those with
+    ``d(a_i, c_j) > d(a_i, p_i)``; where no candidate is that far, the *farthest* other-class
+    candidate.
 
     anchor, positive, candidates: (batch, classes); labels: (batch,).
     Returns ``(index, valid)``, each (batch,).
@@ -85,8 +94,8 @@ def batch_semihard(
     other = other_class_mask(labels)
     semihard = other & (distance > positive_distance)
     index_semi, has_semi = _pick(distance, semihard, largest=False)
-    index_hard, valid = _pick(distance, other, largest=False)
-    return torch.where(has_semi, index_semi, index_hard), valid
+    index_far, valid = _pick(distance, other, largest=True)
+    return torch.where(has_semi, index_semi, index_far), valid
 
 
 def mine_negatives(
@@ -94,12 +103,14 @@ def mine_negatives(
     labels: Tensor,
     anchor: Tensor | None = None,
     positive: Tensor | None = None,
+    candidates: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Pick an in-batch negative for every sample with one of :data:`BATCH_STRATEGIES`.
 
-    labels: (batch,); anchor: teacher logits (batch, classes); positive: student logits
-    (batch, classes), also the pool the negatives are taken from. Returns ``(index, valid)``.
+    labels: (batch,); anchor, positive, candidates: (batch, classes). For the triplet loss
+    anchor = teacher logits, positive = candidates = student logits (the default when
+    ``candidates`` is None). Returns ``(index, valid)``, each (batch,).
     """
     check_strategy(strategy)
     if strategy == "sample":
@@ -111,6 +122,7 @@ def mine_negatives(
         return batch_random(labels, generator)
     if anchor is None or positive is None:
         raise ValueError(f"negatives={strategy!r} needs the anchor and positive logits")
+    candidates = positive if candidates is None else candidates
     if strategy == "batch-hard":
-        return batch_hard(anchor, positive, labels)
-    return batch_semihard(anchor, positive, positive, labels)
+        return batch_hard(anchor, candidates, labels)
+    return batch_semihard(anchor, positive, candidates, labels)

@@ -1,23 +1,32 @@
-"""The trainer: one function, :func:`fit`, for a teacher alone or a student with a teacher.
+"""The trainer: :func:`fit` trains a teacher alone or a student with a teacher.
 
-One step: batch indices -> images sliced from the on-device split -> teacher logits (cached or
-computed) -> student logits (with the negative images in the same forward) -> objective ->
-backward -> SGD step. Per-step loss values stay on the device and are read once per epoch.
+Read it top-down: :func:`train_step` is one optimisation step (batch indices -> images ->
+teacher logits, cached or computed -> student logits -> negatives -> objective -> backward ->
+SGD); :func:`train_epoch` runs the steps of one epoch, replaying a captured CUDA graph of the
+step where it can; :func:`evaluate` scores a split; :func:`fit` is the loop around them with
+checkpoints, resume and logging. The run's tensors live in a small :class:`Run`.
+
+The step has static shapes and never synchronises with the host: it reads its batch through a
+step counter kept on the device, draws random numbers from device generators and writes its
+losses into preallocated device tensors, read once per epoch. That is what lets a CUDA graph
+capture and replay it (``TrainConfig.cuda_graph``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from tkd.checkpoint import (
     CheckpointError,
@@ -27,14 +36,22 @@ from tkd.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from tkd.data import Dataset, NegativeSampler, augment, batch_indices, fixed_negatives, to_float
+from tkd.data import Dataset, NegativeSampler, TensorSplit, augment, fixed_negatives, to_float
 from tkd.losses import ObjectiveConfig, objective
+from tkd.miners import mine_negatives
+from tkd.precision import autocast_dtype, make_scaler, pick_precision
 
 
 @dataclass
 class TrainConfig:
     """Optimisation and run settings. Defaults are the paper's (SGD 0.01, momentum 0.9,
-    weight decay 0.007, step LR x0.1 every 100 epochs, batch 100, seed 1, no augmentation)."""
+    weight decay 0.007, step LR x0.1 every 100 epochs, batch 100, seed 1, no augmentation).
+
+    ``precision``: "auto" (bf16 autocast on GPUs that have it, fp16 with a gradient scaler on
+    older GPUs, fp32 on CPU and MPS), or "bf16", "fp16", "fp32". ``cuda_graph``: on CUDA,
+    capture the training step once and replay it (eager elsewhere, and with fp16).
+    ``tensorboard``: a folder for TensorBoard event files (every loss and accuracy per epoch).
+    """
 
     epochs: int = 10
     batch_size: int = 100
@@ -47,13 +64,15 @@ class TrainConfig:
     seed: int = 1
     deterministic: bool = False
     device: str | None = None
-    bf16: bool = True
+    precision: str = "auto"
     channels_last: bool = True
+    cuda_graph: bool = True
     compile: bool = False
     progress: bool = True
     checkpoint_dir: str | None = None
     resume: bool = False
     eval_batch_size: int = 1000
+    tensorboard: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_step", "eval_batch_size"):
@@ -69,6 +88,8 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
                 or not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume=True needs checkpoint_dir, the folder the run saved into")
 
@@ -106,9 +127,8 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
-    """Seed Python, NumPy and torch (all devices); returns the CPU generator the trainer uses
-    for shuffling, negatives and augmentation. ``deterministic`` also pins the kernels."""
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices). ``deterministic`` also pins the kernels."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -117,39 +137,396 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    return torch.Generator().manual_seed(seed)
+
+
+def run_generators(seed: int) -> dict[str, torch.Generator]:
+    """The run's CPU random streams, one per use, so that a seed fixes the data order for
+    every method (a paired design): ``order`` shuffles the training split each epoch,
+    ``negatives`` draws the paper's other-class images, ``batch`` serves augmentation and
+    in-batch random mining on the CPU (on CUDA those use the device's default generator)."""
+    return {name: torch.Generator().manual_seed(seed + 7919 * k)
+            for k, name in enumerate(("order", "negatives", "batch"))}
 
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
-            autocast: bool = False, channels_last: bool = False) -> torch.Tensor:
-    """Logits (N, classes) float32 of an eval-mode ``model`` on uint8 images (N, C, H, W)."""
+            dtype: torch.dtype | None = None, channels_last: bool = False) -> torch.Tensor:
+    """Logits (N, classes) float32 of an eval-mode ``model`` on uint8 images (N, C, H, W);
+    ``dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast."""
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         x = to_float(images[start:start + batch_size])
         x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-        with torch.autocast(images.device.type, torch.bfloat16, enabled=autocast):
+        with torch.autocast(images.device.type, dtype or torch.float32, enabled=dtype is not None):
             out.append(model(x).float())
     model.train(was_training)
     return torch.cat(out)
 
 
-def _evaluate(model, teacher_logits, split, negatives, config, obj, autocast,
-              channels_last) -> dict:
-    """Test metrics: accuracy and every loss term, with the split's fixed negatives."""
-    logits = predict(model, split.images, config.eval_batch_size, autocast, channels_last)
+@dataclass
+class Run:
+    """What one training run holds on its device: model, teacher, optimiser, data, cached
+    teacher logits, random streams and the step's preallocated buffers."""
+
+    model: nn.Module
+    step_model: nn.Module
+    teacher: nn.Module | None
+    obj: ObjectiveConfig
+    config: TrainConfig
+    device: torch.device
+    train: TensorSplit
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    dtype: torch.dtype | None
+    memory_format: torch.memory_format | None
+    teacher_train: Tensor | None
+    generators: dict[str, torch.Generator]
+    batch_generator: torch.Generator | None  # None: the device's default (graph-safe)
+    sampler: NegativeSampler
+    terms: list[str]
+    joint_forward: bool
+    order: Tensor = field(init=False)  # (steps, batch) indices of this epoch's full batches
+    negatives: Tensor = field(init=False)  # (steps, batch) their drawn negatives
+    sums: Tensor = field(init=False)  # (steps + 1, terms) per-batch losses
+    correct: Tensor = field(init=False)  # () correctly classified training images
+    step: Tensor = field(init=False)  # (1,) the step counter the captured graph reads
+    graph: object = None
+    graph_lr: float | None = None
+    eager_steps: int = 0
+
+    def __post_init__(self) -> None:
+        steps = len(self.train) // self.config.batch_size
+        shape = (steps, self.config.batch_size)
+        self.order = torch.zeros(shape, dtype=torch.long, device=self.device)
+        self.negatives = torch.zeros(shape, dtype=torch.long, device=self.device)
+        self.sums = torch.zeros(steps + 1, len(self.terms), device=self.device)
+        self.correct = torch.zeros((), device=self.device)
+        self.step = torch.zeros(1, dtype=torch.long, device=self.device)
+
+    def images(self, index: Tensor) -> Tensor:
+        """Float images (B, C, H, W) of training indices ``index``, augmented if configured."""
+        x = to_float(self.train.images[index])
+        x = augment(x, self.batch_generator) if self.config.augment else x
+        return x.contiguous(memory_format=self.memory_format) if self.memory_format else x
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, self.dtype, cache_enabled=False)
+
+
+def train_step(run: Run, index: Tensor, negative: Tensor) -> None:
+    """One SGD step on the training images ``index`` (B,), whose drawn other-class images
+    are ``negative`` (B,) (used by the paper's sampled negatives only). Adds the batch's loss
+    terms to row ``run.step`` of ``run.sums`` and its correct count to ``run.correct``."""
+    obj, x, y = run.obj, run.images(index), run.train.labels[index]
+    x_neg = run.images(negative) if obj.student_sees_negatives else None
+    with run.autocast():
+        if x_neg is None:
+            s, s_neg = run.step_model(x).float(), None
+        elif run.joint_forward:  # one forward over x and x' (no BatchNorm to share)
+            s, s_neg = run.step_model(torch.cat([x, x_neg])).float().chunk(2)
+        else:  # BatchNorm: x and x' as two batches, as the authors' code runs them
+            s, s_neg = run.step_model(x).float(), run.step_model(x_neg).float()
+        t = teacher_logits_of(run, index, x)
+        t_neg = (teacher_logits_of(run, negative, x_neg) if obj.needs_negatives
+                 and obj.negatives == "sample" and "pair" in obj.terms else None)
+    s_neg, t_neg, valid = select_negatives(obj, y, t, s, s_neg, t_neg, run.batch_generator)
+    parts = objective(obj, s, y, t, s_neg, t_neg, valid, check_finite=False)
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is None:
+        parts["total"].backward()
+        run.optimizer.step()
+    else:
+        run.scaler.scale(parts["total"]).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    values = torch.stack([parts[k].detach().float() for k in run.terms])
+    run.sums.index_copy_(0, run.step, values[None])
+    run.correct += (s.detach().argmax(1) == y).sum()
+    run.step += 1
+
+
+def teacher_logits_of(run: Run, index: Tensor, x: Tensor | None) -> Tensor | None:
+    """The teacher's logits (B, classes) of training images ``index``: cached when the
+    images are not augmented, else computed on the augmented batch ``x``."""
+    if run.teacher is None:
+        return None
+    if run.teacher_train is not None:
+        return run.teacher_train[index]
+    with torch.no_grad():
+        return run.teacher(x).float()
+
+
+def select_negatives(obj: ObjectiveConfig, labels: Tensor, teacher: Tensor | None,
+                     student: Tensor, student_neg: Tensor | None, teacher_neg: Tensor | None,
+                     generator: torch.Generator | None):
+    """``(negative student logits, negative teacher logits, valid)`` for the objective.
+
+    With the paper's sampled negatives they were computed by the caller; with an in-batch
+    strategy a miner picks, per row, another row of the batch, ranked by the distance the loss
+    pushes: ``||t_i - s_j||`` for the triplet, ``||s_i - t_j||`` for the pair loss."""
+    if not obj.needs_negatives or obj.negatives == "sample":
+        return student_neg, teacher_neg, None
+    if "triplet" in obj.terms:
+        index, valid = mine_negatives(obj.negatives, labels, teacher, student, student, generator)
+    else:
+        index, valid = mine_negatives(obj.negatives, labels, student, teacher, teacher, generator)
+    return student[index], teacher[index], valid
+
+
+def train_epoch(run: Run, epoch_order: Tensor, epoch_negatives: Tensor) -> None:
+    """All steps of one epoch: the full batches through the captured graph (or eagerly), a
+    last smaller batch eagerly. ``epoch_order``, ``epoch_negatives``: (N,) device indices."""
+    batch = run.config.batch_size
+    steps = len(run.order)
+    run.order.copy_(epoch_order[:steps * batch].view(steps, batch))
+    run.negatives.copy_(epoch_negatives[:steps * batch].view(steps, batch))
+    run.sums.zero_()
+    run.correct.zero_()
+    run.step.zero_()
+    graph = _use_graph(run)
+    for i in range(steps):
+        if graph and run.eager_steps >= _WARMUP_STEPS:
+            _replay(run)
+        elif graph:  # warm-up before the first capture, on a side stream as CUDA graphs want
+            side = torch.cuda.Stream(run.device)
+            side.wait_stream(torch.cuda.current_stream(run.device))
+            with torch.cuda.stream(side):
+                train_step(run, run.order[i], run.negatives[i])
+            torch.cuda.current_stream(run.device).wait_stream(side)
+            run.eager_steps += 1
+        else:
+            train_step(run, run.order[i], run.negatives[i])
+    if steps * batch < len(epoch_order):
+        train_step(run, epoch_order[steps * batch:], epoch_negatives[steps * batch:])
+
+
+_WARMUP_STEPS = 3  # eager steps before the first capture (lazy state: momentum, cuDNN plans)
+
+
+def _use_graph(run: Run) -> bool:
+    return (run.device.type == "cuda" and run.config.cuda_graph and run.scaler is None
+            and not run.config.compile)
+
+
+def _replay(run: Run) -> None:
+    """Replay the captured step, capturing it first (again after a learning-rate change,
+    since the fused optimiser bakes the rate into the graph). The graph reads its batch from
+    row ``run.step`` of the epoch's buffers."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    if run.graph is None or run.graph_lr != lr:
+        torch.cuda.synchronize(run.device)
+        previous, run.graph = run.graph, torch.cuda.CUDAGraph()
+        with torch.cuda.graph(run.graph, pool=None if previous is None else previous.pool()):
+            train_step(run, run.order.index_select(0, run.step)[0],
+                       run.negatives.index_select(0, run.step)[0])
+        run.graph_lr = lr  # capture records the step without running it: replay runs it
+    run.graph.replay()
+
+
+def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
+             negatives: Tensor) -> dict:
+    """Accuracy and every loss term on ``split`` with the run's own negative strategy: the
+    split's fixed drawn negatives (``negatives``, (N,)) for the paper's sampling, the same
+    miner over consecutive batches of ``batch_size`` for in-batch strategies."""
+    logits = predict(run.model, split.images, run.config.eval_batch_size, run.dtype,
+                     run.memory_format is not None)
     metrics = {"acc": (logits.argmax(1) == split.labels).float().mean().item()}
-    if obj is not None:
-        # The split's fixed negatives for every strategy: mining over the whole split at once
-        # would need (N, N) matrices and would not measure the same thing epoch to epoch.
-        obj = replace(obj, negatives="sample")
-        parts = objective(obj, logits, split.labels, teacher_logits, logits[negatives],
-                          None if teacher_logits is None else teacher_logits[negatives],
-                          check_finite=False)
-        metrics.update({k: v.item() for k, v in parts.items()})
+    if run.teacher is None:
+        return metrics
+    parts = []
+    generator = torch.Generator().manual_seed(run.config.seed)  # the same draw every epoch
+    for start in range(0, len(split), run.config.batch_size):
+        rows = slice(start, start + run.config.batch_size)
+        s, t, y = logits[rows], teacher_logits[rows], split.labels[rows]
+        neg = negatives[rows]
+        s_neg, t_neg, valid = select_negatives(run.obj, y, t, s, logits[neg],
+                                               teacher_logits[neg], generator)
+        batch = objective(run.obj, s, y, t, s_neg, t_neg, valid, check_finite=False)
+        parts.append(torch.stack([batch[k] for k in run.terms]) * len(y))
+    means = torch.stack(parts).sum(0) / len(split)
+    metrics.update({k: v.item() for k, v in zip(run.terms, means)})
     return metrics
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def fingerprint(model: nn.Module | None) -> str | None:
+    """sha256 (16 hex digits) of a model's weights and buffers: which teacher a run used."""
+    if model is None:
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def setup(model: nn.Module, data: Dataset, config: TrainConfig, obj: ObjectiveConfig,
+          teacher: nn.Module | None, logits: tuple[Tensor, ...] | None) -> Run:
+    """Move model, teacher and data to the device, cache the teacher's training logits
+    (unless augmentation needs fresh ones) and build optimiser, scheduler and buffers."""
+    device = pick_device(config.device)
+    precision = pick_precision(device, config.precision)
+    # channels_last helps oneDNN's CPU convolutions as much as cuDNN's (about 2x measured on
+    # the paper's student on a 2-core CPU); MPS is left in its default layout.
+    memory_format = (torch.channels_last if config.channels_last and device.type in ("cuda", "cpu")
+                     else None)
+    model = model.to(device, memory_format=memory_format)
+    dtype = autocast_dtype(precision)
+    teacher_train = None
+    if teacher is not None:
+        teacher = teacher.to(device, memory_format=memory_format).eval().requires_grad_(False)
+        if not config.augment:
+            teacher_train = (logits[0].to(device).float() if logits is not None else
+                             predict(teacher, data.train.images.to(device),
+                                     config.eval_batch_size, dtype, memory_format is not None))
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay,
+                                fused=device.type == "cuda" or None)
+    generators = run_generators(config.seed)
+    return Run(
+        model=model, step_model=torch.compile(model) if config.compile else model,
+        teacher=teacher, obj=obj, config=config, device=device, train=data.train.to(device),
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma),
+        scaler=make_scaler(precision, device), dtype=dtype, memory_format=memory_format,
+        teacher_train=teacher_train, generators=generators,
+        batch_generator=None if device.type == "cuda" else generators["batch"],
+        sampler=NegativeSampler(data.train.labels, data.num_classes),
+        terms=["total", *obj.terms], joint_forward=not _has_batchnorm(model))
+
+
+@dataclass
+class EvalSplit:
+    """A split scored every epoch: its tensors on the device, the teacher's logits of it and
+    one fixed drawn negative per image."""
+
+    name: str
+    split: TensorSplit
+    teacher_logits: Tensor | None
+    negatives: Tensor
+
+
+def _eval_splits(run: Run, data: Dataset, logits: tuple[Tensor, ...] | None) -> list[EvalSplit]:
+    """``val`` (when the dataset has a validation split) and ``test``."""
+    named = [("val", data.validation, 2), ("test", data.test, 1)]
+    out = []
+    for name, split, position in named:
+        if split is None:
+            continue
+        split = split.to(run.device)
+        teacher = None
+        if run.teacher is not None:
+            teacher = (logits[position].to(run.device).float()
+                       if logits is not None and len(logits) > position else
+                       predict(run.teacher, split.images, run.config.eval_batch_size, run.dtype,
+                               run.memory_format is not None))
+        negatives = fixed_negatives(split.labels.cpu(), data.num_classes, run.config.seed)
+        out.append(EvalSplit(name, split, teacher, negatives.to(run.device)))
+    return out
+
+
+def run_epoch(run: Run, epoch: int, splits: list[EvalSplit]) -> dict:
+    """Train one epoch, then score every split; returns the epoch's history row."""
+    run.model.train()
+    start = time.perf_counter()
+    order = torch.randperm(len(run.train), generator=run.generators["order"])
+    negatives = run.sampler.draw(run.train.labels.cpu()[order], run.generators["negatives"])
+    train_epoch(run, order.to(run.device), negatives.to(run.device))
+    _check_finite(run, epoch)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    seconds = time.perf_counter() - start
+    steps = -(-len(run.train) // run.config.batch_size)
+    sizes = torch.full((steps,), float(run.config.batch_size), device=run.device)
+    sizes[-1] = len(run.train) - (steps - 1) * run.config.batch_size
+    means = (run.sums[:steps] * sizes[:, None]).sum(0) / len(run.train)
+    row = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
+    row.update({f"train_{k}": v.item() for k, v in zip(run.terms, means)})
+    row["train_acc"] = run.correct.item() / len(run.train)
+    for part in splits:
+        scores = evaluate(run, part.split, part.teacher_logits, part.negatives)
+        row.update({f"{part.name}_{k}": v for k, v in scores.items()})
+    row["epoch_seconds"] = seconds
+    row["images_per_second"] = len(run.train) / seconds
+    run.scheduler.step()
+    return row
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    objective_config: ObjectiveConfig | None = None,
+    teacher: nn.Module | None = None,
+    teacher_logits: tuple[Tensor, ...] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> pd.DataFrame:
+    """Train ``model`` on ``data`` and return the per-epoch history.
+
+    Without ``teacher`` the model is trained with ``objective_config`` (default: cross-entropy
+    alone). With a teacher it is frozen (eval, no grad); with augmentation off its logits are
+    computed once. Columns: ``epoch, lr, train_<term>, train_acc, val_<term>, val_acc`` (when
+    the dataset has a validation split), ``test_<term>, test_acc, epoch_seconds,
+    images_per_second``. ``teacher_logits=(train, test[, validation])``, each (N, classes),
+    reuses logits computed earlier. ``on_epoch(row)`` is called after each finished (and
+    checkpointed) epoch. Ctrl-C returns the history so far; ``history.attrs["interrupted"]``.
+    """
+    config = config or TrainConfig()
+    obj = objective_config or ObjectiveConfig()
+    _check_inputs(model, data, config, obj, teacher, teacher_logits)
+    seed_everything(config.seed, config.deterministic)
+    run = setup(model, data, config, obj, teacher, teacher_logits)
+    splits = _eval_splits(run, data, teacher_logits)
+    provenance = {"teacher": fingerprint(teacher), "data": data.identity()}
+    rows, last = (_resume(run, provenance) if config.resume else ([], None))
+    callbacks = [c for c in (on_epoch, _tensorboard(config)) if c is not None]
+    bar = _progress(config, initial=len(rows))
+    interrupted = False
+    try:
+        for epoch in range(len(rows) + 1, config.epochs + 1):
+            row = run_epoch(run, epoch, splits)
+            if config.checkpoint_dir:
+                last = _checkpoint(run, epoch, [*rows, row], provenance)
+            rows.append(row)
+            for callback in callbacks:
+                callback(row)
+            _advance(bar, row)
+    except KeyboardInterrupt:
+        interrupted = True
+        if last:  # the model goes back to the last finished epoch, as in the history
+            run.model.load_state_dict(safe_load(last)["model"])
+        print(f"interrupted: returning {len(rows)} finished epochs"
+              + (f"; resume from {config.checkpoint_dir}" if config.checkpoint_dir else ""))
+    finally:
+        for closer in (bar, *callbacks):
+            getattr(closer, "close", lambda: None)()
+    model.eval()
+    history = pd.DataFrame(rows)
+    history.attrs["interrupted"] = interrupted
+    return history
+
+
+def _check_inputs(model, data: Dataset, config: TrainConfig, obj: ObjectiveConfig,
+                  teacher, teacher_logits) -> None:
+    """``ValueError`` for a model or teacher that does not fit the data, a missing teacher,
+    or cached teacher logits of the wrong shape."""
+    if obj.needs_teacher and teacher is None:
+        raise ValueError(f"the objective's terms {obj.terms} need a teacher; pass teacher=")
+    device = pick_device(config.device)
+    pick_precision(device, config.precision)
+    _check_fits("model", model.to(device), data, device)
+    if teacher is not None:
+        _check_fits("teacher", teacher.to(device), data, device)
+    if teacher_logits is not None:
+        _check_teacher_logits(teacher_logits, data)
 
 
 def _check_fits(name: str, net: nn.Module, data: Dataset, device: torch.device) -> None:
@@ -173,9 +550,11 @@ def _check_fits(name: str, net: nn.Module, data: Dataset, device: torch.device) 
 
 
 def _check_teacher_logits(teacher_logits, data: Dataset) -> None:
-    if len(teacher_logits) != 2:
-        raise ValueError("teacher_logits must be a pair (train, test) of (N, classes) tensors")
-    for part, logits, split in zip(("train", "test"), teacher_logits, (data.train, data.test)):
+    splits = [("train", data.train), ("test", data.test), ("validation", data.validation)]
+    if not 2 <= len(teacher_logits) <= 3 or (len(teacher_logits) == 2 and data.validation):
+        raise ValueError("teacher_logits must be (train, test) or, with a validation split, "
+                         "(train, test, validation) tensors of shape (N, classes)")
+    for (part, split), logits in zip(splits, teacher_logits):
         want = (len(split), data.num_classes)
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != want:
             got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
@@ -184,201 +563,50 @@ def _check_teacher_logits(teacher_logits, data: Dataset) -> None:
             raise ValueError(f"teacher_logits[{part!r}] holds NaN or infinite values")
 
 
-def _resume(directory, config: TrainConfig, obj: ObjectiveConfig, model: nn.Module,
-            optimizer, scheduler, generator, mining) -> tuple[list[dict], str | None]:
-    """Load the newest good checkpoint into the run; returns (history rows, its path)."""
-    state = load_latest_checkpoint(directory)
+def _checkpoint(run: Run, epoch: int, rows: list[dict], provenance: dict) -> str:
+    """Write the run's full state after ``epoch`` atomically; returns the file's path."""
+    return str(save_checkpoint(run.config.checkpoint_dir, epoch, {
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "rng": rng_state(run.generators),
+        "history": pd.DataFrame(rows).to_dict("list"), "config": asdict(run.config),
+        "objective": run.obj.to_dict(), "provenance": provenance}))
+
+
+def _resume(run: Run, provenance: dict) -> tuple[list[dict], str | None]:
+    """Load the newest good checkpoint into the run; returns (history rows, its path).
+    Refuses one made with other settings, another teacher or other data."""
+    state = load_latest_checkpoint(run.config.checkpoint_dir)
     if state is None:
         return [], None
-    saved = state.get("config", {})
+    saved, config, obj = state.get("config", {}), run.config, run.obj.to_dict()
     changed = [f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in RESUME_MUST_MATCH
                if saved.get(k) != getattr(config, k)]
-    changed += [f"objective {k}: {v!r} -> {obj.to_dict().get(k)!r}"
-                for k, v in state.get("objective", {}).items() if obj.to_dict().get(k) != v]
+    changed += [f"objective {k}: {v!r} -> {obj.get(k)!r}"
+                for k, v in state.get("objective", {}).items() if obj.get(k) != v]
+    old = state.get("provenance", {})
+    changed += [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in provenance.items() if old.get(k) != v]
     if changed:
-        raise ValueError(f"cannot resume from {state['path']}: the run's settings changed ("
-                         + "; ".join(changed) + "). Use the original settings or a new folder.")
+        raise ValueError(f"cannot resume from {state['path']}: the run's settings, teacher or "
+                         "data changed (" + "; ".join(changed) + "). Use the original ones or "
+                         "a new folder.")
     try:
-        getattr(model, "_orig_mod", model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], generator, mining)
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], run.generators)
     except (RuntimeError, KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"cannot resume from {state['path']}: it does not fit this "
                               f"model or run ({' '.join(str(error).split())[:300]})") from None
     return pd.DataFrame(state["history"]).to_dict("records"), state["path"]
 
 
-def fit(
-    model: nn.Module,
-    data: Dataset,
-    config: TrainConfig | None = None,
-    objective_config: ObjectiveConfig | None = None,
-    teacher: nn.Module | None = None,
-    teacher_logits: tuple[torch.Tensor, torch.Tensor] | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
-) -> pd.DataFrame:
-    """Train ``model`` on ``data`` and return the per-epoch history.
-
-    Without ``teacher`` the model is trained with ``objective_config`` (default: cross-entropy
-    alone). With a teacher it is frozen (eval, no grad); with augmentation off its logits are
-    computed once for both splits. Columns: ``epoch, lr, train_<term>, train_acc, test_<term>,
-    test_acc, epoch_seconds, images_per_second``. Ctrl-C returns the history so far (the last
-    finished epoch is checkpointed); ``history.attrs["interrupted"]`` tells.
-    ``teacher_logits=(train, test)``, each (N, classes), reuses logits computed earlier (e.g.
-    by :func:`predict`) so that several students of one teacher pay for them once.
-    ``on_epoch(row)`` is called with each finished epoch's history row (e.g. to move a widget).
-    """
-    config = config or TrainConfig()
-    obj = objective_config or ObjectiveConfig()
-    if obj.needs_teacher and teacher is None:
-        raise ValueError(f"the objective's terms {obj.terms} need a teacher; pass teacher=")
-    device = pick_device(config.device)
-    _check_fits("model", model.to(device), data, device)
-    if teacher is not None:
-        _check_fits("teacher", teacher.to(device), data, device)
-    if teacher_logits is not None:
-        _check_teacher_logits(teacher_logits, data)
-    generator = seed_everything(config.seed, config.deterministic)
-    # In-batch mining draws on the device: no host-to-device copy (and sync) per step.
-    mining = (torch.Generator(device).manual_seed(config.seed) if device.type == "cuda"
-              else generator)
-    on_cuda = device.type == "cuda"
-    autocast = config.bf16 and on_cuda
-    # channels_last helps oneDNN's CPU convolutions as much as cuDNN's (about 2x measured on
-    # the paper's student on this project's 2-core CPU); MPS is left in its default layout.
-    memory_format = (torch.channels_last if config.channels_last and device.type in ("cuda", "cpu")
-                     else None)
-
-    train, test = data.train.to(device), data.test.to(device)
-    model = model.to(device, memory_format=memory_format)
-    step_model = torch.compile(model) if config.compile else model
-    teacher_train = teacher_test = None
-    if teacher is not None:
-        teacher = teacher.to(device, memory_format=memory_format).eval().requires_grad_(False)
-        if teacher_logits is not None:
-            teacher_train, teacher_test = (t.to(device).float() for t in teacher_logits)
-            if config.augment:
-                teacher_train = None  # augmented images need fresh teacher logits
-        else:
-            teacher_test = predict(teacher, test.images, config.eval_batch_size, autocast,
-                                   memory_format is not None)
-            if not config.augment:
-                teacher_train = predict(teacher, train.images, config.eval_batch_size,
-                                        autocast, memory_format is not None)
-    sampler = NegativeSampler(data.train.labels, data.num_classes)
-    test_negatives = fixed_negatives(data.test.labels, data.num_classes, config.seed).to(device)
-    sample_negatives = obj.needs_negatives and obj.negatives == "sample"
-
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay, fused=on_cuda or None)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
-    rows: list[dict] = []  # one per finished *and checkpointed* epoch
-    last_checkpoint = None
-    if config.resume:
-        rows, last_checkpoint = _resume(config.checkpoint_dir, config, obj, model, optimizer,
-                                        scheduler, generator, mining)
-
-    def images_at(index: torch.Tensor) -> torch.Tensor:
-        x = to_float(train.images[index])
-        x = augment(x, generator) if config.augment else x
-        return x.contiguous(memory_format=memory_format) if memory_format else x
-
-    history = pd.DataFrame(rows)
-    history.attrs["interrupted"] = False
-    epochs = range(len(rows) + 1, config.epochs + 1)
-    bar = _progress(epochs, config.progress, initial=len(rows), total=config.epochs)
-    try:
-        for epoch in bar:
-            model.train()
-            start = time.perf_counter()
-            batches = batch_indices(len(train), config.batch_size, True, generator)
-            order = torch.cat(batches)
-            negatives = sampler.draw(data.train.labels[order], generator).to(device) \
-                if sample_negatives else None
-            order = order.to(device)  # one transfer per epoch; batches are slices of it
-            terms = ["total", *obj.terms]
-            sums = torch.zeros(len(batches), len(terms), device=device)
-            correct = torch.zeros((), device=device)
-            offset = 0
-            for step, size in enumerate(len(b) for b in batches):
-                index_dev = order[offset:offset + size]
-                x, y = images_at(index_dev), train.labels[index_dev]
-                if sample_negatives:
-                    negative = negatives[offset:offset + size]
-                    x = torch.cat([x, images_at(negative)])
-                offset += size
-                with torch.autocast(device.type, torch.bfloat16, enabled=autocast):
-                    out = step_model(x).float()
-                    t = t_neg = None
-                    if teacher is not None:
-                        t = teacher_train[index_dev] if teacher_train is not None else \
-                            _teacher_logits(teacher, x)
-                        if sample_negatives:
-                            t, t_neg = (t.chunk(2) if teacher_train is None
-                                        else (t, teacher_train[negative]))
-                    s, s_neg = (out.chunk(2) if sample_negatives else (out, None))
-                    parts = objective(obj, s, y, t, s_neg, t_neg, mining, check_finite=False)
-                optimizer.zero_grad(set_to_none=True)
-                parts["total"].backward()
-                optimizer.step()
-                sums[step] = torch.stack([parts[k].detach() for k in terms])
-                correct += (s.detach().argmax(1) == y).sum()
-            _check_finite(sums, terms, epoch, model, last_checkpoint)
-            if on_cuda:
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-            sizes = torch.tensor([len(b) for b in batches], dtype=torch.float32, device=device)
-            means = (sums * sizes[:, None]).sum(0) / len(train)
-            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-            row.update({f"train_{k}": v.item() for k, v in zip(terms, means)})
-            row["train_acc"] = correct.item() / len(train)
-            evaluation = _evaluate(model, teacher_test, test, test_negatives, config, obj,
-                                   autocast, memory_format is not None)
-            row.update({f"test_{k}": v for k, v in evaluation.items()})
-            row["epoch_seconds"] = seconds
-            row["images_per_second"] = len(train) / seconds
-            scheduler.step()
-            history = pd.DataFrame([*rows, row])
-            if config.checkpoint_dir:
-                last_checkpoint = str(save_checkpoint(config.checkpoint_dir, epoch, {
-                    "model": getattr(model, "_orig_mod", model).state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(generator, mining), "history": history.to_dict("list"),
-                    "config": asdict(config), "objective": obj.to_dict()}))
-            rows.append(row)
-            if on_epoch is not None:
-                on_epoch(row)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{row['train_total']:.3f}", test_acc=f"{row['test_acc']:.3f}")
-    except KeyboardInterrupt:
-        history = pd.DataFrame(rows)
-        history.attrs["interrupted"] = True
-        if last_checkpoint:  # the model goes back to the last finished epoch, as in history
-            saved = safe_load(last_checkpoint)["model"]
-            getattr(model, "_orig_mod", model).load_state_dict(saved)
-        print(f"interrupted: returning {len(rows)} finished epochs"
-              + (f"; resume from {config.checkpoint_dir}" if config.checkpoint_dir else ""))
-    finally:
-        if hasattr(bar, "close"):
-            bar.close()
-    model.eval()
-    history.attrs.setdefault("interrupted", False)
-    return history
-
-
-def _teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return teacher(x).float()
-
-
-def _check_finite(sums: torch.Tensor, terms: list[str], epoch: int, model: nn.Module,
-                  last_checkpoint: str | None) -> None:
+def _check_finite(run: Run, epoch: int) -> None:
     """Raise :class:`NonFiniteLossError` naming the first bad batch and loss term of the epoch
     (a component such as ``triplet`` rather than ``total`` when one is to blame), or the first
-    weight that is no longer finite. ``sums``: (batches, terms)."""
-    kept = (f"the last good checkpoint, {last_checkpoint}, is kept" if last_checkpoint
-            else "no checkpoint was written for it")
+    weight that is no longer finite."""
+    kept = "the last good checkpoint is kept" if run.config.checkpoint_dir else \
+        "no checkpoint was written for it"
+    sums, terms = run.sums[:-(-len(run.train) // run.config.batch_size)], run.terms
     bad = ~torch.isfinite(sums)
     if bool(bad.any()):
         step = int(bad.any(1).nonzero()[0])
@@ -389,7 +617,7 @@ def _check_finite(sums: torch.Tensor, terms: list[str], epoch: int, model: nn.Mo
             f"batch {step + 1} of {len(sums)}; the run stopped and {kept}. Lower the learning "
             "rate or check the inputs."
         )
-    tensors = [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()]
+    tensors = [(n, t) for n, t in [*run.model.named_parameters(), *run.model.named_buffers()]
                if t.is_floating_point()]
     finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]) if tensors else None
     if finite is not None and not bool(finite.all()):
@@ -400,10 +628,24 @@ def _check_finite(sums: torch.Tensor, terms: list[str], epoch: int, model: nn.Mo
         )
 
 
-def _progress(epochs, enabled: bool, initial: int, total: int):
-    if not enabled:
-        return epochs
+def _tensorboard(config: TrainConfig):
+    if not config.tensorboard:
+        return None
+    from tkd.live import EpochLog
+
+    return EpochLog(None, tensorboard=config.tensorboard)
+
+
+def _progress(config: TrainConfig, initial: int):
+    if not config.progress:
+        return None
     from tqdm.auto import tqdm
 
-    return tqdm(epochs, desc="epochs", initial=initial, total=total, leave=False)
+    return tqdm(desc="epochs", initial=initial, total=config.epochs, leave=False)
 
+
+def _advance(bar, row: dict) -> None:
+    if bar is not None:
+        bar.update(1)
+        accuracy = row.get("val_acc", row["test_acc"])
+        bar.set_postfix(loss=f"{row['train_total']:.3f}", acc=f"{accuracy:.3f}")
