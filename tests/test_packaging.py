@@ -12,6 +12,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda name where they differ
+CONDA_EXTRAS = ("tensorboard",)  # optional extras the conda environment installs as well
 
 
 def split(requirement: str) -> tuple[str, str]:
@@ -20,13 +21,15 @@ def split(requirement: str) -> tuple[str, str]:
 
 
 def test_environment_yml_matches_pyproject():
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    wanted = {CONDA_NAMES.get(n, n): s for n, s in map(split, pyproject["project"]["dependencies"])}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"],
+                    *(r for extra in CONDA_EXTRAS for r in project["optional-dependencies"][extra])]
+    wanted = {CONDA_NAMES.get(n, n): s for n, s in map(split, requirements)}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = dict(split(d) for d in env["dependencies"] if isinstance(d, str))
     conda.pop("pip", None)
     python = conda.pop("python")
-    assert python == ">=" + pyproject["project"]["requires-python"].lstrip(">=")
+    assert python == ">=" + project["requires-python"].lstrip(">=")
     assert conda == wanted
 
 
