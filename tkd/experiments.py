@@ -12,8 +12,9 @@ The results root is ``$TKD_RESULTS`` if set, else ``results/`` of the project fo
 from __future__ import annotations
 
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +22,10 @@ import torch
 
 from tkd.checkpoint import load_model, save_model
 from tkd.data import Dataset, load_dataset
+from tkd.live import EpochLog
 from tkd.losses import method_config
 from tkd.models import build_model
-from tkd.results import load_record, make_record, save_record
+from tkd.results import load_record, make_record, provenance, save_record
 from tkd.train import TrainConfig, fit, pick_device, predict, seed_everything
 
 
@@ -35,6 +37,7 @@ class Experiment:
     method: str
     label: str
     overrides: dict = field(default_factory=dict)
+    weight_decay: float | None = None  # None: the preset's (0.01 for ce, 0.007 otherwise)
 
     def objective(self):
         """The :class:`tkd.losses.ObjectiveConfig` of this experiment."""
@@ -46,8 +49,10 @@ def _experiments(*items: Experiment) -> dict[str, Experiment]:
 
 
 MAIN = _experiments(
-    Experiment("ce", "ce", "student alone (CE)"),
-    Experiment("mse", "mse", "Ba & Caruana (logit MSE)"),
+    Experiment("ce", "ce", "student alone (CE, wd 0.01)"),
+    Experiment("ce-wd0.007", "ce", "student alone (CE, wd 0.007)", weight_decay=0.007),
+    Experiment("logit-mse", "logit-mse", "Ba & Caruana (logit MSE alone)"),
+    Experiment("ce-mse", "ce-mse", "CE + logit MSE"),
     Experiment("kd-t1", "kd", "Hinton KD, T=1", {"temperature": 1.0}),
     Experiment("kd-t4", "kd", "Hinton KD, T=4", {"temperature": 4.0}),
     Experiment("pair", "pair", "pair loss (margin 5)"),
@@ -60,12 +65,19 @@ MAIN = _experiments(
     Experiment("triplet-batch-semihard", "triplet", "triplet, batch-semihard negatives",
                {"negatives": "batch-semihard"}),
 )
-"""The main comparison. The first seven are the paper's family; the batch-mined negatives are
-an addition of this package."""
+"""The main comparison: the student alone (at the authors' weight decay 0.01 and at the
+distillation runs' 0.007, so that one baseline differs from them only in its loss), Ba &
+Caruana's logit regression, Hinton KD, and the paper's pair and triplet losses; the
+batch-mined negatives are an addition of this package."""
 
-BASELINES = ["ce", "mse", "kd-t1", "kd-t4"]
+HEADLINE = ["ce", "kd-t4", "triplet", "triplet-kd", "triplet-batch-random",
+            "triplet-batch-hard", "triplet-batch-semihard"]
+"""Experiments run with ``Preset.headline_seeds`` (the others with ``Preset.seeds``)."""
+
+BASELINES = ["ce", "ce-wd0.007", "logit-mse", "ce-mse", "kd-t1", "kd-t4"]
 TRIPLET = ["pair", "triplet", "triplet-kd", "triplet-batch-random", "triplet-batch-hard",
            "triplet-batch-semihard"]
+MINED = ["triplet-batch-random", "triplet-batch-hard", "triplet-batch-semihard"]
 QUICKSTART = ["ce", "kd-t4", "triplet"]
 
 MARGINS = (1.0, 2.0, 5.0, 10.0)
@@ -100,15 +112,24 @@ SWEEP_NAMES = {"margin": [margin_experiment(m).name for m in MARGINS],
 @dataclass(frozen=True)
 class Preset:
     """The scale of a reproduction. Student optimiser defaults are the paper's (SGD 0.01,
-    momentum 0.9, weight decay 0.007 — 0.01 for the student alone — StepLR 100 x0.1, batch 100).
-    ``subset``: a class-balanced subset of the training split (seed 0), the same for all runs."""
+    momentum 0.9, batch 100, weight decay 0.007, 0.01 for the student alone); the paper's
+    x0.1 step schedule is compressed to ``lr_step`` within ``epochs``.
+    ``validation``: training images held out (class-stratified, seed 0, the same for every
+    run) to choose on; ``subset``: a class-balanced subset of the rest (seed 0)."""
 
     name: str
     dataset: str
     epochs: int
-    teacher_epochs: int
+    lr_step: int
     seeds: tuple[int, ...]
+    headline_seeds: tuple[int, ...]
     sweep_seeds: tuple[int, ...]
+    validation: int
+    teacher_epochs: int
+    teacher_lr_step: int
+    teacher_lr: float = 0.01
+    teacher_augment: bool = False
+    teacher_weight_decay: float = 5e-4
     teacher_model: str = "paper-teacher"
     student_model: str = "paper-student"
     subset: int | None = None
@@ -116,28 +137,28 @@ class Preset:
     lr: float = 0.01
     weight_decay: float = 0.007
     ce_weight_decay: float = 0.01
-    lr_step: int = 100
-    teacher_weight_decay: float = 5e-4
-    teacher_lr_step: int = 100
     threads: int | None = None
     description: str = ""
 
 
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
-        "quick", "digits", epochs=40, teacher_epochs=30, seeds=(1, 2, 3), sweep_seeds=(1, 2, 3),
+        "quick", "digits", epochs=60, lr_step=30, seeds=(1, 2, 3), headline_seeds=(1, 2, 3),
+        sweep_seeds=(1, 2, 3), validation=200, teacher_epochs=40, teacher_lr_step=20,
         threads=1,
-        description="sklearn's 8x8 digits (1438 train / 359 test images), 40 student epochs, "
-                    "3 seeds; a few minutes on one CPU core"),
+        description="sklearn's 8x8 digits (1238 train / 200 validation / 359 test images), "
+                    "60 student epochs (x0.1 at 30, 60), 3 seeds; a few minutes on a CPU"),
     "fashion": Preset(
-        "fashion", "fashion-mnist", epochs=15, teacher_epochs=15, seeds=(1, 2, 3),
-        sweep_seeds=(1, 2), subset=10_000, threads=1,
-        description="Fashion-MNIST, a balanced 10,000-image training subset, the full "
-                    "10,000-image test set, 15 teacher and 15 student epochs, 3 seeds (2 for "
-                    "the sweeps); about 30 minutes on a 2-core CPU"),
+        "fashion", "fashion-mnist", epochs=30, lr_step=12, seeds=(1, 2, 3),
+        headline_seeds=(1, 2, 3, 4, 5), sweep_seeds=(1, 2, 3), validation=5000,
+        teacher_epochs=30, teacher_lr_step=12, teacher_lr=0.05, teacher_augment=True,
+        description="Fashion-MNIST: 55,000 train / 5,000 validation / 10,000 test images, "
+                    "30 student epochs (x0.1 at 12, 24), 5 seeds for the headline methods and "
+                    "3 for the rest; a GPU for an hour-scale grid, days on a 2-core CPU"),
     "paper": Preset(
-        "paper", "cifar10", epochs=500, teacher_epochs=200, seeds=(1, 2, 3),
-        sweep_seeds=(1, 2, 3),
+        "paper", "cifar10", epochs=500, lr_step=100, seeds=(1, 2, 3),
+        headline_seeds=(1, 2, 3), sweep_seeds=(1, 2, 3), validation=5000,
+        teacher_epochs=200, teacher_lr_step=60, teacher_lr=0.05, teacher_augment=True,
         description="CIFAR-10, the paper's full protocol (500 epochs, batch 100, SGD 0.01/0.9, "
                     "wd 0.007, StepLR 100 x0.1); needs a GPU and internet"),
 }
@@ -191,26 +212,36 @@ def teacher_path(preset: str | Preset, root: str | Path | None = None) -> Path:
 
 
 def load_data(preset: str | Preset, data_root: str | Path | None = None) -> Dataset:
-    """The preset's dataset (on the CPU), its training split cut to ``preset.subset``."""
+    """The preset's dataset on the CPU: ``preset.validation`` training images held out as
+    the validation split, the rest cut to ``preset.subset`` if set."""
     preset = get_preset(preset)
-    data = load_dataset(preset.dataset, data_root)
+    data = load_dataset(preset.dataset, data_root).with_validation(preset.validation, seed=0)
     if preset.subset:
         data.train = data.train.subset(preset.subset, seed=0)
     return data
 
 
-def _run_config(preset: Preset, experiment: str, method: str, model: str, seed: int,
-                train: TrainConfig, objective: dict | None, teacher: str | None) -> dict:
-    return {"preset": preset.name, "experiment": experiment, "method": method, "seed": seed,
-            "dataset": preset.dataset, "subset": preset.subset, "model": model,
-            "teacher": teacher, "train": asdict(train), "objective": objective}
+def _relative(path: Path, root: str | Path | None) -> str:
+    """``path`` relative to the results root (records never hold absolute machine paths)."""
+    return Path(path).relative_to(results_root(root)).as_posix()
+
+
+def teacher_config(preset: str | Preset, device: str | None = None) -> TrainConfig:
+    """The teacher's recipe: SGD (momentum 0.9, wd 5e-4) with the preset's step schedule,
+    on-device random crop and flip where the preset asks for them, seed 1."""
+    preset = get_preset(preset)
+    return TrainConfig(epochs=preset.teacher_epochs, batch_size=preset.batch_size,
+                       lr=preset.teacher_lr, weight_decay=preset.teacher_weight_decay,
+                       lr_step=preset.teacher_lr_step, augment=preset.teacher_augment, seed=1,
+                       device=device, progress=False)
 
 
 def train_teacher(preset: str | Preset, data: Dataset | None = None,
                   root: str | Path | None = None, device: str | None = None,
                   force: bool = False, progress: bool = False) -> torch.nn.Module:
-    """The preset's teacher: loaded from :func:`teacher_path` if saved, else trained (seed 1)
-    and saved there with its record ``teacher/1.json``. Returns the model in eval mode."""
+    """The preset's teacher: loaded from :func:`teacher_path` if saved, else trained
+    (:func:`teacher_config`) and saved there with its record ``teacher/1.json``. Returns the
+    model in eval mode."""
     preset = get_preset(preset)
     path = teacher_path(preset, root)
     if path.is_file() and not force:
@@ -218,26 +249,27 @@ def train_teacher(preset: str | Preset, data: Dataset | None = None,
     data = data or load_data(preset)
     seed_everything(1)  # the initial weights depend on the seed only
     model = build_model(preset.teacher_model, data.num_classes, data.in_channels, data.image_size)
-    config = TrainConfig(epochs=preset.teacher_epochs, batch_size=preset.batch_size,
-                         lr=preset.lr, weight_decay=preset.teacher_weight_decay,
-                         lr_step=preset.teacher_lr_step, seed=1, device=device,
-                         progress=progress)
+    config = replace(teacher_config(preset, device), progress=progress)
     start = time.perf_counter()
     history = fit(model, data, config)
     wall = time.perf_counter() - start
     save_model(path, model, preset.teacher_model, data.num_classes, data.in_channels,
                data.image_size, dataset=preset.dataset, preset=preset.name)
-    run = _run_config(preset, "teacher", "ce", preset.teacher_model, 1, config, None, None)
-    save_record(path.with_name("1.json"), make_record(run, history, pick_device(device), wall))
+    run = run_config(preset, "teacher", seed=1, train=config, objective=None,
+                     model=preset.teacher_model)
+    record = make_record(run, history, pick_device(device), wall,
+                         provenance(data, None, root))
+    save_record(path.with_name("1.json"), record)
     return load_model(path, pick_device(device))
 
 
 def teacher_logits(teacher: torch.nn.Module, data: Dataset,
-                   device: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's logits on (train, test): two (N, classes) float32 tensors, on the CPU."""
+                   device: str | None = None) -> tuple[torch.Tensor, ...]:
+    """The teacher's logits on (train, test[, validation]): (N, classes) float32, on the CPU."""
     dev = pick_device(device)
     teacher = teacher.to(dev).eval()
-    return tuple(predict(teacher, split.images.to(dev)).cpu() for split in (data.train, data.test))
+    splits = [data.train, data.test] + ([data.validation] if data.validation else [])
+    return tuple(predict(teacher, split.images.to(dev)).cpu() for split in splits)
 
 
 def student_path(preset: str | Preset, experiment: str, seed: int,
@@ -246,108 +278,137 @@ def student_path(preset: str | Preset, experiment: str, seed: int,
     return result_path(preset, experiment, seed, root).with_suffix(".pt")
 
 
+def student_config(preset: str | Preset, experiment: str | Experiment, seed: int,
+                   device: str | None = None, epochs: int | None = None) -> TrainConfig:
+    """The TrainConfig of one student run with the preset's recipe."""
+    preset, experiment = get_preset(preset), get_experiment(experiment)
+    weight_decay = experiment.weight_decay if experiment.weight_decay is not None else (
+        preset.ce_weight_decay if experiment.method == "ce" else preset.weight_decay)
+    return TrainConfig(epochs=epochs or preset.epochs, batch_size=preset.batch_size,
+                       lr=preset.lr, weight_decay=weight_decay, lr_step=preset.lr_step,
+                       seed=seed, device=device, progress=False)
+
+
+def run_config(preset: Preset, experiment: str, seed: int, train: TrainConfig,
+               objective: dict | None, model: str, label: str | None = None) -> dict:
+    """The part of a record that says what was run (compared to decide a record is stale)."""
+    train = {k: v for k, v in asdict(train).items()
+             if k not in ("device", "progress", "checkpoint_dir", "resume", "tensorboard")}
+    return {"preset": preset.name, "experiment": experiment, "seed": seed,
+            "dataset": preset.dataset, "validation": preset.validation, "subset": preset.subset,
+            "model": model, "label": label, "train": train, "objective": objective,
+            "paired_design": "the seed fixes the initial weights and the data order "
+                             "(shuffling stream) for every method"}
+
+
 def train_student(preset: str | Preset, experiment: str | Experiment, seed: int, data: Dataset,
                   teacher: torch.nn.Module | None = None,
-                  logits: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  logits: tuple[torch.Tensor, ...] | None = None,
                   device: str | None = None, epochs: int | None = None,
-                  progress: bool = False) -> tuple[torch.nn.Module, pd.DataFrame, TrainConfig]:
-    """Train one student (``experiment`` x ``seed``) with the preset's settings; writes nothing.
+                  progress: bool = False, checkpoint_dir: Path | None = None,
+                  on_epoch=None) -> tuple[torch.nn.Module, pd.DataFrame, TrainConfig]:
+    """Train one student (``experiment`` x ``seed``) with the preset's settings.
 
-    logits: the teacher's (train, test) logits from :func:`teacher_logits`, reused by every run.
-    ``epochs`` overrides the preset's. Returns the model, its history and its TrainConfig.
+    logits: the teacher's logits from :func:`teacher_logits`, reused by every run.
+    ``epochs`` overrides the preset's; ``checkpoint_dir`` checkpoints every epoch and resumes
+    from what is there. Returns the model, its history and its TrainConfig.
     """
     preset, experiment = get_preset(preset), get_experiment(experiment)
     objective = experiment.objective()
     if objective.needs_teacher and teacher is None:
         raise ValueError(f"experiment {experiment.name!r} needs the teacher")
-    weight_decay = preset.ce_weight_decay if experiment.method == "ce" else preset.weight_decay
-    config = TrainConfig(epochs=epochs or preset.epochs, batch_size=preset.batch_size,
-                         lr=preset.lr, weight_decay=weight_decay, lr_step=preset.lr_step,
-                         seed=seed, device=device, progress=progress)
+    config = replace(student_config(preset, experiment, seed, device, epochs), progress=progress,
+                     checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                     resume=checkpoint_dir is not None)
     seed_everything(seed)  # the initial weights depend on the seed only, not on run order
     model = build_model(preset.student_model, data.num_classes, data.in_channels,
                         data.image_size)
     history = fit(model, data, config, objective, teacher if objective.needs_teacher else None,
-                  logits if objective.needs_teacher else None)
+                  logits if objective.needs_teacher else None, on_epoch=on_epoch)
     return model, history, config
+
+
+def expected_run(preset: str | Preset, experiment: str, seed: int,
+                 epochs: int | None = None) -> dict:
+    """The ``config`` a current record of this run must hold."""
+    preset, spec = get_preset(preset), get_experiment(experiment)
+    return run_config(preset, spec.name, seed, student_config(preset, spec, seed, None, epochs),
+                      spec.objective().to_dict(), preset.student_model, spec.label)
+
+
+def stale_reason(record: dict, preset: str | Preset, experiment: str, seed: int,
+                 teacher_sha256: str | None, epochs: int | None = None) -> str | None:
+    """Why a saved record no longer answers this run (None when it is current): its
+    settings differ from today's, or it was trained with another teacher."""
+    want = expected_run(preset, experiment, seed, epochs)
+    changed = [k for k in want if record.get("config", {}).get(k) != want[k]]
+    if changed:
+        return f"its settings changed ({', '.join(changed)})"
+    had = record.get("provenance", {}).get("teacher_sha256")
+    if teacher_sha256 is not None and had != teacher_sha256:
+        return "it was trained with another teacher"
+    return None
 
 
 def run_experiment(preset: str | Preset, experiment: str | Experiment, seed: int,
                    data: Dataset, teacher: torch.nn.Module | None = None,
-                   logits: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   logits: tuple[torch.Tensor, ...] | None = None,
                    root: str | Path | None = None, device: str | None = None,
-                   epochs: int | None = None, progress: bool = False) -> dict:
-    """Train one student with :func:`train_student`, save it (:func:`student_path`) beside its
-    record ``<seed>.json`` (:func:`result_path`); returns the record."""
+                   epochs: int | None = None, progress: bool = False,
+                   tensorboard: str | None = None) -> dict:
+    """Train one student with :func:`train_student`, checkpointing every epoch into
+    ``<seed>.run/`` (resumed if there, with a live ``history.csv``); then save it
+    (:func:`student_path`) beside its record ``<seed>.json`` (:func:`result_path`), the last
+    file written, and remove the checkpoints. Returns the record."""
     preset, experiment = get_preset(preset), get_experiment(experiment)
+    path = result_path(preset, experiment.name, seed, root)
+    work = path.with_name(f"{seed}.run")
+    log = EpochLog(work, tensorboard, f"{preset.name}/{experiment.name}/{seed}")
     start = time.perf_counter()
-    model, history, config = train_student(preset, experiment, seed, data, teacher, logits,
-                                           device, epochs, progress)
+    try:
+        model, history, config = train_student(preset, experiment, seed, data, teacher, logits,
+                                               device, epochs, progress, work / "checkpoints",
+                                               log)
+    finally:
+        log.close()
+    if history.attrs.get("interrupted"):
+        raise KeyboardInterrupt
     wall = time.perf_counter() - start
-    run = _run_config(preset, experiment.name, experiment.method, preset.student_model, seed,
-                      config, experiment.objective().to_dict(), str(teacher_path(preset, root)))
-    run["label"] = experiment.label
-    record = make_record(run, history, pick_device(device), wall)
+    run = expected_run(preset, experiment.name, seed, epochs)
+    tpath = teacher_path(preset, root)
+    run["teacher"] = _relative(tpath, root) if experiment.objective().needs_teacher else None
+    record = make_record(run, history, pick_device(device), wall,
+                         provenance(data, tpath if run["teacher"] else None, root))
     save_model(student_path(preset, experiment.name, seed, root), model, preset.student_model,
                data.num_classes, data.in_channels, data.image_size, preset=preset.name,
                experiment=experiment.name, seed=seed)
-    save_record(result_path(preset, experiment.name, seed, root), record)  # last: run is done
+    save_record(path, record)  # last: the run is done
+    shutil.rmtree(work, ignore_errors=True)
     return record
 
 
 def plan(preset: str | Preset, experiments: list[str] | None = None,
          seeds: list[int] | None = None) -> list[tuple[str, int]]:
-    """The (experiment, seed) runs of a reproduction: main comparison with ``preset.seeds``,
-    then the margin and temperature sweeps with ``preset.sweep_seeds`` (duplicates dropped)."""
+    """The (experiment, seed) runs of a reproduction: the main comparison (headline
+    experiments with ``preset.headline_seeds``, the others with ``preset.seeds``), then the
+    margin and temperature sweeps with ``preset.sweep_seeds`` (duplicates dropped)."""
     preset = get_preset(preset)
+
+    def seeds_of(name: str) -> tuple[int, ...]:
+        if seeds:
+            return tuple(seeds)
+        if name in HEADLINE:
+            return preset.headline_seeds
+        return preset.seeds if name in MAIN else preset.sweep_seeds
+
     if experiments is not None:
         unknown = [e for e in experiments if e not in EXPERIMENTS]
         if unknown:
             raise ValueError(f"unknown experiments {unknown}; choose from {', '.join(EXPERIMENTS)}")
-        runs = [(e, s) for e in experiments for s in (seeds or preset.seeds)]
+        names = list(experiments)
     else:
-        runs = [(e, s) for e in MAIN for s in (seeds or preset.seeds)]
-        runs += [(e, s) for e in SWEEPS for s in (seeds or preset.sweep_seeds)]
-    return list(dict.fromkeys(runs))
-
-
-def reproduce(preset: str | Preset = "quick", experiments: list[str] | None = None,
-              seeds: list[int] | None = None, root: str | Path | None = None,
-              device: str | None = None, data_root: str | Path | None = None,
-              epochs: int | None = None, threads: int | None = None,
-              log=print) -> list[Path]:
-    """Run a preset end to end: teacher first (trained once, then reused), then every
-    experiment x seed of :func:`plan` whose results file does not exist yet.
-
-    Returns the results paths of all planned runs. ``log`` gets one line per run.
-    ``threads`` (default ``preset.threads``) sets ``torch.set_num_threads`` for the runs; one
-    thread is much faster than two on a CPU shared with other jobs.
-    """
-    preset = get_preset(preset)
-    if threads or preset.threads:
-        torch.set_num_threads(threads or preset.threads)
-    runs = plan(preset, experiments, seeds)
-    data = load_data(preset, data_root)
-    start = time.perf_counter()
-    had_teacher = teacher_path(preset, root).is_file()
-    teacher = train_teacher(preset, data, root, device)
-    log(f"[{preset.name}] teacher {'loaded' if had_teacher else 'trained'}: "
-        f"{teacher_path(preset, root)} ({time.perf_counter() - start:.1f} s)")
-    logits = None
-    paths = []
-    for i, (name, seed) in enumerate(runs, 1):
-        path = result_path(preset, name, seed, root)
-        paths.append(path)
-        if path.is_file():
-            log(f"[{preset.name}] {i}/{len(runs)} {name} seed {seed}: exists, skipped")
-            continue
-        if logits is None:
-            logits = teacher_logits(teacher, data, device)
-        record = run_experiment(preset, name, seed, data, teacher, logits, root, device, epochs)
-        final = record["final"]
-        log(f"[{preset.name}] {i}/{len(runs)} {name} seed {seed}: test acc "
-            f"{final.get('test_acc', float('nan')):.4f} ({record['wall_seconds']:.1f} s)")
-    return paths
+        names = [*MAIN, *SWEEPS]
+    return list(dict.fromkeys((e, s) for e in names for s in seeds_of(e)))
 
 
 def teacher_accuracy(preset: str | Preset, root: str | Path | None = None) -> float | None:
@@ -356,31 +417,25 @@ def teacher_accuracy(preset: str | Preset, root: str | Path | None = None) -> fl
     return load_record(path)["final"]["test_acc"] if path.is_file() else None
 
 
-def reproduce_command(args) -> int:
-    """``python -m tkd reproduce --preset P``: run everything, then rebuild the figures."""
-    from tkd.figures import build_figures
-
-    reproduce(args.preset, args.experiments, args.seeds, args.results, args.device,
-              args.data_root, threads=args.threads)
-    if not args.no_figures:
-        for path in build_figures(args.preset, args.results, args.figures):
-            print(f"wrote {path}")
-    return 0
-
-
-def register_reproduce(commands) -> None:
-    """Add the ``reproduce`` sub-command to the CLI's sub-parsers."""
-    parser = commands.add_parser("reproduce", help="run a preset's experiments (teacher first)")
-    parser.add_argument("--preset", default="quick", choices=list(PRESETS))
-    parser.add_argument("--experiments", nargs="+", default=None, choices=list(EXPERIMENTS),
-                        help="only these experiments (default: all of the preset)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
-                        "or ./results)")
-    parser.add_argument("--figures", default=None, help="figures root (default $TKD_FIGURES "
-                        "or ./figures)")
-    parser.add_argument("--no-figures", action="store_true")
-    parser.set_defaults(run=reproduce_command)
+def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: torch.nn.Module,
+                          seed: int = 1, epochs: int | None = None,
+                          root: str | Path | None = None, device: str | None = None,
+                          log=print) -> torch.nn.Module:
+    """The student of ``experiment``, loaded from :func:`student_path` if saved, else trained
+    with the preset's settings (:func:`train_student`) for at most ``epochs`` epochs (None:
+    the preset's; only a run of the preset's length is saved). Returned in eval mode."""
+    spec = get_preset(preset)
+    path = student_path(spec, experiment, seed, root)
+    if path.is_file():
+        log(f"{experiment}: loaded {path.name}")
+        return load_model(path, device or "cpu")
+    epochs = min(epochs or spec.epochs, spec.epochs)
+    model, history, _ = train_student(spec, experiment, seed, data, teacher, device=device,
+                                      epochs=epochs)
+    log(f"{experiment}: trained {epochs} epochs, test accuracy "
+        f"{history['test_acc'].iloc[-1]:.3f}")
+    if epochs == spec.epochs:
+        save_model(path, model, spec.student_model, data.num_classes, data.in_channels,
+                   data.image_size, dataset=spec.dataset, preset=spec.name,
+                   experiment=experiment, seed=seed)
+    return model.eval()

@@ -6,8 +6,10 @@ versions, the device and the wall time. Files are written atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -33,12 +35,50 @@ def environment_info(device: str | torch.device) -> dict:
     }
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_state(folder: str | Path | None = None) -> dict:
+    """The package's git commit and whether its code (``tkd/``, ``pyproject.toml``) differs
+    from it; ``None`` values outside a git checkout."""
+    folder = Path(folder or Path(__file__).resolve().parent.parent)
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                                  text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    changes = git("status", "--porcelain", "--untracked-files=no", "--", "tkd", "pyproject.toml")
+    return {"commit": commit, "dirty": bool(changes)}
+
+
+def provenance(data, teacher_file: str | Path | None, root: str | Path | None = None) -> dict:
+    """Where a run's numbers come from: the code's git commit (and whether the tree was
+    dirty), the teacher file's sha256 and the dataset's identity (name, split sizes, label
+    hashes). Holds no absolute path."""
+    return {**git_state(), "teacher_sha256": None if teacher_file is None
+            else file_sha256(teacher_file), "data": data.identity()}
+
+
 def make_record(config: dict, history: pd.DataFrame, device: str | torch.device,
-                wall_seconds: float) -> dict:
+                wall_seconds: float, provenance: dict | None = None) -> dict:
     """A JSON-ready record of one finished (or interrupted) run."""
     final = history.iloc[-1].to_dict() if len(history) else {}
     return {
         "config": config,
+        "provenance": provenance or {},
         "history": {k: history[k].tolist() for k in history.columns} if len(history) else {},
         "final": {k: float(v) for k, v in final.items()},
         "interrupted": bool(history.attrs.get("interrupted", False)),

@@ -1,0 +1,196 @@
+"""Running a preset's grid: the teacher once, then every (experiment, seed) run that has no
+current record, one after another or in ``jobs`` worker processes.
+
+On the CPU the workers share the cores (``threads`` each); on CUDA several runs share each
+GPU and runs are spread over all visible GPUs. A run that fails is reported with its error and
+does not stop the others; Ctrl-C stops every worker, and each run resumes from its last
+finished epoch (its checkpoints stay in ``<seed>.run/``) the next time.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from tkd.experiments import (
+    get_experiment,
+    get_preset,
+    load_data,
+    plan,
+    result_path,
+    run_experiment,
+    stale_reason,
+    teacher_config,
+    teacher_logits,
+    teacher_path,
+    train_teacher,
+)
+from tkd.results import file_sha256, load_record
+
+
+def reproduce(preset="quick", experiments: list[str] | None = None,
+              seeds: list[int] | None = None, root: str | Path | None = None,
+              device: str | None = None, data_root: str | Path | None = None,
+              epochs: int | None = None, threads: int | None = None, log=print,
+              jobs: int = 1, tensorboard: str | None = None,
+              progress: bool = True) -> list[Path]:
+    """Run a preset end to end: the teacher first (trained once, retrained when its recipe
+    changed), then every run of :func:`tkd.experiments.plan` without a current record.
+
+    A record is reused only when its settings and teacher hash match today's; a stale one is
+    rerun, with a log line saying why. Returns the results paths of all planned runs.
+    """
+    preset = get_preset(preset)
+    if jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs}")
+    runs = plan(preset, experiments, seeds)
+    data = load_data(preset, data_root)
+    start = time.perf_counter()
+    teacher_state = _teacher_state(preset, root)
+    train_teacher(preset, data, root, device, force=teacher_state == "stale")
+    log(f"[{preset.name}] teacher {'loaded' if teacher_state == 'current' else 'trained'} "
+        f"({time.perf_counter() - start:.1f} s)")
+    todo = _pending(preset, runs, root, epochs, log)
+    threads = threads or preset.threads or max(1, (os.cpu_count() or 1) // jobs)
+    tasks = [(preset.name, name, seed, None if root is None else str(root),
+              _device_for(device, k), None if data_root is None else str(data_root), epochs,
+              tensorboard) for k, (name, seed) in enumerate(todo)]
+    failures = _run_tasks(tasks, jobs, threads, log, progress, preset.name)
+    if failures:
+        names = ", ".join(f"{n} seed {s}" for n, s in failures)
+        log(f"[{preset.name}] {len(failures)} run(s) failed: {names}")
+    return [result_path(preset, name, seed, root) for name, seed in runs]
+
+
+def _teacher_state(preset, root) -> str:
+    """"missing", "current", or "stale" (its record's recipe differs from today's)."""
+    record_path = teacher_path(preset, root).with_name("1.json")
+    if not teacher_path(preset, root).is_file():
+        return "missing"
+    if not record_path.is_file():
+        return "stale"
+    saved = load_record(record_path)["config"]["train"]
+    want = asdict(teacher_config(preset))
+    return "current" if all(saved.get(k) == want[k] for k in saved) else "stale"
+
+
+def _pending(preset, runs, root, epochs, log) -> list[tuple[str, int]]:
+    """The runs without a current record; stale records' checkpoints are cleared."""
+    sha = file_sha256(teacher_path(preset, root))
+    todo = []
+    for name, seed in runs:
+        path = result_path(preset, name, seed, root)
+        if path.is_file():
+            uses_teacher = get_experiment(name).objective().needs_teacher
+            reason = stale_reason(load_record(path), preset, name, seed,
+                                  sha if uses_teacher else None, epochs)
+            if reason is None:
+                log(f"[{preset.name}] {name} seed {seed}: up to date, skipped")
+                continue
+            log(f"[{preset.name}] {name} seed {seed}: stale, {reason}; rerunning")
+            shutil.rmtree(path.with_name(f"{seed}.run"), ignore_errors=True)
+        todo.append((name, seed))
+    return todo
+
+
+def _device_for(device: str | None, k: int) -> str | None:
+    """Run ``k``'s device: round-robin over the visible GPUs unless one is named."""
+    if device not in (None, "cuda") or not torch.cuda.is_available():
+        return device
+    return f"cuda:{k % torch.cuda.device_count()}"
+
+
+_CACHE: dict = {}  # per process: (preset, root, device, data_root) -> (data, teacher, logits)
+
+
+def run_one(preset: str, experiment: str, seed: int, root: str | None, device: str | None,
+            data_root: str | None, epochs: int | None = None,
+            tensorboard: str | None = None) -> dict:
+    """One run with the preset's saved teacher; data, teacher and its logits are loaded once
+    per process. Returns the record (also written to disk)."""
+    key = (preset, root, device, data_root)
+    if key not in _CACHE:
+        data = load_data(preset, data_root)
+        teacher = train_teacher(preset, data, root, device)
+        _CACHE.clear()
+        _CACHE[key] = (data, teacher, teacher_logits(teacher, data, device))
+    data, teacher, logits = _CACHE[key]
+    return run_experiment(preset, experiment, seed, data, teacher, logits, root, device, epochs,
+                          tensorboard=tensorboard)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_tasks(tasks: list[tuple], jobs: int, threads: int, log, progress: bool,
+               name: str) -> list[tuple[str, int]]:
+    """Run ``tasks`` (arguments of :func:`run_one`) in this process or in ``jobs`` workers;
+    returns the (experiment, seed) of the runs that failed."""
+    bar = _bar(len(tasks), progress, name)
+    failures = []
+
+    def done(task, record=None, error=None) -> None:
+        _, experiment, seed = task[:3]
+        if error is None:
+            line = (f"[{name}] {experiment} seed {seed}: test acc "
+                    f"{record['final']['test_acc']:.4f} ({record['wall_seconds']:.1f} s)")
+        else:
+            failures.append((experiment, seed))
+            line = f"[{name}] {experiment} seed {seed}: FAILED: {type(error).__name__}: {error}"
+        if bar is not None:
+            bar.write(line)
+            bar.update(1)
+        else:
+            log(line)
+
+    try:
+        if jobs == 1:
+            torch.set_num_threads(threads)
+            for task in tasks:
+                try:
+                    done(task, run_one(*task))
+                except Exception as error:  # noqa: BLE001 - reported, the grid goes on
+                    done(task, error=error)
+        else:
+            _run_pool(tasks, jobs, threads, done)
+    finally:
+        if bar is not None:
+            bar.close()
+    return failures
+
+
+def _run_pool(tasks: list[tuple], jobs: int, threads: int, done) -> None:
+    """Feed ``tasks`` to ``jobs`` spawned workers; Ctrl-C cancels what has not started and
+    lets the running ones stop at their interrupt (their checkpoints stay)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        running = {pool.submit(run_one, *task): task for task in tasks}
+        try:
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = running.pop(future)
+                    error = future.exception()
+                    done(task, None if error else future.result(), error)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)
+            print("interrupted: every started run keeps its checkpoints; run the same "
+                  "command again to resume")
+            raise
+
+
+def _bar(total: int, enabled: bool, name: str):
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"{name} runs", unit="run", smoothing=0)
