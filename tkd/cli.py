@@ -12,9 +12,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tkd.checkpoint import CheckpointError, atomic_write_text, load_model, save_model
+from tkd.checkpoint import CheckpointError, load_model, save_model
 from tkd.data import DATASETS, load_dataset
 from tkd.experiments import register_reproduce
+from tkd.files import atomic_write_text
 from tkd.figures import register_figures
 from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES

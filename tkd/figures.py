@@ -23,7 +23,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tkd.checkpoint import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.experiments import (  # noqa: E402
     EXPERIMENTS,
     MAIN,
@@ -33,6 +32,7 @@ from tkd.experiments import (  # noqa: E402
     project_root,
     results_root,
 )
+from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.plots import save_figure  # noqa: E402
 from tkd.results import history_frame, load_record  # noqa: E402
 
