@@ -354,33 +354,3 @@ def teacher_accuracy(preset: str | Preset, root: str | Path | None = None) -> fl
     """The final test accuracy of the preset's saved teacher, or None if not trained yet."""
     path = teacher_path(preset, root).with_name("1.json")
     return load_record(path)["final"]["test_acc"] if path.is_file() else None
-
-
-def reproduce_command(args) -> int:
-    """``python -m tkd reproduce --preset P``: run everything, then rebuild the figures."""
-    from tkd.figures import build_figures
-
-    reproduce(args.preset, args.experiments, args.seeds, args.results, args.device,
-              args.data_root, threads=args.threads)
-    if not args.no_figures:
-        for path in build_figures(args.preset, args.results, args.figures):
-            print(f"wrote {path}")
-    return 0
-
-
-def register_reproduce(commands) -> None:
-    """Add the ``reproduce`` sub-command to the CLI's sub-parsers."""
-    parser = commands.add_parser("reproduce", help="run a preset's experiments (teacher first)")
-    parser.add_argument("--preset", default="quick", choices=list(PRESETS))
-    parser.add_argument("--experiments", nargs="+", default=None, choices=list(EXPERIMENTS),
-                        help="only these experiments (default: all of the preset)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
-                        "or ./results)")
-    parser.add_argument("--figures", default=None, help="figures root (default $TKD_FIGURES "
-                        "or ./figures)")
-    parser.add_argument("--no-figures", action="store_true")
-    parser.set_defaults(run=reproduce_command)
