@@ -354,3 +354,28 @@ def teacher_accuracy(preset: str | Preset, root: str | Path | None = None) -> fl
     """The final test accuracy of the preset's saved teacher, or None if not trained yet."""
     path = teacher_path(preset, root).with_name("1.json")
     return load_record(path)["final"]["test_acc"] if path.is_file() else None
+
+
+def load_or_train_student(preset: str | Preset, experiment: str, data: Dataset,
+                          teacher: torch.nn.Module, seed: int = 1, epochs: int | None = None,
+                          root: str | Path | None = None, device: str | None = None,
+                          log=print) -> torch.nn.Module:
+    """The student of ``experiment`` (a name of :data:`EXPERIMENTS`), loaded from
+    :func:`student_path` if saved, else trained with the preset's settings
+    (:func:`train_student`) for at most ``epochs`` epochs (None: the preset's; only a run of
+    the preset's length is saved). Returned in eval mode."""
+    spec = get_preset(preset)
+    path = student_path(spec, experiment, seed, root)
+    if path.is_file():
+        log(f"{experiment}: loaded {path}")
+        return load_model(path, device or "cpu")
+    epochs = min(epochs or spec.epochs, spec.epochs)
+    model, history, _ = train_student(spec, experiment, seed, data, teacher, device=device,
+                                      epochs=epochs)
+    log(f"{experiment}: trained {epochs} epochs, test accuracy "
+        f"{history['test_acc'].iloc[-1]:.3f}")
+    if epochs == spec.epochs:
+        save_model(path, model, spec.student_model, data.num_classes, data.in_channels,
+                   data.image_size, dataset=spec.dataset, preset=spec.name,
+                   experiment=experiment, seed=seed)
+    return model.eval()
