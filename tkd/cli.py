@@ -211,12 +211,11 @@ def _submit(args: argparse.Namespace, experiments: list[str] | None) -> bool:
     from tkd.cluster import submit_grid, wait
 
     folder = args.cluster_folder or results_root(args.results) / args.preset / "_submitit"
-    executor = "local" if args.executor == "submitit-local" else args.executor
     submitted = submit_grid(args.preset, plan(args.preset, experiments, args.seeds),
-                            executor=executor, folder=folder, partition=args.partition,
+                            executor=args.executor, folder=folder, partition=args.partition,
                             time_min=args.time_min, gpus_per_run=args.gpus_per_run,
                             root=args.results, device=args.device, data_root=args.data_root)
-    if executor != "local":
+    if args.executor == "slurm":
         return False
     wait(submitted)
     return True
@@ -273,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, CheckpointError) as error:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
