@@ -16,13 +16,14 @@ from pathlib import Path
 from tkd.checkpoint import CheckpointError, load_model, save_model
 from tkd.data import DATASETS, load_dataset
 from tkd.experiments import EXPERIMENTS, MAIN, PRESETS, plan, reproduce, results_root
-from tkd.figures import build_figures
+from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
 from tkd.files import atomic_write_text
 from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
 from tkd.results import make_record, save_record
 from tkd.train import TrainConfig, fit, pick_device, seed_everything
+from tkd.verify import compare_runs, summary_line
 
 
 def _integer(low: int, high: float, wanted: str):
@@ -229,10 +230,17 @@ def figures_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    """Run ``tkd verify``: compare fresh runs with the committed records; 0 if all match."""
-    from tkd.verify import verify
-
-    return verify(args.preset, args.fresh, args.committed, args.tolerance)
+    """Run ``tkd verify``: the fresh runs' table, each run beside its committed record, and one
+    summary line; exit code 0 if every run matches, else 1."""
+    fresh = runs_frame(load_records(args.preset, args.fresh))
+    if not len(fresh):
+        raise FileNotFoundError(f"no runs of preset {args.preset!r} under {args.fresh}")
+    print(f"fresh runs in {args.fresh}:")
+    print(table_markdown(comparison_table(fresh, ["teacher", *MAIN, *EXPERIMENTS])))
+    frame = compare_runs(args.fresh, args.committed, args.preset, args.tolerance)
+    print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print(summary_line(frame))
+    return 0 if len(frame) and frame["match"].all() else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
