@@ -1,10 +1,9 @@
-"""Atomic writes, checkpoint integrity, fallback to the previous good checkpoint, and
+"""Checkpoint integrity, fallback to the previous good checkpoint, and
 weights_only loading that never executes pickled code."""
 
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
 
@@ -14,9 +13,6 @@ import torch
 
 from tkd.checkpoint import (
     CheckpointError,
-    atomic_savefig,
-    atomic_write_bytes,
-    atomic_write_csv,
     list_checkpoints,
     load_latest_checkpoint,
     load_model,
@@ -28,7 +24,6 @@ from tkd.models import build_model
 from tkd.train import TrainConfig, fit
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
-TKD = Path(__file__).resolve().parents[1] / "tkd"
 
 
 @pytest.fixture(scope="module")
@@ -44,70 +39,6 @@ def train(data, folder, epochs=3, resume=False):
     config = TrainConfig(epochs=epochs, checkpoint_dir=str(folder), resume=resume,
                          progress=False, device="cpu", batch_size=50)
     return model, fit(model, data, config)
-
-
-# ------------------------------------------------------------------------- atomic writes ----
-
-
-def test_atomic_write_replaces_whole_file_with_normal_permissions(tmp_path):
-    path = atomic_write_bytes(tmp_path / "a.bin", b"old")
-    atomic_write_bytes(path, b"new")
-    assert path.read_bytes() == b"new"
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
-    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
-
-
-def test_a_write_that_dies_midway_leaves_the_old_file(tmp_path, monkeypatch):
-    path = atomic_write_bytes(tmp_path / "a.bin", b"old")
-
-    def die(fd):
-        raise KeyboardInterrupt  # e.g. Ctrl-C after the bytes, before the rename
-
-    monkeypatch.setattr(os, "fsync", die)
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write_bytes(path, b"new and longer")
-    assert path.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
-
-
-def test_atomic_savefig_and_csv(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    ax.plot([0, 1], [1, 0])
-    assert atomic_savefig(fig, tmp_path / "f.png", dpi=40).read_bytes()[:4] == b"\x89PNG"
-    assert atomic_savefig(fig, tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
-    plt.close(fig)
-    frame = pd.DataFrame({"a": [0.5, 1.25]})
-    assert pd.read_csv(atomic_write_csv(frame, tmp_path / "t.csv")).equals(frame)
-    assert not list(tmp_path.glob(".*.tmp"))
-
-
-WRITES = re.compile(
-    r"torch\.save\(|json\.dump\(|np\.save|\.write_(text|bytes)\(|"
-    r"open\([^)]*['\"][^'\"]*[wax][^'\"]*['\"]|"
-    r"\.to_csv\((?!\s*\)|\s*index=|\s*float_format=)|"
-    r"\.savefig\((?!\s*(buffer|buf|io\.BytesIO))"
-)
-
-
-def test_every_file_writer_in_tkd_is_atomic():
-    """Files are written only through tkd.checkpoint's atomic_* helpers (to a temporary file,
-    then renamed). Lists each direct write call found in the package."""
-    direct = []
-    for path in sorted(TKD.glob("*.py")):
-        if path.name == "checkpoint.py":
-            continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if WRITES.search(line.split("#")[0]):
-                direct.append(f"{path.name}:{number}: {line.strip()}")
-    assert not direct, "non-atomic writes (use tkd.checkpoint.atomic_write_csv/" \
-        "atomic_write_text/atomic_savefig):\n" + "\n".join(direct)
 
 
 # ------------------------------------------------------------------------------ checkpoints ----

@@ -138,3 +138,44 @@ def test_exit_code_2_from_a_real_process(tmp_path):
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2
     assert "error: argument --epochs: must be a positive integer, got 0" in result.stderr
+
+
+# ------------------------------------------------------------------------------- reproduce ----
+
+
+def test_reproduce_passes_jobs_and_main_only_to_the_library(tmp_path, monkeypatch):
+    import tkd.cli
+    from tkd.experiments import MAIN
+
+    calls = []
+    monkeypatch.setattr(tkd.cli, "reproduce", lambda **kwargs: calls.append(kwargs))
+    assert main(["reproduce", "--preset", "quick", "--main-only", "--jobs", "2",
+                 "--no-figures", "--results", str(tmp_path), "--tensorboard", "tb"]) == 0
+    assert calls[0]["experiments"] == list(MAIN) and calls[0]["jobs"] == 2
+    assert (calls[0]["root"], calls[0]["tensorboard"]) == (str(tmp_path), "tb")
+
+
+def test_reproduce_sends_the_plan_to_the_cluster(tmp_path, monkeypatch):
+    import tkd.cluster
+
+    seen = {}
+
+    def fake_submit(preset, runs, **options):
+        seen.update(preset=preset, runs=runs, **options)
+        return {"jobs": []}
+
+    monkeypatch.setattr(tkd.cluster, "submit_grid", fake_submit)
+    assert main(["reproduce", "--executor", "slurm", "--partition", "gpu", "--time-min", "30",
+                 "--gpus-per-run", "1", "--experiments", "ce", "triplet", "--seeds", "1",
+                 "--results", str(tmp_path)]) == 0
+    assert seen["runs"] == [("ce", 1), ("triplet", 1)] and seen["executor"] == "slurm"
+    assert (seen["partition"], seen["time_min"], seen["gpus_per_run"]) == ("gpu", 30, 1)
+    assert seen["folder"] == tmp_path / "quick" / "_submitit"
+
+
+@pytest.mark.parametrize("extra", [["--jobs", "0"], ["--executor", "pbs"],
+                                   ["--main-only", "--experiments", "ce"],
+                                   ["--gpus-per-run", "-1"]])
+def test_reproduce_refuses_bad_options(extra, capsys):
+    code, err = run(["reproduce", *extra], capsys)
+    assert code == 2 and "error:" in err

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from tkd import embed
-from tkd import experiments as ex
-from tkd.data import TensorSplit, load_dataset
+from tkd.data import load_dataset
 from tkd.models import build_model
 
 
@@ -105,25 +104,3 @@ def test_metrics_table_has_a_teacher_reference_row():
     assert table.loc["teacher", "distance"] == 0.0
     assert table.loc["noisy", "distance"] == pytest.approx(np.sqrt(6), rel=1e-5)
     assert table.loc["noisy", "agreement"] == 1.0  # a constant shift keeps the top-1 class
-
-
-def test_load_or_train_student(tmp_path):
-    data = load_dataset("digits")
-    data.train = data.train.subset(100)
-    teacher = build_model("paper-teacher", 10, 1, 8).eval()
-    model = embed.load_or_train_student("quick", "triplet", data, teacher, seed=1, epochs=1,
-                                        root=tmp_path, log=lambda _: None)
-    assert not model.training
-    path = ex.student_path("quick", "triplet", 1, tmp_path)
-    assert path == tmp_path / "quick" / "triplet" / "1.pt"
-    assert not path.exists()  # a shortened run is not kept as the preset's student
-    from tkd.checkpoint import save_model
-
-    save_model(path, model, "paper-student", 10, 1, 8)
-    messages = []
-    loaded = embed.load_or_train_student("quick", "triplet", data, teacher, seed=1, epochs=1,
-                                         root=tmp_path, log=messages.append)
-    assert "loaded" in messages[0]
-    split = TensorSplit(data.test.images[:20], data.test.labels[:20])
-    np.testing.assert_allclose(embed.collect(loaded, split).logits,
-                               embed.collect(model, split).logits, atol=1e-6)

@@ -6,9 +6,12 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from tkd import experiments as ex
+from tkd.checkpoint import save_model
 from tkd.cli import build_parser
+from tkd.models import build_model
 
 TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1,),
                            sweep_seeds=(1,))
@@ -94,3 +97,22 @@ def test_cli_knows_reproduce_and_figures():
     assert parser.parse_args(["figures"]).preset == "quick"
     with pytest.raises(SystemExit):
         parser.parse_args(["reproduce", "--preset", "nope"])
+
+
+def test_load_or_train_student_trains_once_and_keeps_only_full_runs(tmp_path):
+    data = ex.load_data("quick")
+    data.train = data.train.subset(100)
+    teacher = build_model("paper-teacher", 10, 1, 8).eval()
+    model = ex.load_or_train_student("quick", "triplet", data, teacher, seed=1, epochs=1,
+                                     root=tmp_path, log=lambda _: None)
+    assert not model.training
+    path = ex.student_path("quick", "triplet", 1, tmp_path)
+    assert path == tmp_path / "quick" / "triplet" / "1.pt"
+    assert not path.exists()  # a shortened run is not kept as the preset's student
+    save_model(path, model, "paper-student", 10, 1, 8)
+    messages = []
+    loaded = ex.load_or_train_student("quick", "triplet", data, teacher, seed=1, epochs=1,
+                                      root=tmp_path, log=messages.append)
+    assert "loaded" in messages[0] and not loaded.training
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name

@@ -1,25 +1,24 @@
-"""Atomic file writes, training checkpoints that survive a kill, and saved models.
+"""Training checkpoints that survive a kill, and saved models.
 
-Every file is written to a temporary name in the same folder, flushed to disk and renamed over
-the target, so a kill leaves either the old file or the new one, never half of one. Each
-checkpoint gets a ``.sha256`` sidecar so that a corrupted file is detected, not half-loaded.
+Every file is written atomically (:mod:`tkd.files`), so a kill leaves either the old file or
+the new one, never half of one. Each checkpoint gets a ``.sha256`` sidecar so that a corrupted
+file is detected, not half-loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import pickle
 import random
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from tkd.files import atomic_write_bytes, atomic_write_text
 
 CHECKPOINT_FORMAT = "tkd-checkpoint-1"
 MODEL_FORMAT = "tkd-model-1"
@@ -28,80 +27,6 @@ KEEP_CHECKPOINTS = 2
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be trusted: truncated, corrupted or not ours."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp gives 0o600)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file + fsync + rename; returns the path.
-
-    A kill at any moment leaves either the old file or the new one at ``path`` (at worst a
-    stray ``.<name>.*.tmp`` beside it), never a truncated file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Atomically write a text file (UTF-8)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_write_csv(frame, path: str | Path, **to_csv_kwargs) -> Path:
-    """``frame.to_csv(path, **kwargs)`` made atomic (default ``index=False``)."""
-    to_csv_kwargs.setdefault("index", False)
-    return atomic_write_text(path, frame.to_csv(**to_csv_kwargs))
-
-
-def atomic_savefig(fig, path: str | Path, **savefig_kwargs) -> Path:
-    """``fig.savefig(path)`` made atomic: rendered in memory, then written by rename.
-
-    The format comes from the suffix (``.png``, ``.pdf``, ``.svg``) unless ``format=`` is given.
-    """
-    path = Path(path)
-    savefig_kwargs.setdefault("format", path.suffix.lstrip(".").lower() or "png")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, **savefig_kwargs)
-    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _torch_bytes(obj) -> bytes:

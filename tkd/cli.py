@@ -1,7 +1,8 @@
-"""Command line: ``python -m tkd train | reproduce | figures``.
+"""Command line: ``python -m tkd train | reproduce | figures | verify``.
 
-Every value is checked before any data is loaded or any model is built, and unknown names get
-an error that lists the valid ones.
+Every sub-command is registered here, in :func:`build_parser`, and each one's work is a short
+``*_command`` function that calls the library. Every value is checked before any data is
+loaded or any model is built, and unknown names get an error that lists the valid ones.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tkd.checkpoint import CheckpointError, atomic_write_text, load_model, save_model
+from tkd.checkpoint import CheckpointError, load_model, save_model
 from tkd.data import DATASETS, load_dataset
-from tkd.experiments import register_reproduce
-from tkd.figures import register_figures
+from tkd.experiments import EXPERIMENTS, MAIN, PRESETS, plan, reproduce, results_root
+from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
+from tkd.files import atomic_write_text
 from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
 from tkd.results import make_record, save_record
 from tkd.train import TrainConfig, fit, pick_device, seed_everything
+from tkd.verify import compare_runs, summary_line
 
 
 def _integer(low: int, high: float, wanted: str):
@@ -87,6 +90,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--out", required=True, help="output folder of the run")
     parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    parser.add_argument("--tensorboard", default=None, metavar="DIR",
+                        help="also log each epoch's numbers to TensorBoard in DIR")
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -110,7 +115,7 @@ def train_command(args: argparse.Namespace) -> int:
         lr_step=args.lr_step, augment=args.augment, seed=args.seed,
         deterministic=args.deterministic, device=args.device, compile=args.compile,
         progress=not args.no_progress, checkpoint_dir=str(out / "checkpoints"),
-        resume=args.resume,
+        resume=args.resume, tensorboard=args.tensorboard,
     )
     if not args.resume and any((out / "checkpoints").glob("epoch-*.pt")):
         raise ValueError(f"{out} already holds checkpoints: add --resume, or choose a new --out")
@@ -147,6 +152,97 @@ def train_command(args: argparse.Namespace) -> int:
     return 130 if history.attrs.get("interrupted") else 0
 
 
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tkd reproduce``: what to run, where, and on which executor."""
+    parser.add_argument("--preset", default="quick", choices=list(PRESETS))
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--experiments", nargs="+", default=None, choices=list(EXPERIMENTS),
+                        help="only these experiments (default: all of the preset)")
+    chosen.add_argument("--main-only", action="store_true",
+                        help="only the main comparison (tkd.experiments.MAIN), no sweeps")
+    parser.add_argument("--seeds", nargs="+", type=_seed, default=None)
+    parser.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--jobs", type=_positive_int, default=1,
+                        help="runs trained side by side on this machine (default 1)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
+                        "or ./results)")
+    parser.add_argument("--figures", default=None, help="figures root (default $TKD_FIGURES "
+                        "or ./figures)")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--tensorboard", default=None, metavar="DIR",
+                        help="also log every run's epochs to TensorBoard under DIR")
+    cluster = parser.add_argument_group("cluster (through submitit: pip install 'tkd[cluster]')")
+    cluster.add_argument("--executor", default="local", choices=EXECUTORS,
+                         help="local: this process; slurm: one teacher job, then one job array "
+                              "of the runs; submitit-local: the same with local processes")
+    cluster.add_argument("--partition", default=None, help="slurm partition")
+    cluster.add_argument("--time-min", type=_positive_int, default=60,
+                         help="time limit per run in minutes (default 60)")
+    cluster.add_argument("--gpus-per-run", type=_integer(0, float("inf"), "an integer >= 0"),
+                         default=0)
+    cluster.add_argument("--cluster-folder", default=None,
+                         help="submitit's logs (default <results>/<preset>/_submitit)")
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    """Run ``tkd reproduce``: every planned run (teacher first) here or on a cluster, then
+    rebuild the figures (unless ``--no-figures`` or the runs were only submitted)."""
+    experiments = list(MAIN) if args.main_only else args.experiments
+    if args.executor != "local":
+        if not _submit(args, experiments):
+            return 0  # submitted to slurm: the records land later
+    else:
+        reproduce(preset=args.preset, experiments=experiments, seeds=args.seeds,
+                  root=args.results, device=args.device, data_root=args.data_root,
+                  threads=args.threads, jobs=args.jobs, tensorboard=args.tensorboard)
+    if not args.no_figures:
+        for path in build_figures(args.preset, args.results, args.figures):
+            print(f"wrote {path}")
+    return 0
+
+
+def _submit(args: argparse.Namespace, experiments: list[str] | None) -> bool:
+    """Submit the plan through :func:`tkd.cluster.submit_grid`; with submitit's local executor
+    wait for every run. Returns whether the runs are finished."""
+    from tkd.cluster import submit_grid, wait
+
+    folder = args.cluster_folder or results_root(args.results) / args.preset / "_submitit"
+    submitted = submit_grid(args.preset, plan(args.preset, experiments, args.seeds),
+                            executor=args.executor, folder=folder, partition=args.partition,
+                            time_min=args.time_min, gpus_per_run=args.gpus_per_run,
+                            root=args.results, device=args.device, data_root=args.data_root)
+    if args.executor == "slurm":
+        return False
+    wait(submitted)
+    return True
+
+
+def figures_command(args: argparse.Namespace) -> int:
+    """Run ``tkd figures``: rebuild the tables and figures from the results files."""
+    for path in build_figures(args.preset, args.results, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """Run ``tkd verify``: the fresh runs' table, each run beside its committed record, and one
+    summary line; exit code 0 if every run matches, else 1."""
+    fresh = runs_frame(load_records(args.preset, args.fresh))
+    if not len(fresh):
+        raise FileNotFoundError(f"no runs of preset {args.preset!r} under {args.fresh}")
+    print(f"fresh runs in {args.fresh}:")
+    print(table_markdown(comparison_table(fresh, ["teacher", *MAIN, *EXPERIMENTS])))
+    frame = compare_runs(args.fresh, args.committed, args.preset, args.tolerance)
+    print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print(summary_line(frame))
+    return 0 if len(frame) and frame["match"].all() else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``tkd`` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -156,8 +252,25 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a teacher or a distilled student")
     add_train_arguments(train)
     train.set_defaults(run=train_command)
-    register_reproduce(commands)
-    register_figures(commands)
+    again = commands.add_parser("reproduce", help="run a preset's experiments (teacher first)")
+    add_reproduce_arguments(again)
+    again.set_defaults(run=reproduce_command)
+    figures = commands.add_parser("figures", help="rebuild tables and figures from results/")
+    figures.add_argument("--preset", default="quick", choices=list(PRESETS))
+    figures.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
+                         "or ./results)")
+    figures.add_argument("--out", default=None, help="figures root (default $TKD_FIGURES or "
+                         "./figures)")
+    figures.set_defaults(run=figures_command)
+    check = commands.add_parser("verify", help="compare fresh runs with the committed records")
+    check.add_argument("--preset", default="quick", choices=list(PRESETS))
+    check.add_argument("--fresh", required=True, help="results root of the fresh runs")
+    check.add_argument("--committed", default=None, help="results root of the committed "
+                       "records (default $TKD_RESULTS or ./results)")
+    check.add_argument("--tolerance", type=_non_negative, default=None,
+                       help="allowed |delta test acc| in points (default: 0 on the same device "
+                            "type, 0.5 across device types)")
+    check.set_defaults(run=verify_command)
     return parser
 
 
@@ -167,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, CheckpointError) as error:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -5,22 +5,20 @@ The teacher and every student are projected **together** (one UMAP, PCA or t-SNE
 their logits stacked), so a teacher point and its student point share coordinates and the
 distance between them means something. Everything is seeded and repeatable.
 
-The students come from the experiments of :mod:`tkd.experiments`: a saved student model is
-loaded from ``<results>/<preset>/<experiment>/<seed>.pt``; a missing one is trained with the
-preset's settings (and saved there when it was trained with the preset's number of epochs).
+This module maps and measures; it never trains. The students to map come from
+:func:`tkd.experiments.load_or_train_student`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from tkd.data import Dataset, TensorSplit, fixed_negatives, to_float
+from tkd.data import TensorSplit, fixed_negatives, to_float
 from tkd.losses import distance
 
 PROJECTIONS = ("umap", "pca", "tsne")
@@ -197,34 +195,3 @@ def metrics_table(teacher: np.ndarray, students: dict[str, np.ndarray], labels: 
     rows = {name: logit_metrics(teacher, logits, labels, **options)
             for name, logits in {"teacher": teacher, **students}.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-# ------------------------------------------------------------------ the preset's students ----
-
-
-def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: nn.Module,
-                          seed: int = 1, epochs: int | None = None,
-                          root: str | Path | None = None, device: str | None = None,
-                          log=print) -> nn.Module:
-    """The student of ``experiment`` (a name of :data:`tkd.experiments.EXPERIMENTS`), loaded
-    from :func:`tkd.experiments.student_path` if saved, else trained with the preset's settings
-    (:func:`tkd.experiments.train_student`) for at most ``epochs`` epochs (None: the preset's;
-    only a run of the preset's length is saved). Returned in eval mode."""
-    from tkd.checkpoint import load_model, save_model
-    from tkd.experiments import get_preset, student_path, train_student
-
-    spec = get_preset(preset)
-    path = student_path(spec, experiment, seed, root)
-    if path.is_file():
-        log(f"{experiment}: loaded {path}")
-        return load_model(path, device or "cpu")
-    epochs = min(epochs or spec.epochs, spec.epochs)
-    model, history, _ = train_student(spec, experiment, seed, data, teacher, device=device,
-                                      epochs=epochs)
-    log(f"{experiment}: trained {epochs} epochs, test accuracy "
-        f"{history['test_acc'].iloc[-1]:.3f}")
-    if epochs == spec.epochs:
-        save_model(path, model, spec.student_model, data.num_classes, data.in_channels,
-                   data.image_size, dataset=spec.dataset, preset=spec.name,
-                   experiment=experiment, seed=seed)
-    return model.eval()

@@ -23,16 +23,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tkd.checkpoint import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.experiments import (  # noqa: E402
     EXPERIMENTS,
     MAIN,
-    PRESETS,
     SWEEP_NAMES,
     get_preset,
     project_root,
     results_root,
 )
+from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.plots import save_figure  # noqa: E402
 from tkd.results import history_frame, load_record  # noqa: E402
 
@@ -267,21 +266,3 @@ def _save(fig, path: Path) -> Path:
     save_figure(fig, path)
     plt.close(fig)
     return path
-
-
-def figures_command(args) -> int:
-    """``python -m tkd figures [--preset P]``: rebuild the tables and figures."""
-    for path in build_figures(args.preset, args.results, args.out):
-        print(f"wrote {path}")
-    return 0
-
-
-def register_figures(commands) -> None:
-    """Add the ``figures`` sub-command to the CLI's sub-parsers."""
-    parser = commands.add_parser("figures", help="rebuild tables and figures from results/")
-    parser.add_argument("--preset", default="quick", choices=list(PRESETS))
-    parser.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
-                        "or ./results)")
-    parser.add_argument("--out", default=None, help="figures root (default $TKD_FIGURES or "
-                        "./figures)")
-    parser.set_defaults(run=figures_command)

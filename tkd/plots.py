@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from tkd.checkpoint import atomic_savefig
+from tkd.files import atomic_savefig
 
 PALETTE = "tab10"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tkd.checkpoint import atomic_write_json
+from tkd.files import atomic_write_json
 
 
 def environment_info(device: str | torch.device) -> dict:

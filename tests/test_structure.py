@@ -1,0 +1,91 @@
+"""The package's shape: no import cycle among tkd modules (imports inside functions count too),
+and every sub-command registered in one place, tkd/cli.py."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+TKD = Path(__file__).resolve().parents[1] / "tkd"
+
+
+def module_name(path: Path) -> str:
+    """``tkd/experiments.py`` -> ``tkd.experiments``; ``tkd/__init__.py`` -> ``tkd``."""
+    parts = path.relative_to(TKD.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """The tkd modules that ``path`` imports anywhere in its body (top level or in functions):
+    ``import tkd.x``, ``from tkd.x import y``, ``from tkd import x``, relative imports too."""
+    found = set()
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(
+        ".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name in modules} - {module_name(path)}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """``{module: modules it imports}`` over every ``tkd/**/*.py``."""
+    paths = sorted(TKD.rglob("*.py"))
+    modules = {module_name(p) for p in paths}
+    return {module_name(p): imported_modules(p, modules) for p in paths}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as ``[a, b, ..., a]``, or None if the graph is acyclic (depth-first)."""
+    state: dict[str, str] = {}  # "open" while on the stack, "done" when fully explored
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return stack[stack.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_find_cycle_sees_a_cycle_and_accepts_a_tree():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_scanner_sees_imports_inside_functions():
+    graph = import_graph()
+    assert "tkd.experiments" in graph["tkd.cli"]
+    assert "tkd.models" in graph["tkd.checkpoint"]  # imported inside load_model
+
+
+def test_no_import_cycle_among_tkd_modules():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_experiments_never_import_figures_or_the_cli():
+    graph = import_graph()
+    assert not graph["tkd.experiments"] & {"tkd.figures", "tkd.cli", "tkd.embed"}
+
+
+def test_sub_commands_are_registered_in_cli_only():
+    registering = [p.name for p in sorted(TKD.rglob("*.py"))
+                   if "add_parser(" in p.read_text() or "add_subparsers(" in p.read_text()]
+    assert registering == ["cli.py"]

@@ -1,0 +1,125 @@
+"""A reproduction on a cluster, through submitit: one teacher job, then the runs as one job array.
+
+:func:`submit_grid` submits (a) a job that trains the preset's teacher (skipped when it is
+already saved) and (b) every (experiment, seed) run as ONE job array that starts after the
+teacher job succeeded (slurm: ``--dependency=afterok:<teacher>``; submitit's local executor
+knows no dependencies, so there the teacher job is awaited before the array is submitted).
+Each array task is :func:`run_one`, which writes exactly the record (and student) a local
+:func:`tkd.experiments.reproduce` writes, under ``<results>/<preset>/<experiment>/<seed>.json``.
+
+``submitit`` is an optional extra: ``pip install 'tkd[cluster]'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tkd import experiments as ex
+
+EXECUTORS = {"slurm": "slurm", "submitit-local": "local", "local": "local"}
+MISSING = "submitit is not installed: pip install 'tkd[cluster]' (or pip install submitit)"
+
+
+def _submitit():
+    """The ``submitit`` module, or a ModuleNotFoundError that says how to install it."""
+    try:
+        import submitit
+    except ImportError as error:
+        raise ModuleNotFoundError(MISSING, name="submitit") from error
+    return submitit
+
+
+def _set_threads(preset: ex.Preset) -> None:
+    if preset.threads:
+        torch.set_num_threads(preset.threads)
+
+
+def run_teacher(preset: str | ex.Preset, root: str | Path | None = None,
+                device: str | None = None, data_root: str | Path | None = None) -> float:
+    """Job body: train (or load) the preset's teacher with
+    :func:`tkd.experiments.train_teacher`; returns its final test accuracy."""
+    preset = ex.get_preset(preset)
+    _set_threads(preset)
+    ex.train_teacher(preset, ex.load_data(preset, data_root), root, device)
+    return ex.teacher_accuracy(preset, root)
+
+
+def run_one(preset: str | ex.Preset, experiment: str, seed: int,
+            root: str | Path | None = None, device: str | None = None,
+            data_root: str | Path | None = None, epochs: int | None = None) -> dict:
+    """Job-array body: one (experiment, seed) run with the saved teacher and its logits, written
+    by :func:`tkd.experiments.run_experiment` as a local run would be; returns its ``final``
+    metrics. ``epochs`` overrides the preset's (for tests)."""
+    preset = ex.get_preset(preset)
+    _set_threads(preset)
+    data = ex.load_data(preset, data_root)
+    teacher = ex.train_teacher(preset, data, root, device)  # loads the saved one
+    logits = ex.teacher_logits(teacher, data, device)
+    record = ex.run_experiment(preset, experiment, seed, data, teacher, logits, root, device,
+                               epochs=epochs)
+    return record["final"]
+
+
+def make_executor(executor: str, folder: str | Path, partition: str | None = None,
+                  time_min: int = 60, gpus_per_run: int = 0, cpus_per_run: int = 2):
+    """A ``submitit.AutoExecutor`` for ``executor`` ("slurm", or "submitit-local" / "local"
+    for submitit's local processes) with one run's resources."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    submitit = _submitit()
+    job_executor = submitit.AutoExecutor(folder=str(folder), cluster=EXECUTORS[executor])
+    job_executor.update_parameters(timeout_min=int(time_min), gpus_per_node=int(gpus_per_run),
+                                   cpus_per_task=int(cpus_per_run), slurm_partition=partition)
+    return job_executor
+
+
+def submit_grid(preset: str | ex.Preset, runs: list[tuple[str, int]], *,
+                executor: str = "slurm", folder: str | Path | None = None,
+                partition: str | None = None, time_min: int = 60, gpus_per_run: int = 0,
+                cpus_per_run: int = 2, root: str | Path | None = None,
+                device: str | None = None, data_root: str | Path | None = None,
+                epochs: int | None = None, log=print) -> dict:
+    """Submit the teacher job, then ``runs`` (``(experiment, seed)`` pairs, e.g. from
+    :func:`tkd.experiments.plan`) as one job array after it. Runs whose record exists are
+    skipped, as locally. ``folder`` (default ``<results>/<preset>/_submitit``) gets submitit's
+    logs and pickles.
+
+    Returns ``{"folder", "teacher_job_id" (None if the teacher was saved already),
+    "run_job_ids", "runs", "jobs"}``; ``jobs`` holds the array's submitit jobs (see :func:`wait`).
+    """
+    spec = ex.get_preset(preset)
+    folder = Path(folder or ex.results_root(root) / spec.name / "_submitit")
+    todo = [(e, s) for e, s in runs if not ex.result_path(spec, e, s, root).is_file()]
+    job_executor = make_executor(executor, folder, partition, time_min, gpus_per_run,
+                                 cpus_per_run)
+    teacher_job = None
+    if not ex.teacher_path(spec, root).is_file():
+        job_executor.update_parameters(name=f"tkd-{spec.name}-teacher")
+        teacher_job = job_executor.submit(run_teacher, spec, root, device, data_root)
+        log(f"[{spec.name}] teacher job {teacher_job.job_id} submitted")
+        if EXECUTORS[executor] == "slurm":
+            job_executor.update_parameters(
+                slurm_additional_parameters={"dependency": f"afterok:{teacher_job.job_id}"})
+        else:  # submitit's local executor has no dependencies: wait for the teacher here
+            log(f"[{spec.name}] teacher test acc {teacher_job.result():.4f}")
+    jobs = []
+    if todo:
+        job_executor.update_parameters(name=f"tkd-{spec.name}-runs")
+        n = len(todo)
+        jobs = job_executor.map_array(run_one, [spec] * n, [e for e, _ in todo],
+                                      [s for _, s in todo], [root] * n, [device] * n,
+                                      [data_root] * n, [epochs] * n)
+    log(f"[{spec.name}] {len(todo)} runs submitted as one job array "
+        f"({len(runs) - len(todo)} already done): {', '.join(j.job_id for j in jobs) or '-'}")
+    log(f"[{spec.name}] logs: {folder}/<job id>_0_log.out/.err; records: "
+        f"{ex.results_root(root) / spec.name}/<experiment>/<seed>.json")
+    return {"folder": folder, "teacher_job_id": teacher_job.job_id if teacher_job else None,
+            "run_job_ids": [j.job_id for j in jobs], "runs": todo, "jobs": jobs}
+
+
+def wait(submitted: dict) -> list[dict]:
+    """Block until every run of :func:`submit_grid` has finished; returns their ``final``
+    metrics in the order of ``submitted["runs"]`` (a failed job raises its error)."""
+    return [job.result() for job in submitted["jobs"]]
