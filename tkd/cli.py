@@ -15,9 +15,10 @@ from pathlib import Path
 
 from tkd.checkpoint import CheckpointError, load_model, save_model
 from tkd.data import DATASETS, load_dataset
-from tkd.experiments import EXPERIMENTS, MAIN, PRESETS, plan, reproduce, results_root
+from tkd.experiments import EXPERIMENTS, MAIN, PRESETS, plan, results_root
 from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
 from tkd.files import atomic_write_text
+from tkd.grid import reproduce
 from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model

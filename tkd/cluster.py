@@ -5,7 +5,7 @@ already saved) and (b) every (experiment, seed) run as ONE job array that starts
 teacher job succeeded (slurm: ``--dependency=afterok:<teacher>``; submitit's local executor
 knows no dependencies, so there the teacher job is awaited before the array is submitted).
 Each array task is :func:`run_one`, which writes exactly the record (and student) a local
-:func:`tkd.experiments.reproduce` writes, under ``<results>/<preset>/<experiment>/<seed>.json``.
+:func:`tkd.grid.reproduce` writes, under ``<results>/<preset>/<experiment>/<seed>.json``.
 
 ``submitit`` is an optional extra: ``pip install 'tkd[cluster]'``.
 """

@@ -137,6 +137,7 @@ class Preset:
     lr: float = 0.01
     weight_decay: float = 0.007
     ce_weight_decay: float = 0.01
+    precision: str = "fp32"
     threads: int | None = None
     description: str = ""
 
@@ -233,7 +234,7 @@ def teacher_config(preset: str | Preset, device: str | None = None) -> TrainConf
     return TrainConfig(epochs=preset.teacher_epochs, batch_size=preset.batch_size,
                        lr=preset.teacher_lr, weight_decay=preset.teacher_weight_decay,
                        lr_step=preset.teacher_lr_step, augment=preset.teacher_augment, seed=1,
-                       device=device, progress=False)
+                       precision=preset.precision, device=device, progress=False)
 
 
 def train_teacher(preset: str | Preset, data: Dataset | None = None,
@@ -286,7 +287,7 @@ def student_config(preset: str | Preset, experiment: str | Experiment, seed: int
         preset.ce_weight_decay if experiment.method == "ce" else preset.weight_decay)
     return TrainConfig(epochs=epochs or preset.epochs, batch_size=preset.batch_size,
                        lr=preset.lr, weight_decay=weight_decay, lr_step=preset.lr_step,
-                       seed=seed, device=device, progress=False)
+                       seed=seed, precision=preset.precision, device=device, progress=False)
 
 
 def run_config(preset: Preset, experiment: str, seed: int, train: TrainConfig,

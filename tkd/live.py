@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tkd.checkpoint import atomic_write_csv
+from tkd.files import atomic_write_csv
 
 HISTORY_FILE = "history.csv"
 MISSING_TENSORBOARD = ("TensorBoard logging needs the tensorboard package: "

@@ -19,6 +19,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -321,9 +322,17 @@ def _replay(run: Run) -> None:
     if run.graph is None or run.graph_lr != lr:
         torch.cuda.synchronize(run.device)
         previous, run.graph = run.graph, torch.cuda.CUDAGraph()
-        with torch.cuda.graph(run.graph, pool=None if previous is None else previous.pool()):
+        try:
+            with torch.cuda.graph(run.graph, pool=None if previous is None else previous.pool()):
+                train_step(run, run.order.index_select(0, run.step)[0],
+                           run.negatives.index_select(0, run.step)[0])
+        except RuntimeError as error:  # eager is always correct: fall back to it, loudly
+            warnings.warn(f"CUDA graph capture failed, training eagerly: {error}", stacklevel=2)
+            run.config.cuda_graph = False
+            torch.cuda.synchronize(run.device)
             train_step(run, run.order.index_select(0, run.step)[0],
                        run.negatives.index_select(0, run.step)[0])
+            return
         run.graph_lr = lr  # capture records the step without running it: replay runs it
     run.graph.replay()
 
@@ -338,10 +347,12 @@ def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
     metrics = {"acc": (logits.argmax(1) == split.labels).float().mean().item()}
     if run.teacher is None:
         return metrics
-    parts = []
+    in_batch = run.obj.needs_negatives and run.obj.negatives != "sample"
+    size = run.config.batch_size if in_batch else len(split)  # mining needs batches
     generator = torch.Generator().manual_seed(run.config.seed)  # the same draw every epoch
-    for start in range(0, len(split), run.config.batch_size):
-        rows = slice(start, start + run.config.batch_size)
+    parts = []
+    for start in range(0, len(split), size):
+        rows = slice(start, start + size)
         s, t, y = logits[rows], teacher_logits[rows], split.labels[rows]
         neg = negatives[rows]
         s_neg, t_neg, valid = select_negatives(run.obj, y, t, s, logits[neg],
