@@ -59,7 +59,7 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
         f"({time.perf_counter() - start:.1f} s)")
     todo = _pending(preset, runs, root, epochs, log)
     threads = threads or preset.threads or max(1, (os.cpu_count() or 1) // jobs)
-    tasks = [(preset.name, name, seed, None if root is None else str(root),
+    tasks = [(preset, name, seed, None if root is None else str(root),
               _device_for(device, k), None if data_root is None else str(data_root), epochs,
               tensorboard) for k, (name, seed) in enumerate(todo)]
     failures = _run_tasks(tasks, jobs, threads, log, progress, preset.name)
@@ -110,11 +110,13 @@ def _device_for(device: str | None, k: int) -> str | None:
 _CACHE: dict = {}  # per process: (preset, root, device, data_root) -> (data, teacher, logits)
 
 
-def run_one(preset: str, experiment: str, seed: int, root: str | None, device: str | None,
+def run_one(preset, experiment: str, seed: int, root: str | None, device: str | None,
             data_root: str | None, epochs: int | None = None,
             tensorboard: str | None = None) -> dict:
     """One run with the preset's saved teacher; data, teacher and its logits are loaded once
-    per process. Returns the record (also written to disk)."""
+    per process. ``preset``: a name or a :class:`tkd.experiments.Preset` (kept whole, so a
+    customised preset's epochs and seeds reach the run). Returns the record (also written to
+    disk)."""
     key = (preset, root, device, data_root)
     if key not in _CACHE:
         data = load_data(preset, data_root)
