@@ -12,16 +12,18 @@ import pytest
 from tkd import experiments as ex
 from tkd import figures as fg
 from tkd.cli import main
+from tkd.grid import reproduce
 
 TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1, 2),
-                           sweep_seeds=(1, 2))
+                           headline_seeds=(1, 2), sweep_seeds=(1, 2))
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """Real 2-epoch runs of two methods (and one more margin) with two seeds each."""
     root = tmp_path_factory.mktemp("results")
-    ex.reproduce(TINY, ["ce", "triplet", "triplet-m1"], root=root, log=lambda line: None)
+    reproduce(TINY, ["ce", "triplet", "triplet-m1"], root=root, log=lambda line: None,
+              progress=False)
     return root
 
 

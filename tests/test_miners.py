@@ -15,7 +15,7 @@ def test_miners_only_pick_other_class_samples(strategy):
     for seed in range(20):
         labels, anchor, positive = batch(seed=seed)
         index, valid = mine_negatives(strategy, labels, anchor, positive,
-                                      torch.Generator().manual_seed(seed))
+                                      generator=torch.Generator().manual_seed(seed))
         assert index.shape == labels.shape and valid.all()
         assert (labels[index] != labels).all()
 
