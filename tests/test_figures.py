@@ -8,11 +8,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tkd import experiments as ex
 from tkd import figures as fg
 from tkd.cli import main
 from tkd.grid import reproduce
+
+torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 
 TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1, 2),
                            headline_seeds=(1, 2), sweep_seeds=(1, 2))
