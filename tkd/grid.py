@@ -107,7 +107,8 @@ def _device_for(device: str | None, k: int) -> str | None:
     return f"cuda:{k % torch.cuda.device_count()}"
 
 
-_CACHE: dict = {}  # per process: (preset, root, device, data_root) -> (data, teacher, logits)
+_CACHE: dict = {}  # per process: (preset, root, device, data_root, teacher file's sha256)
+#                    -> (data, teacher, logits)
 
 
 def run_one(preset, experiment: str, seed: int, root: str | None, device: str | None,
@@ -117,7 +118,8 @@ def run_one(preset, experiment: str, seed: int, root: str | None, device: str | 
     per process. ``preset``: a name or a :class:`tkd.experiments.Preset` (kept whole, so a
     customised preset's epochs and seeds reach the run). Returns the record (also written to
     disk)."""
-    key = (preset, root, device, data_root)
+    saved = teacher_path(preset, root)  # a retrained teacher must not be served from the cache
+    key = (preset, root, device, data_root, file_sha256(saved) if saved.is_file() else None)
     if key not in _CACHE:
         data = load_data(preset, data_root)
         teacher = train_teacher(preset, data, root, device)
