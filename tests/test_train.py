@@ -14,7 +14,14 @@ from tkd.checkpoint import list_checkpoints, safe_load
 from tkd.data import load_dataset
 from tkd.losses import ObjectiveConfig, method_config
 from tkd.models import build_model
-from tkd.train import NonFiniteLossError, TrainConfig, fit, pick_device, predict
+from tkd.train import (
+    NonFiniteLossError,
+    TrainConfig,
+    fingerprint,
+    fit,
+    pick_device,
+    predict,
+)
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 TIMING = ["epoch_seconds", "images_per_second"]
@@ -221,3 +228,25 @@ def test_on_epoch_sees_every_finished_epoch_row(small):
     history = fit(student(), small, config(epochs=3), on_epoch=rows.append)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert pd.DataFrame(rows).equals(history)
+
+
+def test_fingerprint_names_the_weights():
+    a, b = student(0), student(0)
+    assert fingerprint(a) == fingerprint(b) and len(fingerprint(a)) == 16
+    assert fingerprint(None) is None
+    with torch.no_grad():
+        next(b.parameters())[0].flatten()[0] += 1e-3
+    assert fingerprint(a) != fingerprint(b)
+    assert fingerprint(student(1)) != fingerprint(a)
+
+
+def test_predict_under_autocast_and_channels_last(small):
+    model = student().eval()
+    reference = predict(model, small.test.images, batch_size=64)
+    assert reference.dtype == torch.float32 and reference.shape == (len(small.test), 10)
+    torch.testing.assert_close(predict(model, small.test.images, channels_last=True), reference,
+                               rtol=1e-4, atol=1e-4)
+    low = predict(model, small.test.images, dtype=torch.bfloat16)
+    assert low.dtype == torch.float32  # logits come back in float32
+    torch.testing.assert_close(low, reference, rtol=0.05, atol=0.05)
+    assert model.training is False
