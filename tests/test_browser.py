@@ -109,7 +109,7 @@ def _margin_text(page) -> str:
 
 def _train_in_browser(page) -> str:
     """Press the retrain panel's Train button; wait for the run's accuracy line and its map."""
-    panel = page.locator(".widget-vbox", has=page.locator("button", has_text="Train")).last
+    panel = page.locator(".widget-vbox", has=page.locator("button", has_text="Train")).first
     panel.scroll_into_view_if_needed()
     image = panel.locator("img.widget-image").first
     map_before = image.get_attribute("src")
