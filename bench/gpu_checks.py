@@ -47,17 +47,20 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
         teacher = build_model("paper-teacher", *shape)
         start = time.perf_counter()
-        config = TrainConfig(epochs=args.epochs, weight_decay=5e-4, bf16=bf16, progress=False)
+        config = TrainConfig(epochs=args.epochs, weight_decay=5e-4,
+                             precision="bf16" if bf16 else "fp32", progress=False)
         history = fit(teacher, data, config)
         print(row(f"teacher {'bf16' if bf16 else 'fp32'}", history, time.perf_counter() - start))
         teachers[bf16] = teacher
     teacher = teachers[True]
-    logits = tuple(predict(teacher, s.images.cuda(), 1000, True) for s in (data.train, data.test))
+    logits = tuple(predict(teacher, s.images.cuda(), 1000, torch.bfloat16)
+                   for s in (data.train, data.test))
     for negatives in ("sample", "batch-random"):
         for name, (bf16, channels_last, compile_) in SETTINGS.items():
             torch.cuda.reset_peak_memory_stats()
             student = build_model("paper-student", *shape)
-            config = TrainConfig(epochs=args.epochs, bf16=bf16, channels_last=channels_last,
+            config = TrainConfig(epochs=args.epochs, precision="bf16" if bf16 else "fp32",
+                                 channels_last=channels_last,
                                  compile=compile_, progress=False)
             start = time.perf_counter()
             history = fit(student, data, config, method_config("triplet", negatives=negatives),

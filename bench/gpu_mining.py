@@ -27,7 +27,7 @@ def main() -> None:
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}")
     for negatives in NEGATIVE_STRATEGIES:
         student = build_model("paper-student", *shape)
-        config = TrainConfig(epochs=args.epochs, bf16=False, progress=False)
+        config = TrainConfig(epochs=args.epochs, precision="fp32", progress=False)
         history = fit(student, data, config, method_config("triplet", negatives=negatives),
                       teacher, logits)
         last = history.iloc[-1]

@@ -1,4 +1,5 @@
-"""Real-browser test: JupyterLab on loopback, notebook 06 in headless Chromium, move the margin.
+"""Real-browser test: JupyterLab on loopback, notebook 06 in headless Chromium: move the margin
+slider, then press the retrain panel's Train button and wait for its accuracy line and its map.
 
 Needs Debian's ``chromium`` at /usr/bin/chromium and the ``playwright`` Python package (its own
 browser downloads are not used). The notebook runs on a copy in a temporary folder, with
@@ -106,7 +107,26 @@ def _margin_text(page) -> str:
     return page.locator(".widget-html", has_text="active triplets").first.inner_text()
 
 
-def test_margin_slider_in_jupyterlab(lab):
+def _train_in_browser(page) -> str:
+    """Press the retrain panel's Train button; wait for the run's accuracy line and its map."""
+    panel = page.locator(".widget-vbox", has=page.locator("button", has_text="Train")).first
+    panel.scroll_into_view_if_needed()
+    image = panel.locator("img.widget-image").first
+    map_before = image.get_attribute("src")
+    panel.locator("button", has_text="Train").first.click()
+    page.wait_for_function(  # tkd.widgets.RetrainPanel's status line once the run is done
+        "() => [...document.querySelectorAll('.widget-html')].some("
+        "e => e.innerText.startsWith('run 1: test accuracy'))", timeout=300_000)
+    status = page.locator(".widget-html", has_text="run 1: test accuracy").first.inner_text()
+    page.wait_for_function("e => e.complete && e.naturalWidth > 100", arg=image.element_handle(),
+                           timeout=30_000)
+    assert image.get_attribute("src") != map_before, "the map did not appear"
+    panel.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "browser_retrain_after.png"))
+    return status
+
+
+def test_margin_slider_and_train_button_in_jupyterlab(lab):
     playwright = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
     base, token = lab
     ARTIFACTS.mkdir(exist_ok=True)
@@ -151,6 +171,10 @@ def test_margin_slider_in_jupyterlab(lab):
             assert after.startswith("margin 8:"), after
             assert before.startswith("margin 5:"), before
             assert explorer.locator("img.widget-image").get_attribute("src") != image_before
+
+            status = _train_in_browser(page)
+            accuracy = float(status.split("test accuracy")[1].split(",")[0])
+            assert 0.0 <= accuracy <= 1.0, status
             errors = page.locator(".jp-OutputArea-output[data-mime-type*='error']")
             assert errors.count() == 0, errors.first.inner_text()
         except Exception:

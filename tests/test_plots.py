@@ -46,3 +46,30 @@ def test_metrics_soft_targets_margin_and_output(tmp_path):
     path = plots.save_figure(fig, tmp_path / "a" / "margin.png")
     assert path.is_file() and path.stat().st_size > 1000
     assert isinstance(metrics, pd.DataFrame)
+
+
+def test_triplet_frame_matches_the_loss_and_plot_negatives_has_a_panel_per_strategy():
+    import torch
+
+    from tkd.losses import triplet_kd_loss
+
+    generator = torch.Generator().manual_seed(0)
+    anchor, positive, drawn = torch.randn(3, 12, 5, generator=generator)
+    negatives = {"sample": drawn, "batch-hard": positive.roll(1, 0)}
+    frame = plots.triplet_frame(anchor, positive, negatives, margin=2.0)
+    assert len(frame) == 24 and set(frame.strategy) == set(negatives)
+    for name, negative in negatives.items():
+        rows = frame[frame.strategy == name]
+        loss = float(triplet_kd_loss(anchor, positive, negative, margin=2.0))
+        assert np.isclose(rows.hinge.mean(), loss, rtol=1e-5)
+        assert (rows.active == (rows.hinge > 0)).all()
+    fig = plots.plot_negatives(frame, margin=2.0)
+    assert [ax.get_title().split(":")[0] for ax in fig.axes] == ["sample", "batch-hard"]
+
+
+def test_plot_temperatures_one_panel_per_temperature():
+    fig = plots.plot_temperatures(np.array([4.0, 1.0, 0.0]), [1, 4, 8], label=0)
+    assert [ax.get_title() for ax in fig.axes] == ["T = 1", "T = 4", "T = 8"]
+    heights = [[bar.get_height() for bar in ax.patches] for ax in fig.axes]
+    assert all(np.isclose(sum(h), 1.0) for h in heights)
+    assert heights[0][0] > heights[1][0] > heights[2][0]  # a higher T flattens the distribution

@@ -52,13 +52,14 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
     runs = plan(preset, experiments, seeds)
     data = load_data(preset, data_root)
+    threads = threads or preset.threads or max(1, (os.cpu_count() or 1) // jobs)
+    torch.set_num_threads(threads)  # the teacher too: runs must not depend on what ran before
     start = time.perf_counter()
     teacher_state = _teacher_state(preset, root)
     train_teacher(preset, data, root, device, force=teacher_state == "stale")
     log(f"[{preset.name}] teacher {'loaded' if teacher_state == 'current' else 'trained'} "
         f"({time.perf_counter() - start:.1f} s)")
     todo = _pending(preset, runs, root, epochs, log)
-    threads = threads or preset.threads or max(1, (os.cpu_count() or 1) // jobs)
     tasks = [(preset, name, seed, None if root is None else str(root),
               _device_for(device, k), None if data_root is None else str(data_root), epochs,
               tensorboard) for k, (name, seed) in enumerate(todo)]

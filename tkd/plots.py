@@ -135,13 +135,10 @@ def plot_soft_targets(probabilities: np.ndarray, temperature: float, labels: np.
     return fig
 
 
-def plot_margin(anchor_positive: np.ndarray, anchor_negative: np.ndarray,
-                margin: float) -> Figure:
-    """Anchor–positive vs. anchor–negative distances (batch,) of a batch of triplets; points
-    below the line ``d(a, n) = d(a, p) + margin`` are active (positive loss)."""
+def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, margin: float,
+                 title: str | None = None) -> None:
+    """Scatter d(a, p) against d(a, n) on ``ax``: active triplets red, satisfied ones green."""
     active = anchor_negative < anchor_positive + margin
-    fig = Figure(figsize=(5.2, 4.2))
-    ax = fig.subplots()
     ax.scatter(anchor_positive[~active], anchor_negative[~active], s=14, c="C2",
                label=f"satisfied ({(~active).sum()})")
     ax.scatter(anchor_positive[active], anchor_negative[active], s=14, c="C3",
@@ -154,6 +151,76 @@ def plot_margin(anchor_positive: np.ndarray, anchor_negative: np.ndarray,
     ax.set_xlabel("d(anchor, positive) = ||t(x) - s(x)||")
     ax.set_ylabel("d(anchor, negative) = ||t(x) - s(x')||")
     ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+
+
+def plot_margin(anchor_positive: np.ndarray, anchor_negative: np.ndarray,
+                margin: float) -> Figure:
+    """Anchor–positive vs. anchor–negative distances (batch,) of a batch of triplets; points
+    below the line ``d(a, n) = d(a, p) + margin`` are active (positive loss)."""
+    fig = Figure(figsize=(5.2, 4.2))
+    _margin_axes(fig.subplots(), anchor_positive, anchor_negative, margin)
+    fig.tight_layout()
+    return fig
+
+
+def triplet_frame(anchor, positive, negatives: dict, margin: float = 5.0) -> pd.DataFrame:
+    """Per-triplet distances of one batch for several choices of negative, as a long table.
+
+    anchor (teacher logits), positive (student logits): (batch, classes) tensors; negatives:
+    strategy name -> (batch, classes) student logits of each row's negative. Columns: strategy,
+    sample, d_ap = ``||a - p||``, d_an = ``||a - n||``, hinge = ``max(0, d_ap - d_an + margin)``
+    (the row's term of :func:`tkd.losses.triplet_kd_loss`) and active (hinge > 0).
+    """
+    from tkd.losses import distance
+
+    d_ap = distance(anchor, positive).detach().numpy()
+    frames = []
+    for name, negative in negatives.items():
+        d_an = distance(anchor, negative).detach().numpy()
+        hinge = np.maximum(d_ap - d_an + margin, 0.0)
+        frames.append(pd.DataFrame({"strategy": name, "sample": np.arange(len(d_ap)),
+                                    "d_ap": d_ap, "d_an": d_an, "hinge": hinge,
+                                    "active": hinge > 0}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_negatives(frame: pd.DataFrame, margin: float = 5.0) -> Figure:
+    """One :func:`plot_margin` panel per strategy of a :func:`triplet_frame`: the same anchors
+    and positives, each strategy's negatives; points below the dashed line are active."""
+    strategies = list(dict.fromkeys(frame["strategy"]))
+    fig = Figure(figsize=(3.9 * len(strategies), 3.9))
+    axes = fig.subplots(1, len(strategies), sharex=True, sharey=True, squeeze=False)[0]
+    top = float(frame[["d_ap", "d_an"]].to_numpy().max()) * 1.05
+    for ax, name in zip(axes, strategies):
+        rows = frame[frame["strategy"] == name]
+        _margin_axes(ax, rows["d_ap"].to_numpy(), rows["d_an"].to_numpy(), margin,
+                     title=f"{name}: loss {rows['hinge'].mean():.2f}")
+        ax.set_ylim(0, max(top, margin * 1.1))
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_temperatures(logits: np.ndarray, temperatures, label: int,
+                      class_names: list[str] | None = None) -> Figure:
+    """One image's teacher logits (classes,) softened at each temperature: one bar panel per
+    ``T`` showing ``softmax(logits / T)``, the true class ``label`` in red."""
+    logits = np.asarray(logits, dtype=np.float64)
+    names = class_names or [str(c) for c in range(len(logits))]
+    colours = ["C3" if c == label else "C0" for c in range(len(logits))]
+    fig = Figure(figsize=(3.3 * len(temperatures), 2.9))
+    axes = fig.subplots(1, len(temperatures), sharey=True, squeeze=False)[0]
+    for ax, temperature in zip(axes, temperatures):
+        z = logits / temperature
+        soft = np.exp(z - z.max())
+        ax.bar(range(len(logits)), soft / soft.sum(), color=colours)
+        ax.set_xticks(range(len(logits)), names, rotation=90 if len(logits) > 10 else 0)
+        ax.set_title(f"T = {temperature:g}")
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("softmax(teacher / T)")
     fig.tight_layout()
     return fig
 

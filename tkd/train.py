@@ -51,7 +51,8 @@ class TrainConfig:
     ``precision``: "auto" (bf16 autocast on GPUs that have it, fp16 with a gradient scaler on
     older GPUs, fp32 on CPU and MPS), or "bf16", "fp16", "fp32". ``cuda_graph``: on CUDA,
     capture the training step once and replay it (eager elsewhere, and with fp16).
-    ``tensorboard``: a folder for TensorBoard event files (every loss and accuracy per epoch).
+    The environment variable ``TKD_CUDA_GRAPH=0`` turns capture off by default (e.g. for
+    worker processes). ``tensorboard``: a folder for TensorBoard event files (every loss and accuracy per epoch).
     """
 
     epochs: int = 10
@@ -67,7 +68,7 @@ class TrainConfig:
     device: str | None = None
     precision: str = "auto"
     channels_last: bool = True
-    cuda_graph: bool = True
+    cuda_graph: bool = field(default_factory=lambda: os.environ.get("TKD_CUDA_GRAPH") != "0")
     compile: bool = False
     progress: bool = True
     checkpoint_dir: str | None = None
