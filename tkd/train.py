@@ -52,7 +52,8 @@ class TrainConfig:
     older GPUs, fp32 on CPU and MPS), or "bf16", "fp16", "fp32". ``cuda_graph``: on CUDA,
     capture the training step once and replay it (eager elsewhere, and with fp16).
     The environment variable ``TKD_CUDA_GRAPH=0`` turns capture off by default (e.g. for
-    worker processes). ``tensorboard``: a folder for TensorBoard event files (every loss and accuracy per epoch).
+    worker processes). ``tensorboard``: a folder for TensorBoard event files (every loss and
+    accuracy per epoch).
     """
 
     epochs: int = 10
