@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -46,7 +47,8 @@ def file_sha256(path: str | Path) -> str:
 
 def git_state(folder: str | Path | None = None) -> dict:
     """The package's git commit and whether its code (``tkd/``, ``pyproject.toml``) differs
-    from it; ``None`` values outside a git checkout."""
+    from it. Outside a git checkout (e.g. a copy of the tree sent to another machine) the
+    launcher may say it with ``TKD_GIT_COMMIT`` (and ``TKD_GIT_DIRTY=0|1``); else ``None``."""
     folder = Path(folder or Path(__file__).resolve().parent.parent)
 
     def git(*args: str) -> str | None:
@@ -59,7 +61,9 @@ def git_state(folder: str | Path | None = None) -> dict:
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        return {"commit": None, "dirty": None}
+        dirty = os.environ.get("TKD_GIT_DIRTY")
+        return {"commit": os.environ.get("TKD_GIT_COMMIT"),
+                "dirty": None if dirty is None else dirty != "0"}
     changes = git("status", "--porcelain", "--untracked-files=no", "--", "tkd", "pyproject.toml")
     return {"commit": commit, "dirty": bool(changes)}
 
