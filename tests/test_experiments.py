@@ -53,6 +53,14 @@ def test_sweeps_reuse_the_main_runs_and_plan_has_no_duplicates():
     assert min(per_method.values()) >= 3
 
 
+def test_plan_runs_seed_by_seed_main_comparison_first():
+    runs = ex.plan("quick", ["ce", "triplet", "triplet-m1"], seeds=[1, 2])
+    assert runs == [("ce", 1), ("triplet", 1), ("ce", 2), ("triplet", 2),
+                    ("triplet-m1", 1), ("triplet-m1", 2)]
+    fashion = ex.plan("fashion", ["ce", "pair"])  # ce is a headline method: 5 seeds, pair 3
+    assert fashion[:2] == [("ce", 1), ("pair", 1)] and fashion[-2:] == [("ce", 4), ("ce", 5)]
+
+
 def test_presets_follow_the_protocol():
     paper = ex.get_preset("paper")
     assert (paper.dataset, paper.epochs, paper.batch_size, paper.lr) == ("cifar10", 500, 100, 0.01)

@@ -18,7 +18,7 @@ from tkd import experiments as ex
 from tkd import grid
 from tkd.checkpoint import load_model, save_model
 from tkd.live import HISTORY_FILE, EpochLog
-from tkd.results import file_sha256, load_record
+from tkd.results import file_sha256, git_state, load_record
 from tkd.train import predict
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
@@ -67,7 +67,10 @@ def strings(value):
 def test_records_hold_provenance_and_no_absolute_path(done):
     record = load_record(ex.result_path(TINY, "logit-mse", 1, done))
     origin = record["provenance"]
-    assert re.fullmatch(r"[0-9a-f]{40}", origin["commit"]) and isinstance(origin["dirty"], bool)
+    here = git_state()  # None outside a git checkout (e.g. a copied tree)
+    assert (origin["commit"], origin["dirty"]) == (here["commit"], here["dirty"])
+    if here["commit"] is not None:
+        assert re.fullmatch(r"[0-9a-f]{40}", origin["commit"]) and isinstance(origin["dirty"], bool)
     assert origin["teacher_sha256"] == file_sha256(ex.teacher_path(TINY, done))
     assert origin["data"] == ex.load_data(TINY).identity()
     assert record["config"]["teacher"] == "quick/teacher/model.pt"  # relative to the root
@@ -79,6 +82,20 @@ def test_records_hold_provenance_and_no_absolute_path(done):
         for value in strings(json.loads(text)):
             assert not value.startswith(("/", "\\")) and not re.match(r"[A-Za-z]:\\", value), \
                 (path, value)
+
+
+def test_git_state_inside_and_outside_a_checkout(tmp_path, monkeypatch):
+    here = git_state()
+    if here["commit"] is not None:
+        assert re.fullmatch(r"[0-9a-f]{40}", here["commit"]) and isinstance(here["dirty"], bool)
+    monkeypatch.delenv("TKD_GIT_COMMIT", raising=False)
+    monkeypatch.delenv("TKD_GIT_DIRTY", raising=False)
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}
+    monkeypatch.setenv("TKD_GIT_COMMIT", "a" * 40)  # a copied tree: the launcher says it
+    monkeypatch.setenv("TKD_GIT_DIRTY", "1")
+    assert git_state(tmp_path) == {"commit": "a" * 40, "dirty": True}
+    monkeypatch.setenv("TKD_GIT_DIRTY", "0")
+    assert git_state(tmp_path)["dirty"] is False
 
 
 # ------------------------------------------------------------------------- stale runs ----
