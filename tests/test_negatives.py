@@ -35,14 +35,15 @@ def config(**overrides) -> TrainConfig:
 
 
 class Counting(nn.Module):
-    """Wraps a student; records the batch size of every training-mode forward."""
+    """Wraps a model; records the batch size of every training-mode forward (of every
+    forward with ``every=True``)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, every: bool = False):
         super().__init__()
-        self.model, self.sizes = model, []
+        self.model, self.every, self.sizes = model, every, []
 
     def forward(self, x):
-        if self.training:
+        if self.training or self.every:
             self.sizes.append(len(x))
         return self.model(x)
 
@@ -103,6 +104,17 @@ def test_pair_loss_runs_the_student_on_x_only_and_the_triplet_on_x_and_x_prime(s
         fit(model, small, config(epochs=1), method_config(method),
             teacher if method != "ce" else None)
         assert sum(model.sizes) == images, method
+
+
+def test_pair_loss_with_augmentation_runs_the_live_teacher_on_x_prime(small, teacher):
+    """Augmentation makes the teacher's logits live (not cached): the pair loss then needs
+    teacher(x'), still not student(x')."""
+    model, watched = student(), Counting(teacher, every=True)
+    history = fit(model, small, config(epochs=1, augment=True), method_config("pair"), watched)
+    assert sum(model.sizes) == N
+    # the shape check (2 images) and the test split are scored once; each step runs x and x'
+    assert sum(watched.sizes) == 2 + len(small.test) + 2 * N
+    assert history.train_pair.notna().all() and history.test_pair.notna().all()
 
 
 def test_batchnorm_student_runs_x_and_x_prime_as_two_batches(small, teacher):
