@@ -88,6 +88,19 @@ def test_logit_mse_has_no_cross_entropy_and_ce_mse_has_both(small):
         both.train_ce.iloc[0] + both.train_mse.iloc[0], rel=1e-5)
 
 
+def test_a_model_without_teacher_logs_its_validation_and_test_cross_entropy(small):
+    """The student alone (and the teacher's own training) log val_ce and test_ce too: the
+    CE baseline's curves are compared with the distilled students'."""
+    data = small.with_validation(40, seed=0)
+    model = net()
+    history = fit(model, data, config(epochs=2))
+    for split in ("val", "test"):
+        assert {f"{split}_total", f"{split}_ce", f"{split}_acc"} <= set(history), split
+    ce = torch.nn.functional.cross_entropy(tr.predict(model, data.test.images), data.test.labels)
+    assert history.test_ce.iloc[-1] == pytest.approx(ce.item(), rel=1e-4)
+    assert history.test_total.iloc[-1] == pytest.approx(history.test_ce.iloc[-1])
+
+
 # ------------------------------------------------------------------- paired design ----
 
 
