@@ -135,6 +135,32 @@ def test_a_new_teacher_makes_its_students_stale(tmp_path):
     assert file_sha256(teacher_file) != record["provenance"]["teacher_sha256"]
 
 
+@pytest.mark.parametrize("change", [{"teacher_model": "student-2022"}, {"validation": 100}],
+                         ids=["teacher-model", "validation-split"])
+def test_a_teacher_of_another_model_or_split_is_retrained(done, tmp_path, change):
+    """The teacher is current only if its record's model and data split match today's too
+    (a teacher trained before a validation split existed has seen those images)."""
+    root = tmp_path / "grid"
+    shutil.copytree(done, root)
+    preset = dataclasses.replace(TINY, **change)
+    lines = reproduce(root, ["logit-mse"], preset)
+    assert "teacher trained" in lines[0]
+    assert load_model(ex.teacher_path(preset, root)).tkd_info["name"] == preset.teacher_model
+    assert "stale" in line_of(lines, "logit-mse")
+    assert reproduce(root, ["logit-mse"], preset)[0].startswith("[quick] teacher loaded")
+
+
+def test_a_teacher_record_with_a_removed_setting_is_stale_not_a_crash(done, tmp_path):
+    """Records written before a TrainConfig field was removed (e.g. the old ``bf16`` flag)."""
+    root = tmp_path / "grid"
+    shutil.copytree(done, root)
+    path = ex.teacher_path(TINY, root).with_name("1.json")
+    record = load_record(path)
+    record["config"]["train"]["bf16"] = True
+    path.write_text(json.dumps(record))
+    assert "teacher trained" in reproduce(root, ["ce"])[0]
+
+
 def test_changed_settings_make_a_run_stale(done, tmp_path):
     root = tmp_path / "grid"
     shutil.copytree(done, root)

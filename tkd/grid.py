@@ -71,15 +71,19 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
 
 
 def _teacher_state(preset, root) -> str:
-    """"missing", "current", or "stale" (its record's recipe differs from today's)."""
+    """"missing", "current", or "stale" (its record's recipe, model or data split differs
+    from today's)."""
     record_path = teacher_path(preset, root).with_name("1.json")
     if not teacher_path(preset, root).is_file():
         return "missing"
     if not record_path.is_file():
         return "stale"
-    saved = load_record(record_path)["config"]["train"]
-    want = asdict(teacher_config(preset))
-    return "current" if all(saved.get(k) == want[k] for k in saved) else "stale"
+    config = load_record(record_path)["config"]
+    saved, want = config["train"], asdict(teacher_config(preset))
+    same_data = (config.get("model"), config.get("dataset"), config.get("validation"),
+                 config.get("subset")) == (preset.teacher_model, preset.dataset,
+                                           preset.validation, preset.subset)
+    return "current" if same_data and all(saved.get(k) == want.get(k) for k in saved) else "stale"
 
 
 def _pending(preset, runs, root, epochs, log) -> list[tuple[str, int]]:
