@@ -216,6 +216,14 @@ def test_teacher_logits_of_the_wrong_shape_are_refused(small, teacher):
     with pytest.raises(ValueError, match=r"teacher_logits\['test'\] must have shape"):
         fit(student(), small, config(epochs=1), method_config("kd"), teacher,
             teacher_logits=(good[0], good[1][:, :5]))
+    # a validation split needs its logits; without one there is no third tensor to give
+    with pytest.raises(ValueError, match=r"\(train, test\)"):
+        fit(student(), small, config(epochs=1), method_config("kd"), teacher,
+            teacher_logits=(*good, good[1]))
+    held = small.with_validation(40)
+    with pytest.raises(ValueError, match="validation"):
+        fit(student(), held, config(epochs=1), method_config("kd"), teacher,
+            teacher_logits=(predict(teacher, held.train.images), good[1]))
 
 
 def test_a_teacher_objective_without_teacher_is_refused(small):

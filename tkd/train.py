@@ -564,7 +564,7 @@ def _check_fits(name: str, net: nn.Module, data: Dataset, device: torch.device) 
 
 def _check_teacher_logits(teacher_logits, data: Dataset) -> None:
     splits = [("train", data.train), ("test", data.test), ("validation", data.validation)]
-    if not 2 <= len(teacher_logits) <= 3 or (len(teacher_logits) == 2 and data.validation):
+    if len(teacher_logits) != (2 if data.validation is None else 3):
         raise ValueError("teacher_logits must be (train, test) or, with a validation split, "
                          "(train, test, validation) tensors of shape (N, classes)")
     for (part, split), logits in zip(splits, teacher_logits):
