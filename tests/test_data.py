@@ -310,6 +310,16 @@ def test_augment_shape_determinism_identity_and_flip():
     assert bool((same | mirrored).all()) and 0 < int(mirrored.sum()) < 16
 
 
+def test_augment_without_generator_draws_from_the_devices_default_one():
+    """What a captured CUDA graph needs: no host generator, the device's default stream."""
+    images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(4)
+    a = augment(images)
+    torch.manual_seed(4)
+    assert torch.equal(a, augment(images))
+    assert not torch.equal(a, augment(images))  # the default stream moved on
+
+
 def test_augment_crop_is_a_shifted_window_with_zero_padding():
     images = torch.arange(1, 26, dtype=torch.float32).view(1, 1, 5, 5).repeat(64, 2, 1, 1)
     out = augment(images, torch.Generator().manual_seed(0), padding=2, flip=False)
