@@ -9,7 +9,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD TKD_DATA=$PWD/.data TKD_GIT_DIRTY=${TKD_GIT_DIRTY:-0}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; LOG=$OUT/session.log
-GRID_SECONDS=${GRID_SECONDS:-330}; JOBS=${JOBS:-8}
+GRID_SECONDS=${GRID_SECONDS:-310}; JOBS=${JOBS:-8}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG"
 # CUDA MPS lets the kernels of several worker processes run side by side; off if it fails.
 if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d 2>/dev/null; then
@@ -21,7 +21,7 @@ if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d 2
 else
     echo "MPS: not available" | tee -a "$LOG"
 fi
-timeout 70 python bench/gpu_check.py --images 5000 --epochs 2 2>&1 | tee -a "$LOG"
+timeout 60 python bench/gpu_check.py --images 5000 --epochs 2 2>&1 | tee -a "$LOG"
 start=$(date +%s)
 timeout -s INT -k 20 "$GRID_SECONDS" python -m tkd reproduce --preset fashion --jobs "$JOBS" \
     --no-figures > "$OUT/grid.log" 2>&1
