@@ -2,7 +2,12 @@
 
 :func:`build_figures` writes into ``figures/<preset>/``:
 
-- ``comparison.md`` / ``comparison.csv``: final test (and train) accuracy, mean ± std over seeds;
+- ``comparison.md`` / ``comparison.csv``: final test accuracy (mean ± std over seeds), test
+  accuracy at the best-validation epoch, final validation and train accuracy, how many runs
+  meet the convergence rule, the device and the compute spent per experiment;
+- ``paired.md`` / ``paired.csv``: the headline paired differences with 95 % t-intervals, and
+  ``verdict.md``: the paper's claimed ordering read from those intervals;
+- ``validation_curves.png``: validation accuracy per epoch of the main comparison;
 - ``learning_curves.png``: total, classification and triplet loss, train and test accuracy per
   epoch (mean over seeds, band = ± std), the quantities the authors' code logs;
 - ``margin_sweep.png`` / ``temperature_sweep.png`` (+ ``.csv``): accuracy vs. value, error bars
@@ -26,6 +31,7 @@ import pandas as pd  # noqa: E402
 from tkd.experiments import (  # noqa: E402
     EXPERIMENTS,
     MAIN,
+    MINED,
     SWEEP_NAMES,
     get_preset,
     project_root,
@@ -34,6 +40,7 @@ from tkd.experiments import (  # noqa: E402
 from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.plots import save_figure  # noqa: E402
 from tkd.results import history_frame, load_record  # noqa: E402
+from tkd.stats import convergence_gap, has_converged, paired_difference, reading  # noqa: E402
 
 CURVE_EXPERIMENTS = ["ce", "kd-t4", "triplet", "triplet-kd"]
 PANELS = [("total", "total loss"), ("ce", "classification loss (CE)"),
@@ -48,28 +55,47 @@ def figures_root(root: str | Path | None = None) -> Path:
 
 
 def load_records(preset: str, root: str | Path | None = None) -> list[dict]:
-    """Every run record of a preset (the teacher's included), sorted by experiment and seed."""
+    """Every finished run record of a preset (the teacher's included), sorted by experiment
+    and seed; diverged runs (``*.failed.json``) are read by :func:`load_failures`."""
     folder = results_root(root) / get_preset(preset).name
-    paths = sorted(folder.glob("*/*.json")) if folder.is_dir() else []
+    paths = sorted(p for p in folder.glob("*/*.json") if not p.name.endswith(".failed.json")) \
+        if folder.is_dir() else []
     records = [load_record(p) for p in paths]
     return sorted(records, key=lambda r: (r["config"]["experiment"], r["config"]["seed"]))
 
 
+def load_failures(preset: str, root: str | Path | None = None) -> pd.DataFrame:
+    """Runs that stopped on a NaN/inf loss: experiment, seed, error."""
+    folder = results_root(root) / get_preset(preset).name
+    rows = [{"experiment": r["config"]["experiment"], "seed": r["config"]["seed"],
+             "error": r["error"]}
+            for r in map(load_record, sorted(folder.glob("*/*.failed.json")))]
+    return pd.DataFrame(rows, columns=["experiment", "seed", "error"])
+
+
 def runs_frame(records: list[dict]) -> pd.DataFrame:
     """One row per run: experiment, method, seed, margin, temperature, negatives, epochs,
-    final train/test accuracy, best test accuracy, wall seconds."""
+    final train/validation/test accuracy, test accuracy at the epoch of best validation
+    accuracy, the convergence gap (points) and verdict, device and wall seconds."""
     rows = []
     for r in records:
         config, objective = r["config"], r["config"].get("objective") or {}
         history = r["history"]
+        val = history.get("val_acc", [])
+        best = int(np.argmax(val)) if len(val) else None
         rows.append({
             "experiment": config["experiment"], "method": _method(config),
             "seed": config["seed"], "margin": objective.get("margin"),
             "temperature": objective.get("temperature"),
             "negatives": objective.get("negatives"), "epochs": len(history.get("epoch", [])),
             "train_acc": r["final"].get("train_acc", np.nan),
+            "val_acc": r["final"].get("val_acc", np.nan),
             "test_acc": r["final"].get("test_acc", np.nan),
+            "test_at_best_val": history["test_acc"][best] if best is not None else np.nan,
             "best_test_acc": max(history.get("test_acc", [np.nan])),
+            "convergence_gap": convergence_gap(val) if len(val) else np.nan,
+            "converged": has_converged(val) if len(val) else False,
+            "device": r.get("environment", {}).get("device_name", ""),
             "wall_seconds": r["wall_seconds"],
         })
     return pd.DataFrame(rows)
@@ -96,10 +122,11 @@ def _label(name: str) -> str:
 
 
 def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None) -> pd.DataFrame:
-    """Mean ± std over seeds of final test/train accuracy (in %), one row per experiment.
+    """Mean ± std over seeds (in %), one row per experiment.
 
-    Columns: experiment, method, seeds, epochs, test_mean, test_std, train_mean, train_std,
-    best_test_mean, minutes (mean wall time per run).
+    Columns: experiment, method, seeds, epochs, test_mean, test_std (last epoch),
+    test_at_best_val_mean, val_mean, train_mean, train_std, best_test_mean, converged (runs
+    meeting the rule), devices, minutes (mean wall time per run), compute_minutes (all seeds).
     """
     if experiments is not None:
         runs = runs[runs.experiment.isin(experiments)]
@@ -109,9 +136,14 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None) -
             "experiment": name, "method": _label(name), "seeds": len(group),
             "epochs": int(group.epochs.max()),
             "test_mean": 100 * group.test_acc.mean(), "test_std": 100 * _std(group.test_acc),
+            "test_at_best_val_mean": 100 * group.test_at_best_val.mean(),
+            "val_mean": 100 * group.val_acc.mean(),
             "train_mean": 100 * group.train_acc.mean(), "train_std": 100 * _std(group.train_acc),
             "best_test_mean": 100 * group.best_test_acc.mean(),
+            "converged": f"{int(group.converged.sum())}/{len(group)}",
+            "devices": ", ".join(sorted(set(group.device))),
             "minutes": group.wall_seconds.mean() / 60,
+            "compute_minutes": group.wall_seconds.sum() / 60,
         })
     table = pd.DataFrame(rows)
     if len(table):
@@ -130,12 +162,101 @@ def _pm(mean: float, std: float) -> str:
 
 def table_markdown(table: pd.DataFrame) -> str:
     """The comparison table as a GitHub markdown table (accuracy in %, mean ± std)."""
-    lines = ["| experiment | method | seeds | epochs | test acc. (%) | train acc. (%) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["| experiment | method | seeds | test acc. (%) | test acc. at best val. epoch (%) "
+             "| val. acc. (%) | train acc. (%) | converged | compute (min) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in table.itertuples():
-        lines.append(f"| `{row.experiment}` | {row.method} | {row.seeds} | {row.epochs} | "
-                     f"{_pm(row.test_mean, row.test_std)} | {_pm(row.train_mean, row.train_std)} |")
+        lines.append(f"| `{row.experiment}` | {row.method} | {row.seeds} | "
+                     f"{_pm(row.test_mean, row.test_std)} | {row.test_at_best_val_mean:.2f} | "
+                     f"{row.val_mean:.2f} | {_pm(row.train_mean, row.train_std)} | "
+                     f"{row.converged} | {row.compute_minutes:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def best_on_validation(runs: pd.DataFrame, candidates: list[str]) -> str | None:
+    """The candidate experiment with the highest mean final validation accuracy (None if
+    none has runs): how this package chooses, never on test accuracy."""
+    part = runs[runs.experiment.isin(candidates)]
+    if not len(part):
+        return None
+    return str(part.groupby("experiment").val_acc.mean().idxmax())
+
+
+def headline_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The comparisons the README reports: triplet vs ce and vs kd-t4, triplet-kd vs kd-t1,
+    the best mined triplet (on validation) vs kd-t4, ce at wd 0.007 vs ce, and the paper's
+    ordering triplet > kd-t4 > logit MSE (best lr on validation) > ce."""
+    mined = best_on_validation(runs, MINED)
+    mse = best_on_validation(runs, ["logit-mse", "logit-mse-lr0.001"])
+    pairs = [("triplet", "ce"), ("triplet", "kd-t4"), ("triplet-kd", "kd-t1"),
+             (mined, "kd-t4"), ("ce-wd0.007", "ce"), (mse, "ce"), ("kd-t4", mse)]
+    present = set(runs.experiment)
+    return [(a, b) for a, b in dict.fromkeys(pairs) if a in present and b in present]
+
+
+def paired_table(preset: str, root: str | Path | None = None) -> pd.DataFrame:
+    """The headline paired differences of final test accuracy (points) over common seeds:
+    columns a, b, seeds, difference, std, ci_low, ci_high, reading."""
+    runs = runs_frame([r for r in load_records(preset, root)
+                       if r["config"]["experiment"] != "teacher"])
+    rows = []
+    for a, b in headline_pairs(runs) if len(runs) else []:
+        acc = {name: 100 * runs[runs.experiment == name].set_index("seed").test_acc
+               for name in (a, b)}
+        d = paired_difference(acc[a], acc[b])
+        rows.append({"a": a, "b": b, "seeds": d["n"], "difference": d["mean"], "std": d["std"],
+                     "ci_low": d["low"], "ci_high": d["high"], "reading": reading(d, a, b)})
+    return pd.DataFrame(rows, columns=["a", "b", "seeds", "difference", "std", "ci_low",
+                                       "ci_high", "reading"])
+
+
+def paired_markdown(table: pd.DataFrame) -> str:
+    """The paired table as markdown: difference [95 % CI] in points, and what it allows."""
+    lines = ["| a | b | seeds | a − b (points) | 95 % CI | reading |",
+             "|---|---|---:|---:|---|---|"]
+    for row in table.itertuples():
+        lines.append(f"| `{row.a}` | `{row.b}` | {row.seeds} | {row.difference:+.2f} | "
+                     f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}] | {row.reading} |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict(preset: str, root: str | Path | None = None) -> str:
+    """A markdown paragraph: the paper's claimed ordering (triplet > Hinton KD > logit MSE >
+    student alone) checked pair by pair with the paired 95 % intervals, the best mined
+    triplet, and any student that beats its teacher. Read from the records alone."""
+    records = load_records(preset, root)
+    runs = runs_frame([r for r in records if r["config"]["experiment"] != "teacher"])
+    if not len(runs):
+        return (f"No records for preset {preset!r} yet: run "
+                f"`python -m tkd reproduce --preset {preset}`.")
+    table = paired_table(preset, root).set_index(["a", "b"])
+    mse = best_on_validation(runs, ["logit-mse", "logit-mse-lr0.001"])
+    steps = [("triplet", "kd-t4"), ("kd-t4", mse), (mse, "ce")]
+    parts = []
+    for a, b in steps:
+        if (a, b) in table.index:
+            row = table.loc[(a, b)]
+            parts.append(f"`{a}` vs `{b}`: {row.difference:+.2f} points "
+                         f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], {row.reading}")
+    holds = all((a, b) in table.index and table.loc[(a, b)].reading == f"{a} beats {b}"
+                for a, b in steps)
+    text = (f"**Paper's ordering (triplet > Hinton KD > logit MSE > student alone) on `{preset}`: "
+            f"{'holds' if holds else 'does not hold'}.** " + "; ".join(parts) + ". ")
+    mined = best_on_validation(runs, MINED)
+    if mined and (mined, "kd-t4") in table.index:
+        row = table.loc[(mined, "kd-t4")]
+        text += (f"The best mined triplet on validation, `{mined}`, vs `kd-t4`: "
+                 f"{row.difference:+.2f} points [{row.ci_low:+.2f}, {row.ci_high:+.2f}], "
+                 f"{row.reading}. ")
+    teacher = [r for r in records if r["config"]["experiment"] == "teacher"]
+    if teacher:
+        acc = 100 * teacher[0]["final"]["test_acc"]
+        means = 100 * runs.groupby("experiment").test_acc.mean()
+        above = sorted(means[means > acc].index)
+        text += (f"The teacher reaches {acc:.2f} %; "
+                 + (f"students above it: {', '.join(f'`{n}`' for n in above)}." if above
+                    else "no student reaches it."))
+    return text + "\n"
 
 
 def curves_frame(records: list[dict], experiments: list[str]) -> pd.DataFrame:
@@ -183,6 +304,28 @@ def plot_learning_curves(records: list[dict], experiments: list[str] | None = No
     axes[-1].legend(fontsize=7, ncol=2, loc="lower right")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_validation_curves(records: list[dict], experiments: list[str], title: str = ""):
+    """Validation accuracy per epoch (mean over seeds) of each experiment, the curves the
+    convergence rule is read from. Returns the figure."""
+    curves = curves_frame(records, experiments)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for name in experiments:
+        part = curves[curves.experiment == name] if len(curves) else curves
+        if not len(part) or "val_acc" not in part:
+            continue
+        mean = 100 * part.groupby("epoch").val_acc.mean()
+        ax.plot(mean.index, mean.values, label=name, linewidth=1.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    low = 100 * curves.val_acc.quantile(0.25) if len(curves) and "val_acc" in curves else 0
+    ax.set_ylim(max(0, low - 5), None)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -259,9 +402,16 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     atomic_write_text(written[1], table_markdown(table))
     atomic_write_csv(runs, folder / "runs.csv", float_format="%.6f")
     written.append(folder / "runs.csv")
+    paired = paired_table(name, root)
+    atomic_write_csv(paired, folder / "paired.csv", float_format="%.4f")
+    atomic_write_text(folder / "paired.md", paired_markdown(paired))
+    atomic_write_text(folder / "verdict.md", verdict(name, root))
+    written += [folder / "paired.csv", folder / "paired.md", folder / "verdict.md"]
     student = [r for r in records if r["config"]["experiment"] != "teacher"]
     fig = plot_learning_curves(student, title=f"preset {name}: mean over seeds, band ± std")
     written.append(_save(fig, folder / "learning_curves.png"))
+    fig = plot_validation_curves(student, list(MAIN), title=f"preset {name}: validation accuracy")
+    written.append(_save(fig, folder / "validation_curves.png"))
     for kind in SWEEP_NAMES:
         frame = sweep_frame(runs, kind)
         if len(frame):

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 
 from tkd.experiments import (
+    expected_run,
+    failed_path,
     get_experiment,
     get_preset,
     load_data,
@@ -92,6 +94,14 @@ def _pending(preset, runs, root, epochs, log) -> list[tuple[str, int]]:
     todo = []
     for name, seed in runs:
         path = result_path(preset, name, seed, root)
+        failed = failed_path(path)
+        if failed.is_file() and not path.is_file():
+            old = load_record(failed)
+            if old["config"] == expected_run(preset, name, seed, epochs):
+                log(f"[{preset.name}] {name} seed {seed}: diverged before ({old['error'][:80]}"
+                    f"...), not retried; delete {failed.name} to retry")
+                continue
+            failed.unlink()
         if path.is_file():
             uses_teacher = get_experiment(name).objective().needs_teacher
             reason = stale_reason(load_record(path), preset, name, seed,

@@ -47,9 +47,14 @@ def file_sha256(path: str | Path) -> str:
 
 def git_state(folder: str | Path | None = None) -> dict:
     """The package's git commit and whether its code (``tkd/``, ``pyproject.toml``) differs
-    from it. Outside a git checkout (e.g. a copy of the tree sent to another machine) the
-    launcher may say it with ``TKD_GIT_COMMIT`` (and ``TKD_GIT_DIRTY=0|1``); else ``None``."""
+    from it; ``None`` values outside a git checkout. A launcher that sends a copy of the tree to
+    another machine says which commit it sent with ``TKD_GIT_COMMIT`` (and
+    ``TKD_GIT_DIRTY=0|1``), which then wins over whatever ``.git`` the copy holds."""
     folder = Path(folder or Path(__file__).resolve().parent.parent)
+    if os.environ.get("TKD_GIT_COMMIT"):  # the launcher knows better than a copied .git
+        dirty = os.environ.get("TKD_GIT_DIRTY")
+        return {"commit": os.environ["TKD_GIT_COMMIT"],
+                "dirty": None if dirty is None else dirty != "0"}
 
     def git(*args: str) -> str | None:
         try:
@@ -61,9 +66,7 @@ def git_state(folder: str | Path | None = None) -> dict:
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        dirty = os.environ.get("TKD_GIT_DIRTY")
-        return {"commit": os.environ.get("TKD_GIT_COMMIT"),
-                "dirty": None if dirty is None else dirty != "0"}
+        return {"commit": None, "dirty": None}
     changes = git("status", "--porcelain", "--untracked-files=no", "--", "tkd", "pyproject.toml")
     return {"commit": commit, "dirty": bool(changes)}
 
