@@ -18,7 +18,7 @@ from tkd import experiments as ex
 from tkd import grid
 from tkd.checkpoint import load_model, save_model
 from tkd.live import HISTORY_FILE, EpochLog
-from tkd.results import file_sha256, git_state, load_record
+from tkd.results import file_sha256, git_state, history_frame, load_record
 from tkd.train import predict
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
@@ -210,6 +210,58 @@ def test_a_failed_run_is_reported_and_the_others_finish(done, tmp_path, monkeypa
     assert "1 run(s) failed: ce seed 1" in lines[-1]
     assert not ex.result_path(TINY, "ce", 1, root).exists()
     assert ex.result_path(TINY, "logit-mse", 1, root).is_file()
+
+
+DIVERGES = ex.Experiment("ce-diverges", "ce", "CE at lr 1e4 (diverges in epoch 2)", lr=1e4)
+
+
+def test_a_diverged_run_keeps_a_failed_record_and_is_not_retried(done, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setitem(ex.EXPERIMENTS, DIVERGES.name, DIVERGES)
+    root = tmp_path / "grid"
+    shutil.copytree(done / "quick" / "teacher", root / "quick" / "teacher")
+    lines = reproduce(root, [DIVERGES.name, "ce"], epochs=2)
+    assert "FAILED: NonFiniteLossError: the ce loss became nan at epoch 2" in \
+        line_of(lines, DIVERGES.name)
+    assert "test acc" in line_of(lines, "ce")  # the other run finished
+    path = ex.result_path(TINY, DIVERGES.name, 1, root)
+    failed = ex.failed_path(path)
+    assert not path.exists() and failed.is_file()
+    record = load_record(failed)
+    assert record["config"] == ex.expected_run(TINY, DIVERGES.name, 1, 2)
+    assert "epoch 2" in record["error"]
+    assert history_frame(record)["epoch"].tolist() == [1]  # the epochs that finished
+    assert record["provenance"]["teacher_sha256"] is None  # CE: no teacher involved
+    assert not any(v.startswith("/") for v in strings(record))
+    assert str(root) not in failed.read_text()
+    lines = reproduce(root, [DIVERGES.name, "ce"], epochs=2)
+    assert "diverged before" in line_of(lines, DIVERGES.name)
+    assert "not retried" in line_of(lines, DIVERGES.name)
+    assert "up to date" in line_of(lines, "ce")
+    lines = reproduce(root, [DIVERGES.name], epochs=1)  # other settings: tried again
+    assert "test acc" in line_of(lines, DIVERGES.name)
+    assert path.is_file() and not failed.exists()
+
+
+def test_a_diverged_distillation_run_is_retried_with_a_new_teacher(done, tmp_path):
+    preset = dataclasses.replace(TINY, lr=1e4)
+    root = tmp_path / "grid"
+    shutil.copytree(done / "quick" / "teacher", root / "quick" / "teacher")
+    lines = reproduce(root, ["logit-mse"], preset, epochs=2)
+    assert "FAILED: NonFiniteLossError" in line_of(lines, "logit-mse")
+    assert "diverged before" in line_of(reproduce(root, ["logit-mse"], preset, epochs=2),
+                                        "logit-mse")
+    teacher_file = ex.teacher_path(TINY, root)
+    teacher = load_model(teacher_file)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.mul_(0.5)
+    save_model(teacher_file, teacher, TINY.teacher_model, 10, 1, 8)
+    lines = reproduce(root, ["logit-mse"], preset, epochs=2)
+    assert "diverged before" not in line_of(lines, "logit-mse")  # tried with the new teacher
+    failed = ex.failed_path(ex.result_path(TINY, "logit-mse", 1, root))
+    if failed.is_file():  # diverged again: the record names the teacher it diverged with
+        assert load_record(failed)["provenance"]["teacher_sha256"] == file_sha256(teacher_file)
 
 
 def test_jobs_must_be_positive(tmp_path):

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from tkd.experiments import (
-    expected_run,
     failed_path,
     get_experiment,
     get_preset,
@@ -95,15 +94,16 @@ def _pending(preset, runs, root, epochs, log) -> list[tuple[str, int]]:
     for name, seed in runs:
         path = result_path(preset, name, seed, root)
         failed = failed_path(path)
+        uses_teacher = get_experiment(name).objective().needs_teacher
         if failed.is_file() and not path.is_file():
-            old = load_record(failed)
-            if old["config"] == expected_run(preset, name, seed, epochs):
+            old = load_record(failed)  # retried with other settings or another teacher
+            if stale_reason(old, preset, name, seed, sha if uses_teacher else None,
+                            epochs) is None:
                 log(f"[{preset.name}] {name} seed {seed}: diverged before ({old['error'][:80]}"
                     f"...), not retried; delete {failed.name} to retry")
                 continue
             failed.unlink()
         if path.is_file():
-            uses_teacher = get_experiment(name).objective().needs_teacher
             reason = stale_reason(load_record(path), preset, name, seed,
                                   sha if uses_teacher else None, epochs)
             if reason is None:
