@@ -63,11 +63,17 @@ def test_comparison_table_statistics():
     runs = pd.DataFrame({
         "experiment": ["ce", "ce", "ce", "kd-t4"], "test_acc": [0.5, 0.6, 0.7, 0.9],
         "train_acc": [0.6, 0.7, 0.8, 1.0], "best_test_acc": [0.5, 0.6, 0.7, 0.9],
+        "val_acc": [0.55, 0.65, 0.75, 0.85], "test_at_best_val": [0.4, 0.6, 0.8, 0.9],
+        "converged": [True, True, False, True], "device": ["cpu", "cpu", "H200", "cpu"],
         "epochs": [3, 3, 3, 3], "wall_seconds": [60.0] * 4,
     })
     table = fg.comparison_table(runs).set_index("experiment")
     assert table.loc["ce", "test_mean"] == pytest.approx(60.0)
     assert table.loc["ce", "test_std"] == pytest.approx(10.0)
+    assert table.loc["ce", "test_at_best_val_mean"] == pytest.approx(60.0)
+    assert table.loc["ce", "val_mean"] == pytest.approx(65.0)
+    assert table.loc["ce", "converged"] == "2/3" and table.loc["ce", "devices"] == "H200, cpu"
+    assert table.loc["ce", "compute_minutes"] == pytest.approx(3.0)
     assert np.isnan(table.loc["kd-t4", "test_std"])
     sentence = fg.describe_difference(table.reset_index().fillna(0), "kd-t4", "ce")
     assert sentence.startswith("kd-t4 is ahead of ce by +30.00 points")
