@@ -35,6 +35,7 @@ def test_figures_command_rebuilds_everything_from_the_json_files(results, tmp_pa
                  "--out", str(tmp_path)]) == 0
     folder = tmp_path / "quick"
     for name in ("comparison.md", "comparison.csv", "runs.csv", "learning_curves.png",
+                 "validation_curves.png", "paired.csv", "paired.md", "verdict.md",
                  "margin_sweep.png", "margin_sweep.csv"):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
     assert not (folder / "temperature_sweep.png").exists()  # no temperature runs were made
@@ -50,6 +51,10 @@ def test_figures_command_rebuilds_everything_from_the_json_files(results, tmp_pa
     assert "| `triplet` |" in markdown and "±" in markdown
     sweep = pd.read_csv(folder / "margin_sweep.csv")
     assert list(sweep.value) == [1.0, 5.0] and list(sweep.seeds) == [2, 2]
+    paired = pd.read_csv(folder / "paired.csv")
+    assert [tuple(p) for p in paired[["a", "b"]].values] == [("triplet", "ce")]
+    assert paired.seeds.tolist() == [2]
+    assert "Paper's ordering" in (folder / "verdict.md").read_text()
     assert "wrote" in capsys.readouterr().out
 
 
