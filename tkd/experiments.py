@@ -63,7 +63,6 @@ MAIN = _experiments(
     Experiment("logit-mse-lr0.001", "logit-mse", "Ba & Caruana (logit MSE alone), lr 0.001",
                lr=0.001),
     Experiment("ce-mse", "ce-mse", "CE + logit MSE"),
-    Experiment("ce-mse-lr0.001", "ce-mse", "CE + logit MSE, lr 0.001", lr=0.001),
     Experiment("kd-t1", "kd", "Hinton KD, T=1", {"temperature": 1.0}),
     Experiment("kd-t4", "kd", "Hinton KD, T=4", {"temperature": 4.0}),
     Experiment("pair", "pair", "pair loss (margin 5)"),
@@ -86,8 +85,7 @@ HEADLINE = ["ce", "kd-t4", "triplet", "triplet-kd", "triplet-batch-random",
             "triplet-batch-hard", "triplet-batch-semihard"]
 """Experiments run with ``Preset.headline_seeds`` (the others with ``Preset.seeds``)."""
 
-BASELINES = ["ce", "ce-wd0.007", "logit-mse", "logit-mse-lr0.001", "ce-mse", "ce-mse-lr0.001",
-             "kd-t1", "kd-t4"]
+BASELINES = ["ce", "ce-wd0.007", "logit-mse", "logit-mse-lr0.001", "ce-mse", "kd-t1", "kd-t4"]
 TRIPLET = ["pair", "triplet", "triplet-kd", "triplet-batch-random", "triplet-batch-hard",
            "triplet-batch-semihard"]
 MINED = ["triplet-batch-random", "triplet-batch-hard", "triplet-batch-semihard"]
