@@ -13,16 +13,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
+
 from tkd.checkpoint import CheckpointError, load_model, save_model
 from tkd.data import DATASETS, load_dataset
 from tkd.experiments import EXPERIMENTS, MAIN, PRESETS, plan, results_root
 from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
 from tkd.files import atomic_write_text
 from tkd.grid import reproduce
+from tkd.live import EpochLog
 from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
-from tkd.results import make_record, save_record
+from tkd.results import make_record, provenance, save_record
 from tkd.train import TrainConfig, fit, pick_device, seed_everything
 from tkd.verify import compare_runs, summary_line
 
@@ -81,6 +84,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=_non_negative, default=None,
                         help="default: 0.01 for ce, 0.007 for distillation (the paper's)")
     parser.add_argument("--lr-step", type=_positive_int, default=100)
+    parser.add_argument("--validation", type=_positive_int, default=None,
+                        help="hold out N training images (stratified, seed 0) as a validation "
+                             "split, scored every epoch")
     parser.add_argument("--subset", type=_positive_int, default=None,
                         help="train on the first N training images (balanced over classes)")
     parser.add_argument("--augment", action="store_true", help="random crop + flip on device")
@@ -121,36 +127,48 @@ def train_command(args: argparse.Namespace) -> int:
     if not args.resume and any((out / "checkpoints").glob("epoch-*.pt")):
         raise ValueError(f"{out} already holds checkpoints: add --resume, or choose a new --out")
     data = load_dataset(args.dataset, args.data_root)
+    if args.validation:
+        data = data.with_validation(args.validation, seed=0)
     if args.subset:
         data.train = data.train.subset(args.subset, seed=args.seed)
-    teacher = load_model(args.teacher) if args.teacher else None
-    if teacher is not None:
-        info = teacher.tkd_info
-        wanted = {"num_classes": data.num_classes, "in_channels": data.in_channels,
-                  "image_size": data.image_size}
-        wrong = {k: (info[k], v) for k, v in wanted.items() if info[k] != v}
-        if wrong:
-            detail = ", ".join(f"{k} {a} (dataset needs {b})" for k, (a, b) in wrong.items())
-            raise ValueError(f"--teacher {args.teacher} does not fit {args.dataset}: {detail}")
+    teacher = _load_teacher(args, data)
     seed_everything(args.seed)  # the same command builds the same initial weights
     model = build_model(args.model, data.num_classes, data.in_channels, data.image_size)
+    previous = (pd.read_csv(out / "history.csv").to_dict("records")
+                if args.resume and (out / "history.csv").is_file() else ())
     start = time.perf_counter()
-    history = fit(model, data, config, objective, teacher)
+    with EpochLog(out, previous=previous) as live:  # history.csv rewritten after every epoch
+        history = fit(model, data, config, objective, teacher, on_epoch=live)
     wall = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
     save_model(out / "model.pt", model, args.model, data.num_classes, data.in_channels,
                data.image_size, dataset=args.dataset, method=args.method)
     atomic_write_text(out / "history.csv", history.to_csv(index=False))
     run_config = {"dataset": args.dataset, "model": args.model, "teacher": args.teacher,
-                  "method": args.method, "subset": args.subset, "train": asdict(config),
-                  "objective": objective.to_dict()}
-    save_record(out / "result.json",
-                make_record(run_config, history, pick_device(args.device), wall))
+                  "method": args.method, "subset": args.subset, "validation": args.validation,
+                  "train": asdict(config), "objective": objective.to_dict()}
+    record = make_record(run_config, history, pick_device(args.device), wall,
+                         provenance(data, args.teacher))
+    save_record(out / "result.json", record)
     if len(history):
         last = history.iloc[-1]
         print(f"epoch {int(last.epoch)}: train acc {last.train_acc:.4f}, "
               f"test acc {last.test_acc:.4f}; wrote {out}")
     return 130 if history.attrs.get("interrupted") else 0
+
+
+def _load_teacher(args: argparse.Namespace, data):
+    """The ``--teacher`` model, refused when its classes, channels or size do not fit."""
+    if not args.teacher:
+        return None
+    teacher = load_model(args.teacher)
+    info = teacher.tkd_info
+    wanted = {"num_classes": data.num_classes, "in_channels": data.in_channels,
+              "image_size": data.image_size}
+    wrong = {k: (info[k], v) for k, v in wanted.items() if info[k] != v}
+    if wrong:
+        detail = ", ".join(f"{k} {a} (dataset needs {b})" for k, (a, b) in wrong.items())
+        raise ValueError(f"--teacher {args.teacher} does not fit {args.dataset}: {detail}")
+    return teacher
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")

@@ -17,6 +17,7 @@ import hashlib
 import os
 import pickle
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -316,14 +317,28 @@ def _read_cifar_folder(name: str, folder: Path) -> tuple[TensorSplit, TensorSpli
 
 
 def _extract(archive: Path, root: Path) -> None:
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(root, filter="data")
-            else:  # pragma: no cover - Python without extraction filters
-                tar.extractall(root)
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise ValueError(f"{archive}: cannot extract archive ({error})") from None
+    """Extract ``archive`` into a temporary folder beside its target, then rename what it
+    holds into ``root``: an interrupted extraction never leaves a half-written folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="data")
+                else:  # pragma: no cover - Python without extraction filters
+                    tar.extractall(tmp)
+        except (tarfile.TarError, OSError, EOFError) as error:
+            raise ValueError(f"{archive}: cannot extract archive ({error})") from None
+        _move_into(Path(tmp), root)
+
+
+def _move_into(source: Path, root: Path) -> None:
+    """Rename every entry of ``source`` into ``root`` (same file system: atomic per entry);
+    entries already in ``root`` are kept."""
+    for entry in source.iterdir():
+        target = root / entry.name
+        if not target.exists():
+            os.replace(entry, target)
 
 
 def _load_cifar(name: str, root: Path, download: bool) -> Dataset:
@@ -348,11 +363,15 @@ def _load_cifar(name: str, root: Path, download: bool) -> Dataset:
 
 
 def _try_download(tv_name: str, root: Path) -> Exception | None:
-    """Let torchvision fetch ``tv_name`` into ``root``; return the error instead of raising."""
+    """Let torchvision fetch ``tv_name`` into a temporary folder beside ``root``, then rename
+    the files into ``root``; return the error instead of raising."""
     try:
         import torchvision.datasets
 
-        getattr(torchvision.datasets, tv_name)(str(root), train=True, download=True)
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+            getattr(torchvision.datasets, tv_name)(tmp, train=True, download=True)
+            _move_into(Path(tmp), root)
     except Exception as error:  # noqa: BLE001 - no network, mirror down, bad checksum, ...
         return error
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict
@@ -200,7 +201,10 @@ def _run_pool(tasks: list[tuple], jobs: int, threads: int, done) -> None:
                     task = running.pop(future)
                     error = future.exception()
                     done(task, None if error else future.result(), error)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C reaches the workers too; a `kill -INT` may not
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)
             pool.shutdown(wait=True, cancel_futures=True)
             print("interrupted: every started run keeps its checkpoints; run the same "
                   "command again to resume")

@@ -349,6 +349,8 @@ def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
     logits = predict(run.model, split.images, run.config.eval_batch_size, run.dtype,
                      run.memory_format is not None)
     metrics = {"acc": (logits.argmax(1) == split.labels).float().mean().item()}
+    if run.teacher is None and run.obj.needs_teacher:
+        return metrics
     in_batch = run.obj.needs_negatives and run.obj.negatives != "sample"
     size = run.config.batch_size if in_batch else len(split)  # mining needs batches
     generator = torch.Generator().manual_seed(run.config.seed)  # the same draw every epoch
@@ -356,7 +358,7 @@ def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
     for start in range(0, len(split), size):
         rows = slice(start, start + size)
         s, y, neg = logits[rows], split.labels[rows], negatives[rows]
-        t, t_neg = ((None, None) if teacher_logits is None  # no teacher: CE alone
+        t, t_neg = ((None, None) if teacher_logits is None
                     else (teacher_logits[rows], teacher_logits[neg]))
         s_neg, t_neg, valid = select_negatives(run.obj, y, t, s, logits[neg], t_neg, generator)
         batch = objective(run.obj, s, y, t, s_neg, t_neg, valid, check_finite=False)
