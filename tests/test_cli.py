@@ -4,18 +4,22 @@ that names the problem (and lists the valid names where there is a list)."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from tkd.checkpoint import save_model
 from tkd.cli import main
+from tkd.live import EpochLog
 from tkd.models import build_model
+from tkd.results import file_sha256
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +133,29 @@ def test_a_good_run_writes_its_files_and_exit_code_0(tmp_path, capsys):
     assert code == 0
     assert {p.name for p in (tmp_path / "run").iterdir()} == {
         "checkpoints", "model.pt", "history.csv", "result.json"}
+
+
+def test_validation_split_live_history_and_provenance(tmp_path, capsys, monkeypatch):
+    seen = []
+    original = EpochLog.__call__
+
+    def spy(self, row):
+        original(self, row)
+        seen.append(pd.read_csv(self.path)["epoch"].tolist())
+
+    monkeypatch.setattr(EpochLog, "__call__", spy)
+    teacher = tmp_path / "teacher.pt"
+    save_model(teacher, build_model("paper-teacher", 10, 1, 8), "paper-teacher", 10, 1, 8)
+    code, err = run(train(tmp_path, "--validation", "100", "--subset", "200", "--epochs", "2",
+                          "--method", "triplet", "--teacher", str(teacher)), capsys)
+    assert code == 0, err
+    assert seen == [[1], [1, 2]]  # history.csv rewritten after every epoch
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["config"]["validation"] == 100
+    assert record["provenance"]["data"]["sizes"]["validation"] == 100
+    assert record["provenance"]["teacher_sha256"] == file_sha256(teacher)
+    assert {"val_acc", "val_triplet"} <= set(record["history"])
+    assert pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [1, 2]
 
 
 def test_exit_code_2_from_a_real_process(tmp_path):
