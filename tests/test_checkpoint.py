@@ -16,12 +16,14 @@ from tkd.checkpoint import (
     list_checkpoints,
     load_latest_checkpoint,
     load_model,
+    rng_state,
     safe_load,
     save_model,
+    set_rng_state,
 )
 from tkd.data import load_dataset
 from tkd.models import build_model
-from tkd.train import TrainConfig, fit
+from tkd.train import TrainConfig, fit, run_generators
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 
@@ -153,3 +155,17 @@ def test_save_model_round_trip(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                  loaded.state_dict().values()))
     assert loaded.tkd_info["num_classes"] == 10
+
+
+def test_rng_state_restores_the_named_generators(tmp_path):
+    generators = run_generators(7)
+    for g in generators.values():
+        torch.rand(3, generator=g)  # move them along
+    state = rng_state(generators)
+    torch.save(state, tmp_path / "rng.pt")
+    ahead = {k: torch.rand(5, generator=g) for k, g in generators.items()}
+    fresh = run_generators(0)
+    set_rng_state(safe_load(tmp_path / "rng.pt"), fresh)  # loads with weights_only=True
+    assert all(torch.equal(ahead[k], torch.rand(5, generator=g)) for k, g in fresh.items())
+    with pytest.raises(KeyError):
+        set_rng_state(state, {**fresh, "extra": torch.Generator()})

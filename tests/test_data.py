@@ -244,6 +244,39 @@ def test_split_subset_and_to():
     assert split.to("cpu").images.shape == (100, 1, 1, 1)
 
 
+def test_split_off_holds_out_a_stratified_part_and_keeps_the_rest():
+    labels = torch.arange(100) % 4
+    split = TensorSplit(torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1), labels)
+    rest, held = split.split_off(20, seed=3)
+    assert (len(rest), len(held)) == (80, 20)
+    assert torch.bincount(held.labels).tolist() == [5, 5, 5, 5]
+    ids = torch.cat([rest.images, held.images]).view(-1).long()
+    assert torch.equal(ids.sort().values, torch.arange(100))  # disjoint and complete
+    assert bool((rest.images.view(-1).diff() > 0).all())  # original order kept
+    again, _ = split.split_off(20, seed=3)
+    assert torch.equal(again.images, rest.images)
+    assert not torch.equal(split.split_off(20, seed=4)[1].images, held.images)
+    for n in (0, 100, 150):
+        with pytest.raises(ValueError, match="hold out"):
+            split.split_off(n)
+
+
+def test_identity_names_the_splits_and_changes_with_them():
+    digits = load_dataset("digits")
+    held = digits.with_validation(100, seed=0)
+    identity = held.identity()
+    assert identity["name"] == "digits"
+    assert identity["sizes"] == {"train": len(digits.train) - 100, "validation": 100,
+                                 "test": len(digits.test)}
+    assert set(identity["labels_sha256"]) == {"train", "validation", "test"}
+    assert "validation" not in digits.identity()["sizes"]
+    assert held.identity() == digits.with_validation(100, seed=0).identity()
+    assert held.identity() != digits.with_validation(100, seed=1).identity()
+    cut = digits.with_validation(100, seed=0)
+    cut.train = cut.train.subset(500, seed=0)
+    assert cut.identity()["labels_sha256"]["train"] != identity["labels_sha256"]["train"]
+
+
 def test_to_float():
     images = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3)
     out = to_float(images)
@@ -275,6 +308,16 @@ def test_augment_shape_determinism_identity_and_flip():
     same = (flipped == images).flatten(1).all(1)
     mirrored = (flipped == images.flip(-1)).flatten(1).all(1)
     assert bool((same | mirrored).all()) and 0 < int(mirrored.sum()) < 16
+
+
+def test_augment_without_generator_draws_from_the_devices_default_one():
+    """What a captured CUDA graph needs: no host generator, the device's default stream."""
+    images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(4)
+    a = augment(images)
+    torch.manual_seed(4)
+    assert torch.equal(a, augment(images))
+    assert not torch.equal(a, augment(images))  # the default stream moved on
 
 
 def test_augment_crop_is_a_shifted_window_with_zero_padding():

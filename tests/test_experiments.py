@@ -11,14 +11,31 @@ import torch
 from tkd import experiments as ex
 from tkd.checkpoint import save_model
 from tkd.cli import build_parser
+from tkd.grid import reproduce
 from tkd.models import build_model
 
+torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
+
 TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1,),
-                           sweep_seeds=(1,))
+                           headline_seeds=(1,), sweep_seeds=(1,))
 
 
 def test_main_comparison_holds_the_papers_methods():
-    assert {"ce", "mse", "kd-t1", "kd-t4", "pair", "triplet", "triplet-kd"} <= set(ex.MAIN)
+    assert set(ex.MAIN) == {
+        "ce", "ce-wd0.007", "logit-mse", "logit-mse-lr0.001", "ce-mse", "ce-mse-lr0.001",
+        "kd-t1", "kd-t4", "pair", "triplet", "triplet-kd", "triplet-batch-random",
+        "triplet-batch-hard", "triplet-batch-semihard"}
+    assert set(ex.HEADLINE) <= set(ex.MAIN)
+    assert ex.MAIN["logit-mse"].objective().terms == ["mse"]  # Ba & Caruana: no labels
+    assert ex.MAIN["ce-mse"].objective().terms == ["ce", "mse"]
+    # the two CE baselines differ only in weight decay: the preset's 0.01 and the KD runs' 0.007
+    assert ex.student_config("quick", "ce", 1).weight_decay == 0.01
+    assert ex.student_config("quick", "ce-wd0.007", 1).weight_decay == 0.007
+    assert ex.student_config("quick", "triplet", 1).weight_decay == 0.007
+    # the MSE baselines also at lr 0.001, where the MSE to raw logits does not blow up
+    assert ex.student_config("quick", "logit-mse-lr0.001", 1).lr == 0.001
+    assert ex.student_config("quick", "ce-mse-lr0.001", 1).lr == 0.001
+    assert ex.student_config("quick", "logit-mse", 1).lr == ex.PRESETS["quick"].lr
     triplet = ex.MAIN["triplet"].objective()
     assert (triplet.ce_weight, triplet.triplet_weight, triplet.margin) == (1.0, 2.0, 5.0)
     assert triplet.negatives == "sample" and triplet.kd_weight == 0
@@ -41,6 +58,14 @@ def test_sweeps_reuse_the_main_runs_and_plan_has_no_duplicates():
     assert min(per_method.values()) >= 3
 
 
+def test_plan_runs_seed_by_seed_main_comparison_first():
+    runs = ex.plan("quick", ["ce", "triplet", "triplet-m1"], seeds=[1, 2])
+    assert runs == [("ce", 1), ("triplet", 1), ("ce", 2), ("triplet", 2),
+                    ("triplet-m1", 1), ("triplet-m1", 2)]
+    fashion = ex.plan("fashion", ["ce", "pair"])  # ce is a headline method: 5 seeds, pair 3
+    assert fashion[:2] == [("ce", 1), ("pair", 1)] and fashion[-2:] == [("ce", 4), ("ce", 5)]
+
+
 def test_presets_follow_the_protocol():
     paper = ex.get_preset("paper")
     assert (paper.dataset, paper.epochs, paper.batch_size, paper.lr) == ("cifar10", 500, 100, 0.01)
@@ -60,7 +85,7 @@ def test_results_root_follows_the_environment(tmp_path, monkeypatch):
 
 def test_reproduce_trains_teacher_first_writes_records_and_skips_existing(tmp_path):
     lines: list[str] = []
-    paths = ex.reproduce(TINY, ["ce", "triplet"], root=tmp_path, log=lines.append)
+    paths = reproduce(TINY, ["ce", "triplet"], root=tmp_path, log=lines.append, progress=False)
     assert "teacher trained" in lines[0]
     assert ex.teacher_path(TINY, tmp_path).is_file()
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == \
@@ -76,7 +101,7 @@ def test_reproduce_trains_teacher_first_writes_records_and_skips_existing(tmp_pa
     assert 0.0 <= record["final"]["test_acc"] <= 1.0
     before = [p.stat().st_mtime_ns for p in paths]
     lines.clear()
-    ex.reproduce(TINY, ["ce", "triplet"], root=tmp_path, log=lines.append)
+    reproduce(TINY, ["ce", "triplet"], root=tmp_path, log=lines.append, progress=False)
     assert "teacher loaded" in lines[0]
     assert all("skipped" in line for line in lines[1:])
     assert [p.stat().st_mtime_ns for p in paths] == before

@@ -8,20 +8,25 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tkd import experiments as ex
 from tkd import figures as fg
 from tkd.cli import main
+from tkd.grid import reproduce
+
+torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 
 TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1, 2),
-                           sweep_seeds=(1, 2))
+                           headline_seeds=(1, 2), sweep_seeds=(1, 2))
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """Real 2-epoch runs of two methods (and one more margin) with two seeds each."""
     root = tmp_path_factory.mktemp("results")
-    ex.reproduce(TINY, ["ce", "triplet", "triplet-m1"], root=root, log=lambda line: None)
+    reproduce(TINY, ["ce", "triplet", "triplet-m1"], root=root, log=lambda line: None,
+              progress=False)
     return root
 
 
@@ -30,6 +35,7 @@ def test_figures_command_rebuilds_everything_from_the_json_files(results, tmp_pa
                  "--out", str(tmp_path)]) == 0
     folder = tmp_path / "quick"
     for name in ("comparison.md", "comparison.csv", "runs.csv", "learning_curves.png",
+                 "validation_curves.png", "paired.csv", "paired.md", "verdict.md",
                  "margin_sweep.png", "margin_sweep.csv"):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
     assert not (folder / "temperature_sweep.png").exists()  # no temperature runs were made
@@ -45,6 +51,10 @@ def test_figures_command_rebuilds_everything_from_the_json_files(results, tmp_pa
     assert "| `triplet` |" in markdown and "±" in markdown
     sweep = pd.read_csv(folder / "margin_sweep.csv")
     assert list(sweep.value) == [1.0, 5.0] and list(sweep.seeds) == [2, 2]
+    paired = pd.read_csv(folder / "paired.csv")
+    assert [tuple(p) for p in paired[["a", "b"]].values] == [("triplet", "ce")]
+    assert paired.seeds.tolist() == [2]
+    assert "Paper's ordering" in (folder / "verdict.md").read_text()
     assert "wrote" in capsys.readouterr().out
 
 
@@ -58,11 +68,17 @@ def test_comparison_table_statistics():
     runs = pd.DataFrame({
         "experiment": ["ce", "ce", "ce", "kd-t4"], "test_acc": [0.5, 0.6, 0.7, 0.9],
         "train_acc": [0.6, 0.7, 0.8, 1.0], "best_test_acc": [0.5, 0.6, 0.7, 0.9],
+        "val_acc": [0.55, 0.65, 0.75, 0.85], "test_at_best_val": [0.4, 0.6, 0.8, 0.9],
+        "converged": [True, True, False, True], "device": ["cpu", "cpu", "H200", "cpu"],
         "epochs": [3, 3, 3, 3], "wall_seconds": [60.0] * 4,
     })
     table = fg.comparison_table(runs).set_index("experiment")
     assert table.loc["ce", "test_mean"] == pytest.approx(60.0)
     assert table.loc["ce", "test_std"] == pytest.approx(10.0)
+    assert table.loc["ce", "test_at_best_val_mean"] == pytest.approx(60.0)
+    assert table.loc["ce", "val_mean"] == pytest.approx(65.0)
+    assert table.loc["ce", "converged"] == "2/3" and table.loc["ce", "devices"] == "H200, cpu"
+    assert table.loc["ce", "compute_minutes"] == pytest.approx(3.0)
     assert np.isnan(table.loc["kd-t4", "test_std"])
     sentence = fg.describe_difference(table.reset_index().fillna(0), "kd-t4", "ce")
     assert sentence.startswith("kd-t4 is ahead of ce by +30.00 points")

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tkd import checkpoint, live
+from tkd import files, live
 from tkd.live import MISSING_TENSORBOARD, EpochLog, numeric_items, scalar_tag
 
 
@@ -58,7 +58,7 @@ def test_the_csv_is_written_by_the_atomic_writer(tmp_path, monkeypatch):
 
     def spy(frame, path, **kwargs):
         calls.append(path)
-        return checkpoint.atomic_write_csv(frame, path, **kwargs)
+        return files.atomic_write_csv(frame, path, **kwargs)
 
     monkeypatch.setattr(live, "atomic_write_csv", spy)
     log = EpochLog(tmp_path)

@@ -14,6 +14,7 @@ from tkd.losses import (
     pair_kd_loss,
     triplet_kd_loss,
 )
+from tkd.train import select_negatives
 
 
 def logits(*shape, seed=0):
@@ -134,14 +135,29 @@ def test_objective_with_in_batch_negatives(strategy):
     y = torch.arange(12) % 4
     for method in ("triplet", "pair"):
         config = method_config(method, negatives=strategy)
-        parts = objective(config, s, y, t, generator=torch.Generator().manual_seed(0))
+        s_neg, t_neg, valid = select_negatives(config, y, t, s, None, None,
+                                               torch.Generator().manual_seed(0))
+        assert valid.all() and s_neg.shape == t_neg.shape == s.shape
+        parts = objective(config, s, y, t, s_neg, t_neg, valid)
         assert torch.isfinite(parts["total"])
+
+
+def test_objective_does_not_mine_in_batch_negatives_itself():
+    s, t = logits(6, 3, seed=1), logits(6, 3, seed=2)
+    y = torch.arange(6) % 3
+    with pytest.raises(ValueError, match="negative_logits"):
+        objective(method_config("triplet", negatives="batch-hard"), s, y, t)
+    with pytest.raises(ValueError, match="negative_teacher_logits"):
+        objective(method_config("pair", negatives="batch-hard"), s, y, t)
 
 
 def test_single_class_batch_is_finite_and_zero_metric_term():
     s, t = logits(5, 3, seed=1).requires_grad_(True), logits(5, 3, seed=2)
     y = torch.zeros(5, dtype=torch.long)
-    parts = objective(method_config("triplet", negatives="batch-hard"), s, y, t)
+    config = method_config("triplet", negatives="batch-hard")
+    s_neg, t_neg, valid = select_negatives(config, y, t, s, None, None, None)
+    assert not valid.any()
+    parts = objective(config, s, y, t, s_neg, t_neg, valid)
     assert parts["triplet"].item() == 0.0
     parts["total"].backward()
     assert torch.isfinite(s.grad).all()
@@ -159,4 +175,11 @@ def test_methods_match_the_papers_recipes():
     assert triplet.kd_weight == 0 and triplet.negatives == "sample"
     rewrite = method_config("triplet-kd")
     assert (rewrite.kd_weight, rewrite.temperature, rewrite.triplet_weight) == (1.0, 1.0, 2.0)
-    assert set(METHODS) >= {"ce", "kd", "mse", "pair", "triplet"}
+    assert set(METHODS) == {"ce", "ce-mse", "logit-mse", "kd", "pair", "triplet", "triplet-kd"}
+    logit = method_config("logit-mse")  # Ba & Caruana: regression on the logits, no labels
+    assert (logit.ce_weight, logit.mse_weight, logit.terms) == (0.0, 1.0, ["mse"])
+    assert method_config("ce-mse").terms == ["ce", "mse"]
+    pair = method_config("pair")
+    assert pair.needs_negatives and not pair.student_sees_negatives
+    assert triplet.student_sees_negatives
+    assert not method_config("triplet", negatives="batch-hard").student_sees_negatives

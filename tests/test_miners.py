@@ -15,7 +15,7 @@ def test_miners_only_pick_other_class_samples(strategy):
     for seed in range(20):
         labels, anchor, positive = batch(seed=seed)
         index, valid = mine_negatives(strategy, labels, anchor, positive,
-                                      torch.Generator().manual_seed(seed))
+                                      generator=torch.Generator().manual_seed(seed))
         assert index.shape == labels.shape and valid.all()
         assert (labels[index] != labels).all()
 
@@ -63,3 +63,67 @@ def test_sample_strategy_is_not_an_in_batch_miner():
         mine_negatives("sample", labels, anchor, positive)
     with pytest.raises(ValueError, match="batch-random"):
         mine_negatives("nearest", labels, anchor, positive)
+
+
+# ------------------------------------------------ FaceNet's semi-hard rule, with candidates ----
+
+
+def test_batch_semihard_is_facenets_rule_with_the_farthest_as_fallback():
+    """Hand-built 1-D batch. Row 0: candidates at distance 1 (closer than the positive, 3),
+    5 and 4: the closest farther one is row 3. Row 1: every other-class candidate (98, 96) is
+    closer than its positive (100): the FARTHEST one, row 0 (batch-hard would pick row 3).
+    Row 2: both farther than its positive (0.2): the closer, row 3 (0.8 < 1.2). Row 3:
+    distances 2, 1, 5 against a positive at 1.5: row 0."""
+    labels = torch.tensor([0, 1, 1, 2])
+    anchor = torch.tensor([[0.0], [100.0], [3.2], [0.0]])
+    positive = torch.tensor([[3.0], [0.0], [3.0], [1.5]])
+    candidates = torch.tensor([[2.0], [1.0], [5.0], [4.0]])
+    index, valid = batch_semihard(anchor, positive, candidates, labels)
+    assert index.tolist() == [3, 0, 3, 0] and valid.all()
+    assert batch_hard(anchor, candidates, labels)[0].tolist()[1] == 3  # hard differs on row 1
+    mined, _ = mine_negatives("batch-semihard", labels, anchor, positive, candidates)
+    assert mined.tolist() == [3, 0, 3, 0]
+
+
+def test_semihard_needs_strictly_farther_than_the_positive():
+    labels = torch.tensor([0, 1, 2])
+    anchor = torch.zeros(3, 1)
+    positive = torch.tensor([[2.0], [9.0], [9.0]])
+    candidates = torch.tensor([[9.0], [2.0], [3.0]])  # row 0: d=2 ties the positive; d=3 wins
+    index, _ = batch_semihard(anchor, positive, candidates, labels)
+    assert index[0].item() == 2
+
+
+def reference_semihard(anchor, positive, candidates, labels):
+    """FaceNet's rule, one row at a time."""
+    out = []
+    for i in range(len(labels)):
+        d_ap = (anchor[i] - positive[i]).norm().item()
+        others = [(anchor[i] - candidates[j]).norm().item() for j in range(len(labels))]
+        allowed = [j for j in range(len(labels)) if labels[j] != labels[i]]
+        farther = [j for j in allowed if others[j] > d_ap]
+        out.append(min(farther, key=lambda j: others[j]) if farther
+                   else max(allowed, key=lambda j: others[j]))
+    return out
+
+
+def test_mine_negatives_ranks_by_distance_to_the_candidates():
+    """The pair loss's case: anchor = student logits, candidates = teacher logits (the
+    positive of row i is its own teacher logits). The picks follow ``||a_i - c_j||``, which
+    differ from what ranking against the positives would give."""
+    differs = 0
+    for seed in range(10):
+        labels, student, teacher = batch(n=16, classes=4, dim=5, seed=seed)
+        hard, _ = mine_negatives("batch-hard", labels, student, teacher, candidates=teacher)
+        distance = torch.cdist(student, teacher).masked_fill(labels[:, None] == labels, 1e9)
+        assert hard.tolist() == distance.argmin(1).tolist()
+        semi, _ = mine_negatives("batch-semihard", labels, student, teacher, candidates=teacher)
+        assert semi.tolist() == reference_semihard(student, teacher, teacher, labels)
+        # against candidates other than the positives (the triplet's anchor = teacher,
+        # positive = candidates = student is the default)
+        other = teacher.flip(1) * 2
+        semi, _ = mine_negatives("batch-semihard", labels, student, teacher, candidates=other)
+        assert semi.tolist() == reference_semihard(student, teacher, other, labels)
+        moved, _ = mine_negatives("batch-hard", labels, student, teacher, candidates=other)
+        differs += moved.tolist() != hard.tolist()
+    assert differs > 0  # the candidates, not the positives, are what is ranked

@@ -14,7 +14,14 @@ from tkd.checkpoint import list_checkpoints, safe_load
 from tkd.data import load_dataset
 from tkd.losses import ObjectiveConfig, method_config
 from tkd.models import build_model
-from tkd.train import NonFiniteLossError, TrainConfig, fit, pick_device, predict
+from tkd.train import (
+    NonFiniteLossError,
+    TrainConfig,
+    fingerprint,
+    fit,
+    pick_device,
+    predict,
+)
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 TIMING = ["epoch_seconds", "images_per_second"]
@@ -123,7 +130,7 @@ def test_infinite_logits_stop_the_run_naming_epoch_batch_and_term(small, tmp_pat
         fit(model, small, config(epochs=4, checkpoint_dir=str(tmp_path)))
     message = str(error.value)
     assert re.search(r"the ce loss became nan at epoch 2, batch 3 of 4", message), message
-    assert "epoch-0001.pt" in message
+    assert "the last good checkpoint is kept" in message
     assert [p.name for p in list_checkpoints(tmp_path)] == ["epoch-0001.pt"]
     assert safe_load(tmp_path / "epoch-0001.pt")["history"]["epoch"] == [1]
 
@@ -209,6 +216,14 @@ def test_teacher_logits_of_the_wrong_shape_are_refused(small, teacher):
     with pytest.raises(ValueError, match=r"teacher_logits\['test'\] must have shape"):
         fit(student(), small, config(epochs=1), method_config("kd"), teacher,
             teacher_logits=(good[0], good[1][:, :5]))
+    # a validation split needs its logits; without one there is no third tensor to give
+    with pytest.raises(ValueError, match=r"\(train, test\)"):
+        fit(student(), small, config(epochs=1), method_config("kd"), teacher,
+            teacher_logits=(*good, good[1]))
+    held = small.with_validation(40)
+    with pytest.raises(ValueError, match="validation"):
+        fit(student(), held, config(epochs=1), method_config("kd"), teacher,
+            teacher_logits=(predict(teacher, held.train.images), good[1]))
 
 
 def test_a_teacher_objective_without_teacher_is_refused(small):
@@ -221,3 +236,25 @@ def test_on_epoch_sees_every_finished_epoch_row(small):
     history = fit(student(), small, config(epochs=3), on_epoch=rows.append)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert pd.DataFrame(rows).equals(history)
+
+
+def test_fingerprint_names_the_weights():
+    a, b = student(0), student(0)
+    assert fingerprint(a) == fingerprint(b) and len(fingerprint(a)) == 16
+    assert fingerprint(None) is None
+    with torch.no_grad():
+        next(b.parameters())[0].flatten()[0] += 1e-3
+    assert fingerprint(a) != fingerprint(b)
+    assert fingerprint(student(1)) != fingerprint(a)
+
+
+def test_predict_under_autocast_and_channels_last(small):
+    model = student().eval()
+    reference = predict(model, small.test.images, batch_size=64)
+    assert reference.dtype == torch.float32 and reference.shape == (len(small.test), 10)
+    torch.testing.assert_close(predict(model, small.test.images, channels_last=True), reference,
+                               rtol=1e-4, atol=1e-4)
+    low = predict(model, small.test.images, dtype=torch.bfloat16)
+    assert low.dtype == torch.float32  # logits come back in float32
+    torch.testing.assert_close(low, reference, rtol=0.05, atol=0.05)
+    assert model.training is False

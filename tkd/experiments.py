@@ -388,8 +388,8 @@ def run_experiment(preset: str | Preset, experiment: str | Experiment, seed: int
         save_record(failed_path(path), {
             "config": run, "error": str(error), "history": log.rows,
             "environment": environment_info(pick_device(device)),
-            "provenance": provenance(data, teacher_path(preset, root) if teacher else None,
-                                     root)})
+            "provenance": provenance(data, teacher_path(preset, root) if teacher is not None
+                                     and experiment.objective().needs_teacher else None, root)})
         raise
     finally:
         log.close()

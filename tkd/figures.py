@@ -84,8 +84,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         val = history.get("val_acc", [])
         best = int(np.argmax(val)) if len(val) else None
         rows.append({
-            "experiment": config["experiment"], "method": config["method"] if "method" in
-            config else (config.get("objective") or {}).get("method", "ce"),
+            "experiment": config["experiment"], "method": _method(config),
             "seed": config["seed"], "margin": objective.get("margin"),
             "temperature": objective.get("temperature"),
             "negatives": objective.get("negatives"), "epochs": len(history.get("epoch", [])),
@@ -100,6 +99,15 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "wall_seconds": r["wall_seconds"],
         })
     return pd.DataFrame(rows)
+
+
+def _method(config: dict) -> str | None:
+    """A record's method: stored by older records, else the experiment's (the teacher: ce)."""
+    if "method" in config:
+        return config["method"]
+    name = config["experiment"]
+    return EXPERIMENTS[name].method if name in EXPERIMENTS else (
+        "ce" if name == "teacher" else None)
 
 
 def _order(name: str) -> tuple[int, str]:

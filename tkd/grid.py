@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from tkd.experiments import (
-    expected_run,
     failed_path,
     get_experiment,
     get_preset,
@@ -63,7 +62,7 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
     log(f"[{preset.name}] teacher {'loaded' if teacher_state == 'current' else 'trained'} "
         f"({time.perf_counter() - start:.1f} s)")
     todo = _pending(preset, runs, root, epochs, log)
-    tasks = [(preset.name, name, seed, None if root is None else str(root),
+    tasks = [(preset, name, seed, None if root is None else str(root),
               _device_for(device, k), None if data_root is None else str(data_root), epochs,
               tensorboard) for k, (name, seed) in enumerate(todo)]
     failures = _run_tasks(tasks, jobs, threads, log, progress, preset.name)
@@ -74,15 +73,19 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
 
 
 def _teacher_state(preset, root) -> str:
-    """"missing", "current", or "stale" (its record's recipe differs from today's)."""
+    """"missing", "current", or "stale" (its record's recipe, model or data split differs
+    from today's)."""
     record_path = teacher_path(preset, root).with_name("1.json")
     if not teacher_path(preset, root).is_file():
         return "missing"
     if not record_path.is_file():
         return "stale"
-    saved = load_record(record_path)["config"]["train"]
-    want = asdict(teacher_config(preset))
-    return "current" if all(saved.get(k) == want[k] for k in saved) else "stale"
+    config = load_record(record_path)["config"]
+    saved, want = config["train"], asdict(teacher_config(preset))
+    same_data = (config.get("model"), config.get("dataset"), config.get("validation"),
+                 config.get("subset")) == (preset.teacher_model, preset.dataset,
+                                           preset.validation, preset.subset)
+    return "current" if same_data and all(saved.get(k) == want.get(k) for k in saved) else "stale"
 
 
 def _pending(preset, runs, root, epochs, log) -> list[tuple[str, int]]:
@@ -92,15 +95,16 @@ def _pending(preset, runs, root, epochs, log) -> list[tuple[str, int]]:
     for name, seed in runs:
         path = result_path(preset, name, seed, root)
         failed = failed_path(path)
+        uses_teacher = get_experiment(name).objective().needs_teacher
         if failed.is_file() and not path.is_file():
-            old = load_record(failed)
-            if old["config"] == expected_run(preset, name, seed, epochs):
+            old = load_record(failed)  # retried with other settings or another teacher
+            if stale_reason(old, preset, name, seed, sha if uses_teacher else None,
+                            epochs) is None:
                 log(f"[{preset.name}] {name} seed {seed}: diverged before ({old['error'][:80]}"
                     f"...), not retried; delete {failed.name} to retry")
                 continue
             failed.unlink()
         if path.is_file():
-            uses_teacher = get_experiment(name).objective().needs_teacher
             reason = stale_reason(load_record(path), preset, name, seed,
                                   sha if uses_teacher else None, epochs)
             if reason is None:
@@ -119,15 +123,19 @@ def _device_for(device: str | None, k: int) -> str | None:
     return f"cuda:{k % torch.cuda.device_count()}"
 
 
-_CACHE: dict = {}  # per process: (preset, root, device, data_root) -> (data, teacher, logits)
+_CACHE: dict = {}  # per process: (preset, root, device, data_root, teacher file's sha256)
+#                    -> (data, teacher, logits)
 
 
-def run_one(preset: str, experiment: str, seed: int, root: str | None, device: str | None,
+def run_one(preset, experiment: str, seed: int, root: str | None, device: str | None,
             data_root: str | None, epochs: int | None = None,
             tensorboard: str | None = None) -> dict:
     """One run with the preset's saved teacher; data, teacher and its logits are loaded once
-    per process. Returns the record (also written to disk)."""
-    key = (preset, root, device, data_root)
+    per process. ``preset``: a name or a :class:`tkd.experiments.Preset` (kept whole, so a
+    customised preset's epochs and seeds reach the run). Returns the record (also written to
+    disk)."""
+    saved = teacher_path(preset, root)  # a retrained teacher must not be served from the cache
+    key = (preset, root, device, data_root, file_sha256(saved) if saved.is_file() else None)
     if key not in _CACHE:
         data = load_data(preset, data_root)
         teacher = train_teacher(preset, data, root, device)

@@ -226,17 +226,19 @@ def train_step(run: Run, index: Tensor, negative: Tensor) -> None:
     are ``negative`` (B,) (used by the paper's sampled negatives only). Adds the batch's loss
     terms to row ``run.step`` of ``run.sums`` and its correct count to ``run.correct``."""
     obj, x, y = run.obj, run.images(index), run.train.labels[index]
-    x_neg = run.images(negative) if obj.student_sees_negatives else None
+    pair_sampled = obj.negatives == "sample" and "pair" in obj.terms  # needs teacher(x')
+    live_teacher = run.teacher is not None and run.teacher_train is None
+    x_neg = (run.images(negative) if obj.student_sees_negatives
+             or (pair_sampled and live_teacher) else None)
     with run.autocast():
-        if x_neg is None:
+        if not obj.student_sees_negatives:
             s, s_neg = run.step_model(x).float(), None
         elif run.joint_forward:  # one forward over x and x' (no BatchNorm to share)
             s, s_neg = run.step_model(torch.cat([x, x_neg])).float().chunk(2)
         else:  # BatchNorm: x and x' as two batches, as the authors' code runs them
             s, s_neg = run.step_model(x).float(), run.step_model(x_neg).float()
         t = teacher_logits_of(run, index, x)
-        t_neg = (teacher_logits_of(run, negative, x_neg) if obj.needs_negatives
-                 and obj.negatives == "sample" and "pair" in obj.terms else None)
+        t_neg = teacher_logits_of(run, negative, x_neg) if pair_sampled else None
     s_neg, t_neg, valid = select_negatives(obj, y, t, s, s_neg, t_neg, run.batch_generator)
     parts = objective(obj, s, y, t, s_neg, t_neg, valid, check_finite=False)
     run.optimizer.zero_grad(set_to_none=True)
@@ -564,7 +566,7 @@ def _check_fits(name: str, net: nn.Module, data: Dataset, device: torch.device) 
 
 def _check_teacher_logits(teacher_logits, data: Dataset) -> None:
     splits = [("train", data.train), ("test", data.test), ("validation", data.validation)]
-    if not 2 <= len(teacher_logits) <= 3 or (len(teacher_logits) == 2 and data.validation):
+    if len(teacher_logits) != (2 if data.validation is None else 3):
         raise ValueError("teacher_logits must be (train, test) or, with a validation split, "
                          "(train, test, validation) tensors of shape (N, classes)")
     for (part, split), logits in zip(splits, teacher_logits):

@@ -1,0 +1,99 @@
+"""Paired statistics over seeds, the convergence rule, and the paired table and verdict that
+`tkd figures` reads from the records (hand-made records with known numbers)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from tkd import figures as fg
+from tkd.experiments import failed_path, result_path
+from tkd.results import save_record
+from tkd.stats import convergence_gap, has_converged, paired_difference, reading
+
+T_975_2 = 4.302652729911275  # t quantile, 2 degrees of freedom
+
+
+def test_paired_difference_hand_computed_over_common_seeds():
+    a = pd.Series([81.0, 82.0, 84.0, 99.0], index=[1, 2, 3, 4])
+    b = pd.Series([80.0, 80.0, 81.0], index=[1, 2, 3])  # seed 4 has no partner
+    d = paired_difference(a, b)  # differences 1, 2, 3
+    half = T_975_2 * 1.0 / math.sqrt(3)
+    assert d["n"] == 3 and d["mean"] == pytest.approx(2.0) and d["std"] == pytest.approx(1.0)
+    assert (d["low"], d["high"]) == pytest.approx((2.0 - half, 2.0 + half))
+    one = paired_difference(a.loc[[1]], b)
+    assert one["n"] == 1 and one["mean"] == 1.0 and math.isnan(one["low"])
+    none = paired_difference(a.loc[[4]], b)
+    assert none["n"] == 0 and all(math.isnan(none[k]) for k in ("mean", "std", "low", "high"))
+
+
+def test_reading_says_only_what_the_interval_allows():
+    assert reading({"low": 0.5, "high": 2.0}, "a", "b") == "a beats b"
+    assert reading({"low": -2.0, "high": -0.1}, "a", "b") == "b beats a"
+    assert reading({"low": -0.5, "high": 2.0}, "a", "b") == "no difference shown"
+    assert reading({"low": math.nan, "high": math.nan}, "a", "b") == "no difference shown"
+
+
+def test_convergence_rule():
+    assert convergence_gap([0.5] * 3 + [0.6] * 3) == pytest.approx(10.0)
+    assert not has_converged([0.5] * 3 + [0.6] * 3)
+    assert has_converged([0.3, 0.8, 0.901, 0.9, 0.9, 0.9, 0.901, 0.9])
+    assert math.isnan(convergence_gap([0.9] * 5)) and not has_converged([0.9] * 5)
+
+
+# ----------------------------------------------------------- from records on disk ----
+
+
+def record(experiment: str, seed: int, test: float, val: list[float] | None = None) -> dict:
+    val = val or [test - 0.1, test - 0.05, test]
+    tests = [test - 0.1, test - 0.05, test]
+    return {"config": {"experiment": experiment, "seed": seed, "objective": {}},
+            "history": {"epoch": [1, 2, 3], "val_acc": val, "test_acc": tests,
+                        "train_acc": [0.9] * 3},
+            "final": {"test_acc": test, "val_acc": val[-1], "train_acc": 0.9},
+            "environment": {"device_name": "cpu"}, "wall_seconds": 30.0}
+
+
+@pytest.fixture
+def root(tmp_path):
+    """triplet > kd-t4 > logit-mse > ce by 2-5 points on each of 3 seeds; a teacher at 95 %
+    that the triplet student (96 %) beats; one diverged run."""
+    accuracy = {"ce": 0.80, "logit-mse": 0.83, "kd-t4": 0.88, "triplet": 0.96}
+    for name, acc in accuracy.items():
+        for seed, noise in zip((1, 2, 3), (0.0, 0.004, -0.003)):
+            save_record(result_path("quick", name, seed, tmp_path),
+                        record(name, seed, acc + noise * (name == "kd-t4")))
+    save_record(result_path("quick", "teacher", 1, tmp_path), record("teacher", 1, 0.95))
+    save_record(failed_path(result_path("quick", "logit-mse-lr0.001", 1, tmp_path)),
+                {"config": {"experiment": "logit-mse-lr0.001", "seed": 1},
+                 "error": "the mse loss became nan at epoch 2", "history": []})
+    return tmp_path
+
+
+def test_runs_frame_scores_test_accuracy_at_the_best_validation_epoch():
+    runs = fg.runs_frame([record("ce", 1, 0.8, val=[0.5, 0.9, 0.7])])
+    row = runs.iloc[0]
+    assert row.test_at_best_val == pytest.approx(0.75)  # epoch 2: the best validation
+    assert row.test_acc == pytest.approx(0.8) and row.val_acc == pytest.approx(0.7)
+    assert row.method == "ce" and row.epochs == 3
+
+
+def test_paired_table_and_verdict_from_the_records(root):
+    assert set(fg.load_failures("quick", root).experiment) == {"logit-mse-lr0.001"}
+    assert all(r["config"]["experiment"] != "logit-mse-lr0.001"
+               for r in fg.load_records("quick", root))
+    table = fg.paired_table("quick", root).set_index(["a", "b"])
+    row = table.loc[("triplet", "kd-t4")]
+    assert row.seeds == 3 and row.difference == pytest.approx(8.0 - 100 * 0.001 / 3, abs=1e-6)
+    assert row.ci_low > 0 and row.reading == "triplet beats kd-t4"
+    assert table.loc[("logit-mse", "ce")].reading == "logit-mse beats ce"
+    text = fg.verdict("quick", root)
+    assert "does not hold" not in text and "holds" in text
+    assert "students above it: `triplet`" in text
+    assert "| `triplet` | `kd-t4` | 3 |" in fg.paired_markdown(fg.paired_table("quick", root))
+
+
+def test_verdict_without_records_says_how_to_make_them(tmp_path):
+    assert "python -m tkd reproduce --preset quick" in fg.verdict("quick", tmp_path)
