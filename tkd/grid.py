@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict
@@ -42,12 +43,13 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
               device: str | None = None, data_root: str | Path | None = None,
               epochs: int | None = None, threads: int | None = None, log=print,
               jobs: int = 1, tensorboard: str | None = None,
-              progress: bool = True) -> list[Path]:
+              progress: bool | None = None) -> list[Path]:
     """Run a preset end to end: the teacher first (trained once, retrained when its recipe
     changed), then every run of :func:`tkd.experiments.plan` without a current record.
 
     A record is reused only when its settings and teacher hash match today's; a stale one is
     rerun, with a log line saying why. Returns the results paths of all planned runs.
+    ``progress``: a bar over the runs (default: only in a terminal).
     """
     preset = get_preset(preset)
     if jobs < 1:
@@ -154,6 +156,8 @@ def _run_tasks(tasks: list[tuple], jobs: int, threads: int, log, progress: bool,
                name: str) -> list[tuple[str, int]]:
     """Run ``tasks`` (arguments of :func:`run_one`) in this process or in ``jobs`` workers;
     returns the (experiment, seed) of the runs that failed."""
+    if progress is None:
+        progress = sys.stderr.isatty()
     bar = _bar(len(tasks), progress, name)
     failures = []
 
