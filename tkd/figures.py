@@ -314,12 +314,15 @@ def plot_validation_curves(records: list[dict], experiments: list[str], title: s
     convergence rule is read from. Returns the figure."""
     curves = curves_frame(records, experiments)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for name in experiments:
+    colors = plt.get_cmap("tab20").colors
+    for k, name in enumerate(experiments):
         part = curves[curves.experiment == name] if len(curves) else curves
         if not len(part) or "val_acc" not in part:
             continue
         mean = 100 * part.groupby("epoch").val_acc.mean()
-        ax.plot(mean.index, mean.values, label=name, linewidth=1.2)
+        ax.plot(mean.index, mean.values, label=name, linewidth=1.2,
+                color=colors[(2 * k) % 20 + (2 * k) // 20 % 2],
+                linestyle="--" if name.startswith("triplet") else "-")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     low = 100 * curves.val_acc.quantile(0.25) if len(curves) and "val_acc" in curves else 0
