@@ -167,8 +167,9 @@ class RetrainPanel(_Panel):
                  background: bool = True):
         self.data, self.teacher, self.student_model = data, teacher.cpu().eval(), student_model
         self.lr, self.seed, self.map_method, self.background = lr, seed, map_method, background
+        splits = [data.train, data.test] + ([data.validation] if data.validation else [])
         self.teacher_logits = tuple(torch.from_numpy(collect(self.teacher, split).logits)
-                                    for split in (data.train, data.test))
+                                    for split in splits)  # (train, test[, validation])
         slider = dict(continuous_update=False, style=STYLE, layout=LAYOUT)
         self.margin = W.FloatSlider(value=5.0, min=0.0, max=20.0, step=0.5,
                                     description="margin m", **slider)
