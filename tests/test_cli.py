@@ -17,7 +17,6 @@ import torch
 
 from tkd.checkpoint import save_model
 from tkd.cli import main
-from tkd.live import EpochLog
 from tkd.models import build_model
 from tkd.results import file_sha256
 
@@ -135,15 +134,8 @@ def test_a_good_run_writes_its_files_and_exit_code_0(tmp_path, capsys):
         "checkpoints", "model.pt", "history.csv", "result.json"}
 
 
-def test_validation_split_live_history_and_provenance(tmp_path, capsys, monkeypatch):
-    seen = []
-    original = EpochLog.__call__
-
-    def spy(self, row):
-        original(self, row)
-        seen.append(pd.read_csv(self.path)["epoch"].tolist())
-
-    monkeypatch.setattr(EpochLog, "__call__", spy)
+def test_validation_split_live_history_and_provenance(tmp_path, capsys, live_history):
+    seen = live_history
     teacher = tmp_path / "teacher.pt"
     save_model(teacher, build_model("paper-teacher", 10, 1, 8), "paper-teacher", 10, 1, 8)
     code, err = run(train(tmp_path, "--validation", "100", "--subset", "200", "--epochs", "2",

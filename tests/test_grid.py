@@ -17,7 +17,7 @@ import torch
 from tkd import experiments as ex
 from tkd import grid
 from tkd.checkpoint import load_model, save_model
-from tkd.live import HISTORY_FILE, EpochLog
+from tkd.live import HISTORY_FILE
 from tkd.results import file_sha256, git_state, history_frame, load_record
 from tkd.train import predict
 
@@ -33,6 +33,17 @@ def reproduce(root, experiments, preset=TINY, **kwargs) -> list[str]:
     lines: list[str] = []
     grid.reproduce(preset, experiments, root=root, log=lines.append, progress=False, **kwargs)
     return lines
+
+
+def scale_teacher(teacher_file, factor: float):
+    """New teacher weights under the same recipe: every parameter times ``factor``; returns
+    the new teacher."""
+    teacher = load_model(teacher_file)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.mul_(factor)
+    save_model(teacher_file, teacher, TINY.teacher_model, 10, 1, 8)
+    return teacher
 
 
 def line_of(lines: list[str], experiment: str) -> str:
@@ -113,11 +124,7 @@ def test_a_new_teacher_makes_its_students_stale(tmp_path):
     reproduce(root, ["ce", "logit-mse"])
     teacher_file = ex.teacher_path(TINY, root)
     # new weights under the same recipe (e.g. a teacher file copied in from elsewhere)
-    teacher = load_model(teacher_file)
-    with torch.no_grad():
-        for p in teacher.parameters():
-            p.mul_(1.5)
-    save_model(teacher_file, teacher, TINY.teacher_model, 10, 1, 8)
+    teacher = scale_teacher(teacher_file, 1.5)
     lines = reproduce(root, ["ce", "logit-mse"])
     assert "stale, it was trained with another teacher" in line_of(lines, "logit-mse")
     assert "up to date" in line_of(lines, "ce")  # it uses no teacher
@@ -172,15 +179,8 @@ def test_changed_settings_make_a_run_stale(done, tmp_path):
 # ----------------------------------------------------------------------- live history ----
 
 
-def test_history_csv_grows_each_epoch_and_is_removed_at_the_end(tmp_path, monkeypatch):
-    seen = []
-    original = EpochLog.__call__
-
-    def spy(self, row):
-        original(self, row)
-        seen.append(pd.read_csv(self.path)["epoch"].tolist())
-
-    monkeypatch.setattr(EpochLog, "__call__", spy)
+def test_history_csv_grows_each_epoch_and_is_removed_at_the_end(tmp_path, live_history):
+    seen = live_history
     data = ex.load_data(TINY)
     record = ex.run_experiment(TINY, "ce", 1, data, root=tmp_path, epochs=3)
     work = ex.result_path(TINY, "ce", 1, tmp_path).with_name("1.run")
@@ -252,11 +252,7 @@ def test_a_diverged_distillation_run_is_retried_with_a_new_teacher(done, tmp_pat
     assert "diverged before" in line_of(reproduce(root, ["logit-mse"], preset, epochs=2),
                                         "logit-mse")
     teacher_file = ex.teacher_path(TINY, root)
-    teacher = load_model(teacher_file)
-    with torch.no_grad():
-        for p in teacher.parameters():
-            p.mul_(0.5)
-    save_model(teacher_file, teacher, TINY.teacher_model, 10, 1, 8)
+    scale_teacher(teacher_file, 0.5)
     lines = reproduce(root, ["logit-mse"], preset, epochs=2)
     assert "diverged before" not in line_of(lines, "logit-mse")  # tried with the new teacher
     failed = ex.failed_path(ex.result_path(TINY, "logit-mse", 1, root))

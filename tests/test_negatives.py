@@ -8,20 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from tkd.data import load_dataset
 from tkd.losses import method_config, objective
 from tkd.models import build_model
 from tkd.train import TrainConfig, fit, predict, select_negatives
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
-N, BATCH = 200, 50
-
-
-@pytest.fixture(scope="module")
-def small():
-    data = load_dataset("digits")
-    data.train = data.train.subset(N, seed=0)
-    return data
+N, BATCH = 200, 50  # N: the images of conftest's `small`
 
 
 @pytest.fixture(scope="module")

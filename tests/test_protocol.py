@@ -17,14 +17,7 @@ from tkd.models import build_model
 from tkd.train import TrainConfig, fit
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
-N, BATCH = 200, 50
-
-
-@pytest.fixture(scope="module")
-def small():
-    data = load_dataset("digits")
-    data.train = data.train.subset(N, seed=0)
-    return data
+N, BATCH = 200, 50  # N: the images of conftest's `small`
 
 
 def config(**overrides) -> TrainConfig:

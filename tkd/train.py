@@ -209,6 +209,11 @@ class Run:
         self.correct = torch.zeros((), device=self.device)
         self.step = torch.zeros(1, dtype=torch.long, device=self.device)
 
+    @property
+    def batches(self) -> int:
+        """Batches per epoch, the last one possibly smaller."""
+        return -(-len(self.train) // self.config.batch_size)
+
     def images(self, index: Tensor) -> Tensor:
         """Float images (B, C, H, W) of training indices ``index``, augmented if configured."""
         x = to_float(self.train.images[index])
@@ -459,7 +464,7 @@ def run_epoch(run: Run, epoch: int, splits: list[EvalSplit]) -> dict:
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     seconds = time.perf_counter() - start
-    steps = -(-len(run.train) // run.config.batch_size)
+    steps = run.batches
     sizes = torch.full((steps,), float(run.config.batch_size), device=run.device)
     sizes[-1] = len(run.train) - (steps - 1) * run.config.batch_size
     means = (run.sums[:steps] * sizes[:, None]).sum(0) / len(run.train)
@@ -621,7 +626,7 @@ def _check_finite(run: Run, epoch: int) -> None:
     weight that is no longer finite."""
     kept = "the last good checkpoint is kept" if run.config.checkpoint_dir else \
         "no checkpoint was written for it"
-    sums, terms = run.sums[:-(-len(run.train) // run.config.batch_size)], run.terms
+    sums, terms = run.sums[:run.batches], run.terms
     bad = ~torch.isfinite(sums)
     if bool(bad.any()):
         step = int(bad.any(1).nonzero()[0])
