@@ -151,6 +151,7 @@ class Preset:
     precision: str = "fp32"
     threads: int | None = None
     description: str = ""
+    teacher_preset: str | None = None  # share another preset's saved teacher (same data)
 
 
 PRESETS: dict[str, Preset] = {
@@ -174,6 +175,21 @@ PRESETS: dict[str, Preset] = {
         description="CIFAR-10, the paper's full protocol (500 epochs, batch 100, SGD 0.01/0.9, "
                     "wd 0.007, StepLR 100 x0.1); needs a GPU and internet"),
 }
+
+
+def _longer(base: Preset, factor: int) -> Preset:
+    """``base`` with every phase of its step schedule ``factor`` times as long but the last,
+    which keeps half a phase (StepLR every ``factor * lr_step`` epochs); same teacher."""
+    step = factor * base.lr_step
+    epochs = 2 * step + step // 2
+    return replace(base, name=f"{base.name}-{factor}x", epochs=epochs, lr_step=step,
+                   seeds=(1, 2, 3), headline_seeds=(1, 2, 3), sweep_seeds=(1, 2, 3),
+                   teacher_preset=base.name,
+                   description=f"{base.name} with a {factor}x longer schedule: {epochs} epochs, "
+                               f"x0.1 at {step} and {2 * step}; {base.name}'s teacher")
+
+
+PRESETS.update({p.name: p for p in (_longer(PRESETS["fashion"], k) for k in (2, 4))})
 
 
 def get_preset(preset: str | Preset) -> Preset:
@@ -219,8 +235,10 @@ def result_path(preset: str | Preset, experiment: str, seed: int,
 
 
 def teacher_path(preset: str | Preset, root: str | Path | None = None) -> Path:
-    """Where the preset's teacher checkpoint lives: ``<root>/<preset>/teacher/model.pt``."""
-    return results_root(root) / get_preset(preset).name / "teacher" / "model.pt"
+    """Where the preset's teacher checkpoint lives: ``<root>/<preset>/teacher/model.pt``
+    (``<preset>`` being ``teacher_preset`` for a preset that shares another's teacher)."""
+    preset = get_preset(preset)
+    return results_root(root) / (preset.teacher_preset or preset.name) / "teacher" / "model.pt"
 
 
 def load_data(preset: str | Preset, data_root: str | Path | None = None) -> Dataset:
