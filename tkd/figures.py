@@ -45,6 +45,8 @@ from tkd.stats import convergence_gap, has_converged, paired_difference, reading
 CURVE_EXPERIMENTS = ["ce", "kd-t4", "triplet", "triplet-kd"]
 PANELS = [("total", "total loss"), ("ce", "classification loss (CE)"),
           ("triplet", "triplet loss"), ("acc", "accuracy")]
+PANEL_UNITS = {"total": "loss per image (weighted sum)", "ce": "cross-entropy (nats per image)",
+               "triplet": "triplet hinge (logit units)", "acc": "accuracy (%)"}
 
 
 def figures_root(root: str | Path | None = None) -> Path:
@@ -295,17 +297,31 @@ def plot_learning_curves(records: list[dict], experiments: list[str] | None = No
                     continue
                 stats = part.groupby("epoch")[column].agg(["mean", "std"]).fillna(0.0)
                 scale = 100 if term == "acc" else 1
+                low, high = (scale * (stats["mean"] + k * stats["std"]) for k in (-1, 1))
+                # the band is ± std over seeds, cut to what the quantity can take
+                low, high = (low.clip(0, 100), high.clip(0, 100)) if term == "acc" else (
+                    low.clip(lower=0), high)
                 ax.plot(stats.index, scale * stats["mean"], style, color=colors[name],
                         label=f"{name} ({split})")
-                ax.fill_between(stats.index, scale * (stats["mean"] - stats["std"]),
-                                scale * (stats["mean"] + stats["std"]), color=colors[name],
-                                alpha=0.15, linewidth=0)
+                ax.fill_between(stats.index, low, high, color=colors[name], alpha=0.15,
+                                linewidth=0)
         ax.set_title(title_text)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (passes over the training split)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_ylabel("accuracy (%)" if term == "acc" else "loss")
+        ax.set_ylabel(PANEL_UNITS[term])
+        if term == "acc":
+            ax.set_ylim(top=min(100, ax.get_ylim()[1]))
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, ncol=2, loc="lower right")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    for ax in axes[:-1]:  # a panel may hold curves the last one lacks (e.g. a teacher's CE)
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    ncol = 1 if len(labels) <= 12 else 2
+    fig.legend(handles, labels, fontsize=7, ncol=ncol, loc="center left",
+               bbox_to_anchor=(1.0, 0.5), frameon=False,
+               title="solid: train, dashed: test\nband: ± std over seeds", title_fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -326,12 +342,13 @@ def plot_validation_curves(records: list[dict], experiments: list[str], title: s
         ax.plot(mean.index, mean.values, label=name, linewidth=1.2,
                 color=colors[(2 * k) % 20 + (2 * k) // 20 % 2],
                 linestyle="--" if name.startswith("triplet") else "-")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (passes over the training split)")
     ax.set_ylabel("validation accuracy (%)")
     low = 100 * curves.val_acc.quantile(0.25) if len(curves) and "val_acc" in curves else 0
-    ax.set_ylim(max(0, low - 5), None)
+    ax.set_ylim(max(0, low - 5), min(100, ax.get_ylim()[1]))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              title="mean over seeds", title_fontsize=7)
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -127,10 +127,12 @@ def plot_soft_targets(probabilities: np.ndarray, temperature: float, labels: np.
     for i, ax in enumerate(axes[0]):
         colours = ["C3" if c == labels[i] else "C0" for c in range(classes)]
         ax.bar(range(classes), probabilities[i], color=colours)
-        ax.set_xticks(range(classes), names, rotation=90 if classes > 10 else 0)
-        ax.set_title(f"image {i + 1}: class {names[labels[i]]}")
+        ax.set_xticks(range(classes), names,
+                      rotation=90 if classes > 10 or max(map(len, names)) > 3 else 0)
+        ax.set_title(f"image {i + 1}: class {names[labels[i]]} (red)")
         ax.set_ylim(0, 1)
-    axes[0, 0].set_ylabel(f"softmax(teacher / T), T = {temperature:g}")
+        ax.set_xlabel("class")
+    axes[0, 0].set_ylabel(f"probability, softmax(teacher / T), T = {temperature:g}")
     fig.tight_layout()
     return fig
 
@@ -148,9 +150,9 @@ def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, m
     ax.plot(line, line + margin, color="0.3", linestyle="--", label=f"d(a,n) = d(a,p) + {margin:g}")
     ax.set_xlim(0, top)
     ax.set_ylim(0, max(top, margin * 1.1))
-    ax.set_xlabel("d(anchor, positive) = ||t(x) - s(x)||")
-    ax.set_ylabel("d(anchor, negative) = ||t(x) - s(x')||")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("d(anchor, positive) = ||t(x) - s(x)|| (logit units)")
+    ax.set_ylabel("d(anchor, negative) = ||t(x) - s(x')|| (logit units)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, frameon=False)
     if title:
         ax.set_title(title)
 
@@ -217,10 +219,12 @@ def plot_temperatures(logits: np.ndarray, temperatures, label: int,
         z = logits / temperature
         soft = np.exp(z - z.max())
         ax.bar(range(len(logits)), soft / soft.sum(), color=colours)
-        ax.set_xticks(range(len(logits)), names, rotation=90 if len(logits) > 10 else 0)
+        ax.set_xticks(range(len(logits)), names,
+                      rotation=90 if len(logits) > 10 or max(map(len, names)) > 3 else 0)
         ax.set_title(f"T = {temperature:g}")
         ax.set_ylim(0, 1)
-    axes[0].set_ylabel("softmax(teacher / T)")
+        ax.set_xlabel("class (true class in red)")
+    axes[0].set_ylabel("probability, softmax(teacher / T)")
     fig.tight_layout()
     return fig
 
