@@ -97,3 +97,16 @@ def test_paired_table_and_verdict_from_the_records(root):
 
 def test_verdict_without_records_says_how_to_make_them(tmp_path):
     assert "python -m tkd reproduce --preset quick" in fg.verdict("quick", tmp_path)
+
+
+def test_per_phase_rule_checks_the_plateau_before_every_decay():
+    from tkd.stats import phase_ends, phase_gaps, phases_converged
+
+    assert phase_ends(30, 10) == [10, 20, 30] and phase_ends(50, 20) == [20, 40, 50]
+    still_rising = [0.5 + 0.01 * k for k in range(10)] + [0.7] * 10  # +1 point/epoch at 10
+    gaps = phase_gaps(still_rising, lr_step=10)
+    assert gaps[0] == pytest.approx(3.0) and gaps[1] == pytest.approx(0.0)
+    assert has_converged(still_rising) and not phases_converged(still_rising, lr_step=10)
+    flat = [0.5] * 4 + [0.6] * 6 + [0.7] * 10
+    assert phases_converged(flat, lr_step=10)
+    assert math.isnan(phase_gaps([0.5] * 24, lr_step=10)[-1])  # a last phase of 4 epochs

@@ -61,3 +61,30 @@ def has_converged(val_acc, window: int = CONVERGENCE_WINDOW,
     """The rule: |last-``window`` mean − previous-``window`` mean| ≤ ``tolerance`` points."""
     gap = convergence_gap(val_acc, window)
     return not math.isnan(gap) and abs(gap) <= tolerance
+
+
+def phase_ends(epochs: int, lr_step: int) -> list[int]:
+    """The number of epochs finished at the end of each phase of a step schedule (×gamma every
+    ``lr_step`` epochs): the decays that fall inside the run, then the run's end. E.g.
+    ``phase_ends(30, 10) == [10, 20, 30]``."""
+    return [*range(lr_step, epochs, lr_step), epochs]
+
+
+def phase_gaps(val_acc: list[float] | np.ndarray, lr_step: int,
+               window: int = CONVERGENCE_WINDOW) -> list[float]:
+    """For each phase of the schedule, :func:`convergence_gap` of the validation accuracy up to
+    the phase's last epoch (points): the mean of its last ``window`` epochs minus the mean of
+    the ``window`` before. NaN for a phase shorter than 2·``window`` epochs. Divided by
+    ``window`` it is the slope at the decay in points per epoch."""
+    values = np.asarray(val_acc, dtype=float)
+    starts = [0, *phase_ends(len(values), lr_step)[:-1]]
+    return [convergence_gap(values[start:end], window) if end - start >= 2 * window else math.nan
+            for start, end in zip(starts, phase_ends(len(values), lr_step))]
+
+
+def phases_converged(val_acc, lr_step: int, window: int = CONVERGENCE_WINDOW,
+                     tolerance: float = CONVERGENCE_TOLERANCE) -> bool:
+    """The per-phase rule: before every decay and at the end, the validation accuracy has
+    plateaued (|:func:`phase_gaps`| ≤ ``tolerance`` points for every phase)."""
+    gaps = phase_gaps(val_acc, lr_step, window)
+    return bool(gaps) and all(not math.isnan(g) and abs(g) <= tolerance for g in gaps)

@@ -1,0 +1,85 @@
+"""The paper's ordering read step by step from paired intervals (holds / refuted / not shown),
+the learning rate of Ba & Caruana chosen on validation, and gaps across schedule lengths."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tkd import verdict as vd
+
+T_975_2 = 4.302652729911275
+
+
+def runs(accuracy: dict[str, list[float]], val: dict[str, float] | None = None) -> pd.DataFrame:
+    """A runs table: experiment -> final test accuracy (fraction) per seed 1, 2, 3, ..."""
+    val = val or {}
+    return pd.DataFrame([{"experiment": name, "seed": seed, "test_acc": acc,
+                          "val_acc": val.get(name, acc)}
+                         for name, accs in accuracy.items()
+                         for seed, acc in enumerate(accs, start=1)])
+
+
+def test_each_step_reads_holds_refuted_or_not_shown():
+    table = runs({"a": [0.90, 0.91, 0.92], "b": [0.80, 0.80, 0.81], "c": [0.90, 0.92, 0.90]})
+    assert vd.paired(table, "a", "b")["reading"] == vd.HOLDS
+    assert vd.paired(table, "b", "a")["reading"] == vd.REFUTED
+    assert vd.paired(table, "a", "c")["reading"] == vd.NOT_SHOWN  # differences -0, -1, +2
+    one = runs({"a": [0.9], "b": [0.8]})
+    assert vd.paired(one, "a", "b")["reading"] == vd.NOT_SHOWN  # no interval from one seed
+
+
+def test_the_interval_is_the_paired_t_interval():
+    table = runs({"a": [0.90, 0.92, 0.97], "b": [0.88, 0.88, 0.88]})
+    step = vd.paired(table, "a", "b")
+    d = pd.Series([2.0, 4.0, 9.0])
+    half = T_975_2 * d.std(ddof=1) / 3 ** 0.5
+    assert step["mean"] == pytest.approx(5.0)
+    assert step["low"] == pytest.approx(5.0 - half) and step["high"] == pytest.approx(5.0 + half)
+
+
+def test_the_ordering_is_refuted_by_one_reversed_step_and_not_shown_by_one_open_step():
+    assert vd.ordering_reading([vd.HOLDS, vd.HOLDS]) == vd.HOLDS
+    assert vd.ordering_reading([vd.HOLDS, vd.NOT_SHOWN]) == vd.NOT_SHOWN
+    assert vd.ordering_reading([vd.NOT_SHOWN, vd.REFUTED]) == vd.REFUTED
+    assert vd.ordering_reading([]) == vd.NOT_SHOWN
+
+
+def test_ladder_uses_the_loss_matched_control_and_the_rate_chosen_on_validation():
+    table = runs({"triplet": [0.95, 0.96, 0.95], "kd-t4": [0.90, 0.91, 0.90],
+                  "logit-mse": [0.10, 0.10, 0.10], "logit-mse-lr0.001": [0.86, 0.87, 0.86],
+                  "ce-wd0.007": [0.80, 0.81, 0.80], "ce": [0.88, 0.88, 0.88]},
+                 val={"logit-mse": 0.1, "logit-mse-lr0.001": 0.87})
+    steps = vd.ladder(table)
+    assert [(s["a"], s["b"]) for s in steps] == [
+        ("triplet", "kd-t4"), ("kd-t4", "logit-mse-lr0.001"), ("logit-mse-lr0.001", "ce-wd0.007")]
+    assert all(s["reading"] == vd.HOLDS for s in steps)
+    text = vd.verdict_text(table, "toy", teacher_acc=0.97)
+    assert "on `toy`: holds.**" in text and "chosen on validation (`logit-mse-lr0.001`)" in text
+    assert "no student reaches it" in text
+
+
+@pytest.mark.parametrize("kd, expected", [([0.97, 0.98, 0.97], "refuted"),
+                                          ([0.95, 0.96, 0.94], "not shown")])
+def test_verdict_text_names_a_refuted_or_untested_claim(kd, expected):
+    table = runs({"triplet": [0.95, 0.96, 0.95], "kd-t4": kd, "ce-wd0.007": [0.8, 0.8, 0.81],
+                  "logit-mse": [0.85, 0.86, 0.85]})
+    assert f"on `toy`: {expected}.**" in vd.verdict_text(table, "toy")
+
+
+def test_a_step_without_runs_is_not_shown():
+    table = runs({"triplet": [0.95, 0.96, 0.95], "kd-t4": [0.90, 0.91, 0.90]})
+    steps = vd.ladder(table)
+    assert steps[0]["reading"] == vd.HOLDS and steps[1]["n"] == 0
+    assert vd.ordering_reading([s["reading"] for s in steps]) == vd.NOT_SHOWN
+    assert "(0 common seeds)" in vd.verdict_text(table, "toy")
+
+
+def test_schedule_frame_puts_each_gap_beside_each_length():
+    short = runs({"kd-t4": [0.91, 0.91, 0.92], "triplet": [0.90, 0.89, 0.90]})
+    long = runs({"kd-t4": [0.91, 0.91], "triplet": [0.905, 0.91]})
+    frame = vd.schedule_frame({10: short, 20: long}, [("kd-t4", "triplet")])
+    assert list(frame.first_phase) == [10, 20] and list(frame.n) == [3, 2]
+    text = vd.schedule_markdown(frame)
+    assert "first phase 10 epochs" in text and "first phase 20 epochs" in text
+    assert "| `kd-t4` − `triplet` | +1.67 [" in text
