@@ -30,6 +30,19 @@ import time
 from pathlib import Path
 
 
+def portable(path: str | None) -> str | None:
+    """``path`` as written into results: relative to the working directory when under it,
+    the temporary folder as ``<tmp>``, anything else by name under ``<out>`` (never an
+    absolute machine path)."""
+    if path is None or not os.path.isabs(path):
+        return path
+    for base, name in ((os.getcwd(), None), (tempfile.gettempdir(), "<tmp>")):
+        relative = os.path.relpath(path, base)
+        if not relative.startswith(".."):
+            return relative if name is None else f"{name}/{relative}"
+    return f"<out>/{os.path.basename(path)}"
+
+
 def make_preset(name: str, teacher_epochs: int | None):
     """The named preset, with its teacher's epochs replaced when ``teacher_epochs`` is set."""
     from tkd.experiments import get_preset
@@ -203,13 +216,14 @@ def main() -> None:
              else ""))
     print_table(rows)
     if args.out:
-        payload = {"args": {k: v for k, v in vars(args).items()
+        payload = {"args": {k: portable(v) if k in ("out", "work") else v
+                            for k, v in vars(args).items()
                             if k not in ("setting", "root", "one_jobs")},
                    "torch": torch.__version__, "cpu_cores": os.cpu_count(),
                    "teacher_seconds": teacher_seconds, "settings": rows}
         with open(args.out, "w") as f:
             json.dump(payload, f, indent=1)
-        print(f"wrote {args.out}")
+        print(f"wrote {portable(args.out)}")
 
 
 if __name__ == "__main__":

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 BATCH = 100
@@ -56,6 +58,19 @@ CUDA_VARIANTS = {
     "tkd-graph-batch-hard": {"kind": "tkd", "precision": "fp32", "cuda_graph": True,
                              "negatives": "batch-hard"},
 }
+
+
+def portable(path: str | None) -> str | None:
+    """``path`` as written into results: relative to the working directory when under it,
+    the temporary folder as ``<tmp>``, anything else by name under ``<out>`` (never an
+    absolute machine path)."""
+    if path is None or not os.path.isabs(path):
+        return path
+    for base, name in ((os.getcwd(), None), (tempfile.gettempdir(), "<tmp>")):
+        relative = os.path.relpath(path, base)
+        if not relative.startswith(".."):
+            return relative if name is None else f"{name}/{relative}"
+    return f"<out>/{os.path.basename(path)}"
 
 
 def variants_for(device_type: str) -> dict[str, dict]:
@@ -330,12 +345,13 @@ def main() -> None:
     summarise(results, peak)
     print_table(results, peak, args)
     if args.out:
-        payload = {"args": {k: v for k, v in vars(args).items() if k != "variant"},
+        payload = {"args": {k: portable(v) if k == "out" else v
+                            for k, v in vars(args).items() if k != "variant"},
                    "torch": torch.__version__, "python": platform.python_version(),
                    "peak": peak, "variants": results}
         with open(args.out, "w") as f:
             json.dump(payload, f, indent=1)
-        print(f"wrote {args.out}")
+        print(f"wrote {portable(args.out)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The benchmark scripts' bookkeeping (the timed parts run in bench/, not in the tests)."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,14 @@ def test_grid_settings_and_speedups():
             for j, v in ((1, 100.0), (2, 150.0))]
     grid.add_speedups(rows)
     assert [r["speedup"] for r in rows] == pytest.approx([1.0, 1.5])
+
+
+def test_results_hold_no_absolute_machine_path(tmp_path, monkeypatch):
+    grid = load("grid")
+    monkeypatch.chdir(tmp_path)
+    assert grid.portable(str(tmp_path / "a" / "b.json")) == "a/b.json"
+    assert grid.portable("out.json") == "out.json"
+    assert grid.portable("/root/out/x.json") == "<out>/x.json"
+    assert load("throughput").portable(str(tmp_path / "t.json")) == "t.json"
+    for path in (BENCH / "results").iterdir():
+        assert not re.search(r"(?<![\w.<])/(work|tmp|home|root)/", path.read_text()), path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import json
 import math
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from tkd import cluster
 from tkd import experiments as ex
 from tkd.cli import main
+from tkd.grid import reproduce
 from tkd.results import load_record
 
 TINY = dataclasses.replace(ex.PRESETS["quick"], teacher_epochs=3, epochs=2)
@@ -59,3 +61,73 @@ def test_a_missing_submitit_gives_the_install_command(monkeypatch, tmp_path, cap
 def test_unknown_executor_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown executor"):
         cluster.make_executor("pbs", tmp_path)
+
+
+GRID_TINY = dataclasses.replace(
+    ex.PRESETS["quick"], epochs=1, teacher_epochs=1, subset=200, teacher_model="paper-student")
+
+
+def edit_record(path, *keys_and_value):
+    """Set ``record[k1][k2]... = value`` in the record file ``path``."""
+    *keys, last, value = keys_and_value
+    record = load_record(path)
+    part = record
+    for key in keys:
+        part = part[key]
+    part[last] = value
+    path.write_text(json.dumps(record))
+
+
+class FakeJob:
+    def __init__(self, n):
+        self.job_id = str(n)
+
+    def result(self):
+        return 0.5
+
+
+class FakeExecutor:
+    """Records what would be submitted; the teacher job is not run."""
+
+    def __init__(self):
+        self.submitted, self.arrays = [], []
+
+    def update_parameters(self, **kwargs):
+        pass
+
+    def submit(self, function, *args):
+        self.submitted.append((function.__name__, args))
+        return FakeJob(len(self.submitted))
+
+    def map_array(self, function, *columns):
+        self.arrays.append(list(zip(columns[1], columns[2])))
+        return [FakeJob(100 + k) for k in range(len(columns[1]))]
+
+
+def test_submit_grid_submits_exactly_the_stale_runs_of_the_local_grid(tmp_path, monkeypatch):
+    """The same teacher and pending checks as tkd.grid.reproduce: a stale record (settings,
+    teacher, data, code) is resubmitted, a current one is not; a stale teacher is retrained."""
+    root = tmp_path / "results"
+    runs = [("ce", 1), ("logit-mse", 1), ("kd-t4", 1), ("ce-wd0.007", 1), ("pair", 1)]
+    reproduce(GRID_TINY, [e for e, _ in runs], root=root, log=lambda _: None, progress=False)
+    edit_record(ex.result_path(GRID_TINY, "ce", 1, root), "config", "train", "lr", 0.5)
+    edit_record(ex.result_path(GRID_TINY, "logit-mse", 1, root), "provenance",
+                "teacher_sha256", "0" * 64)
+    edit_record(ex.result_path(GRID_TINY, "kd-t4", 1, root), "provenance", "data", "name",
+                "x")
+    edit_record(ex.result_path(GRID_TINY, "ce-wd0.007", 1, root), "provenance", "code",
+                "tkd.train.fit", "0" * 12)
+    fake = FakeExecutor()
+    monkeypatch.setattr(cluster, "make_executor", lambda *args, **kwargs: fake)
+    lines = []
+    submitted = cluster.submit_grid(GRID_TINY, runs, executor="slurm", root=root,
+                                    log=lines.append)
+    assert submitted["teacher_job_id"] is None and fake.submitted == []
+    assert sorted(submitted["runs"]) == sorted(runs[:4])  # pair is current
+    assert any("ce seed 1: stale, its settings changed" in line for line in lines)
+    edit_record(ex.teacher_path(GRID_TINY, root).with_name("1.json"), "provenance", "code",
+                "tkd.models.build_model", "0" * 12)
+    submitted = cluster.submit_grid(GRID_TINY, runs, executor="slurm", root=root,
+                                    log=lines.append)
+    assert fake.submitted[0][0] == "run_teacher" and fake.submitted[0][1][-1] is True  # force
+    assert "pair" in {e for e, _ in submitted["runs"]}  # its teacher is being retrained

@@ -109,3 +109,20 @@ def test_fp16_trains_through_the_gradient_scaler(digits, teacher, monkeypatch):
     fp32, _, _ = run(digits, teacher, monkeypatch, obj, cuda_graph=False)
     assert abs(fp16.test_acc.iloc[-1] - fp32.test_acc.iloc[-1]) < 0.05
     assert fp16.test_acc.iloc[-1] > 0.5
+
+
+def test_an_fp32_run_turns_tf32_off_and_records_it(digits, monkeypatch):
+    """PyTorch lets cuDNN convolutions use TF32 by default: an fp32 run must not."""
+    from tkd.results import environment_info
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    seen = []
+    fit(build_model("paper-student", 10, 1, 8), digits, config(epochs=1),
+        on_epoch=lambda row: seen.append((torch.backends.cudnn.allow_tf32,
+                                          torch.backends.cuda.matmul.allow_tf32)))
+    assert seen == [(False, False)]
+    info = environment_info("cuda")
+    assert info["tf32"] == {"matmul": False, "cudnn": False}
+    assert info["cuda"] == torch.version.cuda and info["cudnn"] == torch.backends.cudnn.version()
+    assert "driver" in info

@@ -123,7 +123,7 @@ def test_cli_knows_reproduce_and_figures():
         parser.parse_args(["reproduce", "--preset", "nope"])
 
 
-def test_load_or_train_student_trains_once_and_keeps_only_full_runs(tmp_path):
+def test_load_or_train_student_never_loads_a_student_without_a_current_record(tmp_path):
     data = ex.load_data("quick")
     data.train = data.train.subset(100)
     teacher = build_model("paper-teacher", 10, 1, 8).eval()
@@ -133,10 +133,64 @@ def test_load_or_train_student_trains_once_and_keeps_only_full_runs(tmp_path):
     path = ex.student_path("quick", "triplet", 1, tmp_path)
     assert path == tmp_path / "quick" / "triplet" / "1.pt"
     assert not path.exists()  # a shortened run is not kept as the preset's student
-    save_model(path, model, "paper-student", 10, 1, 8)
+    save_model(path, model, "paper-student", 10, 1, 8)  # a student with no record
+    with pytest.raises(ValueError, match=r"no record 1.json.*python -m tkd reproduce --preset "
+                                         r"quick --experiments triplet --seeds 1"):
+        ex.load_or_train_student("quick", "triplet", data, teacher, seed=1, epochs=1,
+                                 root=tmp_path, log=lambda _: None)
+    with pytest.raises(ValueError, match="no record"):
+        ex.load_student("quick", "triplet", root=tmp_path)
+
+
+SHORT = dataclasses.replace(TINY, name="short", epochs=1, subset=100)
+
+
+@pytest.fixture
+def saved_ce(tmp_path, monkeypatch):
+    """A saved full-length ce student of a 1-epoch preset, with its record."""
+    monkeypatch.setitem(ex.PRESETS, "short", SHORT)
+    data = ex.load_data(SHORT)
+    ex.run_experiment(SHORT, "ce", 1, data, root=tmp_path)
+    return tmp_path, data
+
+
+def edit(path, section, key, value):
+    record = json.loads(path.read_text())
+    record[section][key] = value
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("change", ["settings", "data", "code"])
+def test_a_saved_student_with_a_stale_record_is_refused_or_retrained(saved_ce, change):
+    root, data = saved_ce
+    ex.load_student("short", "ce", root=root, data_identity=data.identity())  # current
+    record = ex.result_path(SHORT, "ce", 1, root)
+    if change == "settings":
+        edit(record, "config", "seed", 7)
+    elif change == "data":
+        edit(record, "provenance", "data", {"name": "digits", "sizes": {}})
+    else:
+        edit(record, "provenance", "code", {"tkd.train.fit": "000000000000"})
+    reason = {"settings": r"settings changed \(seed\)", "data": "other data",
+              "code": "code changed since it was recorded: tkd.train.fit"}[change]
+    with pytest.raises(ValueError, match=reason):
+        ex.load_student("short", "ce", root=root, data_identity=data.identity())
+    with pytest.raises(ValueError, match=f"{reason}.*--preset short --experiments ce"):
+        ex.load_or_train_student("short", "ce", data, None, root=root, retrain=False,
+                                 log=lambda _: None)
     messages = []
-    loaded = ex.load_or_train_student("quick", "triplet", data, teacher, seed=1, epochs=1,
-                                      root=tmp_path, log=messages.append)
-    assert "loaded" in messages[0] and not loaded.training
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[name], tensor), name
+    model = ex.load_or_train_student("short", "ce", data, None, root=root,
+                                     log=messages.append)  # full length: retrained
+    assert "stale" in messages[0] and "trained 1 epochs" in messages[1] and not model.training
+    ex.load_student("short", "ce", root=root, data_identity=data.identity())  # current again
+
+
+def test_a_saved_student_of_another_teacher_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(ex.PRESETS, "short", SHORT)
+    reproduce(SHORT, ["logit-mse"], root=tmp_path, log=lambda _: None, progress=False)
+    data = ex.load_data(SHORT)
+    ex.load_student("short", "logit-mse", root=tmp_path, data_identity=data.identity())
+    edit(ex.result_path(SHORT, "logit-mse", 1, tmp_path), "provenance", "teacher_sha256",
+         "0" * 64)
+    with pytest.raises(ValueError, match="another teacher"):
+        ex.load_student("short", "logit-mse", root=tmp_path, data_identity=data.identity())

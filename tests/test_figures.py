@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -92,3 +93,37 @@ def test_learning_curves_have_the_logged_panels(results):
     assert titles == ["total loss", "classification loss (CE)", "triplet loss", "accuracy"]
     assert len(fig.axes[2].lines) == 2  # triplet train + test; the CE student has none
     assert len(fig.axes[3].lines) == 4
+
+
+def test_stale_and_diverged_runs_are_marked(results, tmp_path, monkeypatch):
+    """Current records: plain seed counts; records of other settings, teacher, data or code:
+    the ``stale`` column says why, the seeds cell counts them and a warning names them;
+    diverged runs count as seeds but not as converged."""
+    monkeypatch.setitem(ex.PRESETS, "quick", TINY)  # the records are current for TINY
+    lines = []
+    fg.build_figures("quick", results, tmp_path / "a", log=lines.append)
+    runs = pd.read_csv(tmp_path / "a" / "quick" / "runs.csv", keep_default_na=False)
+    assert (runs.stale == "").all() and lines == []
+    assert "| `ce` | student alone (CE, wd 0.01) | 2 |" in \
+        (tmp_path / "a" / "quick" / "comparison.md").read_text()
+    root = tmp_path / "results"
+    shutil.copytree(results, root)
+    path = root / "quick" / "ce" / "2.json"
+    record = json.loads(path.read_text())
+    record["provenance"]["code"]["tkd.losses.kd_loss"] = "0" * 12
+    path.write_text(json.dumps(record))
+    failed = {**record, "error": "the ce loss became nan at epoch 1", "history": {}}
+    failed["config"] = {**record["config"], "seed": 3}
+    (root / "quick" / "ce" / "3.failed.json").write_text(json.dumps(failed))
+    fg.build_figures("quick", root, tmp_path / "b", log=lines.append)
+    runs = pd.read_csv(tmp_path / "b" / "quick" / "runs.csv", keep_default_na=False)
+    stale = runs[runs.stale != ""]
+    assert stale[["experiment", "seed"]].values.tolist() == [["ce", 2]]
+    assert "code changed since it was recorded: tkd.losses.kd_loss" in stale.stale.iloc[0]
+    assert len(lines) == 1 and "1 stale record(s)" in lines[0] and "ce seed 2" in lines[0]
+    markdown = (tmp_path / "b" / "quick" / "comparison.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| `ce` |"))
+    assert "| 3 (1 stale, 1 diverged) |" in row and "/2 |" in row
+    table = pd.read_csv(tmp_path / "b" / "quick" / "comparison.csv").set_index("experiment")
+    assert (table.loc["ce", "seeds"], table.loc["ce", "stale"], table.loc["ce", "diverged"]) \
+        == (2, 1, 1)

@@ -35,15 +35,30 @@ def reproduce(root, experiments, preset=TINY, **kwargs) -> list[str]:
     return lines
 
 
-def scale_teacher(teacher_file, factor: float):
-    """New teacher weights under the same recipe: every parameter times ``factor``; returns
-    the new teacher."""
+def scale_teacher(teacher_file, factor: float, record: bool = True):
+    """New teacher weights under the same recipe: every parameter times ``factor`` (as if
+    retrained elsewhere; ``record``: its record names the new file's sha256); returns the new
+    teacher."""
     teacher = load_model(teacher_file)
     with torch.no_grad():
         for p in teacher.parameters():
             p.mul_(factor)
     save_model(teacher_file, teacher, TINY.teacher_model, 10, 1, 8)
+    if record:
+        edit_record(teacher_file.with_name("1.json"), "provenance", "model_sha256",
+                    file_sha256(teacher_file))
     return teacher
+
+
+def edit_record(path, *keys_and_value):
+    """Set ``record[k1][k2]... = value`` in the record file ``path``."""
+    *keys, last, value = keys_and_value
+    record = load_record(path)
+    part = record
+    for key in keys:
+        part = part[key]
+    part[last] = value
+    path.write_text(json.dumps(record))
 
 
 def line_of(lines: list[str], experiment: str) -> str:
@@ -285,3 +300,95 @@ def test_two_workers_give_the_same_histories_as_one_process(done, tmp_path):
     for name in experiments:
         assert histories[1][name]["epoch"].tolist() == [1, 2]
         pd.testing.assert_frame_equal(histories[1][name], histories[2][name], check_exact=True)
+
+
+# ------------------------------------------------- one staleness check, every kind ----
+
+
+def copy_of(done, tmp_path):
+    root = tmp_path / "grid"
+    shutil.copytree(done, root)
+    return root
+
+
+STALE_EDITS = {  # what a record says -> the reason reproduce must give
+    "settings": (("config", "train", "lr", 0.5), "its settings changed (train)"),
+    "data": (("provenance", "data", "sizes", "train", 999), "it was trained on other data"),
+    "code": (("provenance", "code", "tkd.train.fit", "000000000000"),
+             "the code changed since it was recorded: tkd.train.fit"),
+    "no-code": (("provenance", "code", {}), "recorded before code fingerprints"),
+}
+
+
+@pytest.mark.parametrize("kind", list(STALE_EDITS))
+def test_every_kind_of_stale_record_is_rerun(done, tmp_path, kind):
+    """A teacher-free run (ce) is checked for its data and code too, not only settings."""
+    root = copy_of(done, tmp_path)
+    edit, reason = STALE_EDITS[kind]
+    edit_record(ex.result_path(TINY, "ce", 1, root), *edit)
+    lines = reproduce(root, ["ce", "logit-mse"])
+    assert "stale, " in line_of(lines, "ce") and reason in line_of(lines, "ce")
+    assert "up to date" in line_of(lines, "logit-mse")
+    assert "up to date" in line_of(reproduce(root, ["ce"]), "ce")
+
+
+def test_a_diverged_run_of_older_code_is_retried(done, tmp_path):
+    root = copy_of(done, tmp_path)
+    path = ex.result_path(TINY, "ce", 1, root)
+    record = {**load_record(path), "error": "the ce loss became nan at epoch 1"}
+    failed = ex.failed_path(path)
+    failed.write_text(json.dumps(record))
+    path.unlink()
+    assert "diverged before" in line_of(reproduce(root, ["ce"]), "ce")
+    edit_record(failed, "provenance", "code", "tkd.losses.kd_loss", "000000000000")
+    lines = reproduce(root, ["ce"])
+    assert "test acc" in line_of(lines, "ce") and path.is_file() and not failed.exists()
+
+
+def test_an_equivalence_entry_keeps_older_code_current(done, tmp_path):
+    from tkd.equivalence import add_equivalence
+    from tkd.provenance import code_fingerprint
+
+    root = copy_of(done, tmp_path)
+    path = ex.result_path(TINY, "ce", 1, root)
+    edit_record(path, "provenance", "code", "tkd.train.fit", "000000000000")
+    old = load_record(path)["provenance"]["code"]
+    assert add_equivalence(root, old, code_fingerprint(), {"evidence": "test"})
+    assert not add_equivalence(root, old, code_fingerprint(), {"evidence": "test"})  # once
+    assert "up to date" in line_of(reproduce(root, ["ce"]), "ce")
+
+
+def test_a_teacher_file_that_is_not_the_recorded_one_is_retrained(done, tmp_path):
+    root = copy_of(done, tmp_path)
+    scale_teacher(ex.teacher_path(TINY, root), 1.5, record=False)
+    lines = reproduce(root, ["logit-mse"])
+    assert "teacher trained" in lines[0] and "model.pt is not the file it recorded" in lines[0]
+    record = load_record(ex.teacher_path(TINY, root).with_name("1.json"))
+    assert record["provenance"]["model_sha256"] == file_sha256(ex.teacher_path(TINY, root))
+    assert "up to date" in line_of(lines, "logit-mse")  # the deterministic retrain: same file
+
+
+@pytest.mark.parametrize("edit", [("provenance", "data", "name", "other"),
+                                  ("provenance", "code", "tkd.models.build_model", "0" * 12)],
+                         ids=["data", "code"])
+def test_a_teacher_of_other_data_or_code_is_retrained(done, tmp_path, edit):
+    root = copy_of(done, tmp_path)
+    edit_record(ex.teacher_path(TINY, root).with_name("1.json"), *edit)
+    assert "teacher trained" in reproduce(root, ["ce"])[0]
+
+
+def test_a_shared_teacher_is_judged_by_its_own_preset(tmp_path, monkeypatch):
+    """A preset sharing another's teacher (like fashion-2x) loads it, not retrains it."""
+    owner = dataclasses.replace(TINY, name="tiny")
+    sharing = dataclasses.replace(owner, name="tiny-2x", epochs=2, lr_step=2,
+                                  teacher_preset="tiny")
+    monkeypatch.setitem(ex.PRESETS, "tiny", owner)
+    monkeypatch.setitem(ex.PRESETS, "tiny-2x", sharing)
+    root = tmp_path / "grid"
+    assert "teacher trained" in reproduce(root, ["logit-mse"], sharing)[0]
+    teacher_record = load_record(root / "tiny" / "teacher" / "1.json")
+    assert teacher_record["config"]["preset"] == "tiny"  # trained with the owner's recipe
+    assert grid.teacher_state(sharing, root) == ("current", None)
+    assert "teacher loaded" in reproduce(root, ["ce"], owner)[0]
+    assert "teacher loaded" in reproduce(root, ["logit-mse"], sharing)[0]
+    assert not (root / "tiny-2x" / "teacher").exists()

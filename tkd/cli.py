@@ -1,4 +1,5 @@
-"""Command line: ``python -m tkd train | reproduce | figures | verify``.
+"""Command line: ``python -m tkd train | reproduce | figures | verify | equivalence |
+backfill-code``.
 
 Every sub-command is registered here, in :func:`build_parser`, and each one's work is a short
 ``*_command`` function that calls the library. Every value is checked before any data is
@@ -262,6 +263,41 @@ def verify_command(args: argparse.Namespace) -> int:
     return 0 if len(frame) and frame["match"].all() else 1
 
 
+def equivalence_command(args: argparse.Namespace) -> int:
+    """Run ``tkd equivalence``: train with an old commit's code and today's, record the
+    equivalence if identical; exit code 0 if identical, else 1."""
+    from tkd.equivalence import check_equivalence
+
+    differences = check_equivalence(args.commit, results_root(args.results), args.epochs,
+                                    new=args.new)
+    return 1 if differences else 0
+
+
+def backfill_command(args: argparse.Namespace) -> int:
+    """Run ``tkd backfill-code``: add code fingerprints to records from their commits."""
+    from tkd.equivalence import backfill_code
+
+    backfill_code(results_root(args.results))
+    return 0
+
+
+def _add_migration_commands(commands) -> None:
+    same = commands.add_parser("equivalence", help="show that an old commit's code trains "
+                               "bit for bit as today's; then its records stay current")
+    same.add_argument("commit", help="the old git commit")
+    same.add_argument("--new", default=None, help="compare with this commit's code instead of "
+                      "the working tree's")
+    same.add_argument("--results", default=None, help="results root holding "
+                      "code-equivalence.json (default $TKD_RESULTS or ./results)")
+    same.add_argument("--epochs", type=_integer(1, 100, "1 to 99"), default=2)
+    same.set_defaults(run=equivalence_command)
+    backfill = commands.add_parser("backfill-code", help="add code fingerprints to records "
+                                   "from the clean commit each names (idempotent)")
+    backfill.add_argument("--results", default=None, help="results root (default "
+                          "$TKD_RESULTS or ./results)")
+    backfill.set_defaults(run=backfill_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``tkd`` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -290,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allowed |delta test acc| in points (default: 0 on the same device "
                             "type, 0.5 across device types)")
     check.set_defaults(run=verify_command)
+    _add_migration_commands(commands)
     return parser
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from tkd import experiments as ex
+from tkd.grid import pending_runs, teacher_state
 
 EXECUTORS = {"slurm": "slurm", "submitit-local": "local", "local": "local"}
 MISSING = "submitit is not installed: pip install 'tkd[cluster]' (or pip install submitit)"
@@ -37,12 +38,14 @@ def _set_threads(preset: ex.Preset) -> None:
 
 
 def run_teacher(preset: str | ex.Preset, root: str | Path | None = None,
-                device: str | None = None, data_root: str | Path | None = None) -> float:
+                device: str | None = None, data_root: str | Path | None = None,
+                force: bool = False) -> float:
     """Job body: train (or load) the preset's teacher with
-    :func:`tkd.experiments.train_teacher`; returns its final test accuracy."""
+    :func:`tkd.experiments.train_teacher` (``force``: retrain a stale one); returns its final
+    test accuracy."""
     preset = ex.get_preset(preset)
     _set_threads(preset)
-    ex.train_teacher(preset, ex.load_data(preset, data_root), root, device)
+    ex.train_teacher(preset, ex.load_data(preset, data_root), root, device, force=force)
     return ex.teacher_accuracy(preset, root)
 
 
@@ -82,23 +85,29 @@ def submit_grid(preset: str | ex.Preset, runs: list[tuple[str, int]], *,
                 device: str | None = None, data_root: str | Path | None = None,
                 epochs: int | None = None, log=print) -> dict:
     """Submit the teacher job, then ``runs`` (``(experiment, seed)`` pairs, e.g. from
-    :func:`tkd.experiments.plan`) as one job array after it. Runs whose record exists are
-    skipped, as locally. ``folder`` (default ``<results>/<preset>/_submitit``) gets submitit's
-    logs and pickles.
+    :func:`tkd.experiments.plan`) as one job array after it. The teacher job runs only when
+    the teacher is missing or stale, and only the runs without a current record are
+    submitted: the same checks as a local reproduction (:func:`tkd.grid.teacher_state`,
+    :func:`tkd.grid.pending_runs`). ``folder`` (default ``<results>/<preset>/_submitit``)
+    gets submitit's logs and pickles.
 
     Returns ``{"folder", "teacher_job_id" (None if the teacher was saved already),
     "run_job_ids", "runs", "jobs"}``; ``jobs`` holds the array's submitit jobs (see :func:`wait`).
     """
     spec = ex.get_preset(preset)
     folder = Path(folder or ex.results_root(root) / spec.name / "_submitit")
-    todo = [(e, s) for e, s in runs if not ex.result_path(spec, e, s, root).is_file()]
     job_executor = make_executor(executor, folder, partition, time_min, gpus_per_run,
                                  cpus_per_run)
+    identity = ex.load_data(spec, data_root).identity()
+    state, why = teacher_state(spec, root, identity)
+    todo = pending_runs(spec, runs, root, epochs, identity, log, new_teacher=state != "current")
     teacher_job = None
-    if not ex.teacher_path(spec, root).is_file():
+    if state != "current":
         job_executor.update_parameters(name=f"tkd-{spec.name}-teacher")
-        teacher_job = job_executor.submit(run_teacher, spec, root, device, data_root)
-        log(f"[{spec.name}] teacher job {teacher_job.job_id} submitted")
+        teacher_job = job_executor.submit(run_teacher, spec, root, device, data_root,
+                                          state == "stale")
+        log(f"[{spec.name}] teacher job {teacher_job.job_id} submitted ({state}"
+            + (f": {why})" if why else ")"))
         if EXECUTORS[executor] == "slurm":
             job_executor.update_parameters(
                 slurm_additional_parameters={"dependency": f"afterok:{teacher_job.job_id}"})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +25,15 @@ from tkd.data import Dataset, load_dataset
 from tkd.live import EpochLog
 from tkd.losses import method_config
 from tkd.models import build_model
-from tkd.results import environment_info, load_record, make_record, provenance, save_record
+from tkd.provenance import code_changes, code_fingerprint, equivalent_code, load_equivalences
+from tkd.results import (
+    environment_info,
+    file_sha256,
+    load_record,
+    make_record,
+    provenance,
+    save_record,
+)
 from tkd.train import (
     NonFiniteLossError,
     TrainConfig,
@@ -90,6 +98,9 @@ TRIPLET = ["pair", "triplet", "triplet-kd", "triplet-batch-random", "triplet-bat
            "triplet-batch-semihard"]
 MINED = ["triplet-batch-random", "triplet-batch-hard", "triplet-batch-semihard"]
 QUICKSTART = ["ce", "kd-t4", "triplet"]
+LESSON = ["ce-wd0.007", "kd-t4", "triplet", "triplet-batch-semihard"]
+"""The lesson-sized live run (preset ``lesson``): the student alone at the distilled students'
+weight decay, Hinton KD, the paper's triplet and the best mined triplet."""
 
 MARGINS = (1.0, 2.0, 5.0, 10.0)
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
@@ -113,9 +124,18 @@ def temperature_experiment(temperature: float) -> Experiment:
                       {"temperature": temperature})
 
 
+GENERALITY = _experiments(
+    Experiment("triplet-semihard-kd-t4", "triplet-kd",
+               "semi-hard triplet + Hinton KD T=4 (CE + T^2 KL + 2 triplet, m=5)",
+               {"temperature": 4.0, "negatives": "batch-semihard"}),
+)
+"""Is "mined triplet > Hinton KD" general? The semi-hard triplet and Hinton KD at T = 4 in one
+objective (weights 1 CE, 1 KD, 2 triplet), to test against both parents; the other student
+(``student-2022``, with BatchNorm) is the preset ``fashion-bn``."""
+
 SWEEPS = _experiments(*(margin_experiment(m) for m in MARGINS),
                       *(temperature_experiment(t) for t in TEMPERATURES))
-EXPERIMENTS: dict[str, Experiment] = {**MAIN, **SWEEPS}
+EXPERIMENTS: dict[str, Experiment] = {**MAIN, **SWEEPS, **GENERALITY}
 SWEEP_NAMES = {"margin": [margin_experiment(m).name for m in MARGINS],
                "temperature": [temperature_experiment(t).name for t in TEMPERATURES]}
 
@@ -190,6 +210,17 @@ def _longer(base: Preset, factor: int) -> Preset:
 
 
 PRESETS.update({p.name: p for p in (_longer(PRESETS["fashion"], k) for k in (2, 4))})
+PRESETS["fashion-bn"] = replace(
+    PRESETS["fashion"], name="fashion-bn", student_model="student-2022", seeds=(1, 2, 3),
+    headline_seeds=(1, 2, 3), sweep_seeds=(1, 2, 3), teacher_preset="fashion",
+    description="the fashion recipe with the 2022 student (3 convs with BatchNorm, channels "
+                "16, 32, 64, pooled to 4x4) and the fashion teacher")
+PRESETS["lesson"] = replace(
+    PRESETS["fashion"], name="lesson", subset=10_000, seeds=(1, 2, 3), headline_seeds=(1, 2, 3),
+    sweep_seeds=(1, 2, 3), teacher_preset="fashion",
+    description="a lesson-sized Fashion-MNIST run: the fashion recipe (30 epochs, x0.1 at 10, "
+                "20) on 10,000 of its 55,000 training images, same validation and test sets and "
+                "the same teacher; the four LESSON methods take about 10 min on a 2-core CPU")
 
 
 def get_preset(preset: str | Preset) -> Preset:
@@ -270,9 +301,10 @@ def train_teacher(preset: str | Preset, data: Dataset | None = None,
                   root: str | Path | None = None, device: str | None = None,
                   force: bool = False, progress: bool = False) -> torch.nn.Module:
     """The preset's teacher: loaded from :func:`teacher_path` if saved, else trained
-    (:func:`teacher_config`) and saved there with its record ``teacher/1.json``. Returns the
-    model in eval mode."""
-    preset = get_preset(preset)
+    (:func:`teacher_config`) and saved there with its record ``teacher/1.json`` (whose
+    provenance holds the sha256 of that ``model.pt``). A preset that shares another's teacher
+    (``teacher_preset``) trains it with that preset's recipe. Returns the model in eval mode."""
+    preset = teacher_owner(preset)
     path = teacher_path(preset, root)
     if path.is_file() and not force:
         return load_model(path, pick_device(device))
@@ -287,8 +319,8 @@ def train_teacher(preset: str | Preset, data: Dataset | None = None,
                data.image_size, dataset=preset.dataset, preset=preset.name)
     run = run_config(preset, "teacher", seed=1, train=config, objective=None,
                      model=preset.teacher_model)
-    record = make_record(run, history, pick_device(device), wall,
-                         provenance(data, None, root))
+    origin = {**provenance(data, None, root), "model_sha256": file_sha256(path)}
+    record = make_record(run, history, pick_device(device), wall, origin)
     save_record(path.with_name("1.json"), record)
     return load_model(path, pick_device(device))
 
@@ -368,18 +400,75 @@ def expected_run(preset: str | Preset, experiment: str, seed: int,
                       spec.objective().to_dict(), preset.student_model, spec.label)
 
 
+def teacher_owner(preset: str | Preset) -> Preset:
+    """The preset whose teacher ``preset`` uses: the one named by ``teacher_preset``, else
+    ``preset`` itself (its recipe and data split decide whether the shared teacher is current)."""
+    preset = get_preset(preset)
+    return get_preset(preset.teacher_preset) if preset.teacher_preset else preset
+
+
+def expected_teacher_run(preset: str | Preset) -> dict:
+    """The ``config`` a current record of the preset's teacher (``teacher/1.json``) must hold."""
+    owner = teacher_owner(preset)
+    return run_config(owner, "teacher", 1, teacher_config(owner), None, owner.teacher_model)
+
+
+def _train_differs(saved, want: dict) -> bool:
+    """Whether a record's ``train`` settings differ from ``want``; a setting the record lacks
+    counts as equal when today's value is the :class:`TrainConfig` default (a field added
+    later does not make every old record stale)."""
+    if not isinstance(saved, dict):
+        return True
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    missing = object()
+    return any(saved.get(k, defaults.get(k, missing)) != v for k, v in want.items()) \
+        or any(k not in want for k in saved)
+
+
+def _changed_settings(config: dict, want: dict) -> list[str]:
+    return [k for k in want if (_train_differs(config.get(k), want[k]) if k == "train"
+                                else config.get(k) != want[k])]
+
+
+def code_reason(origin: dict, root: str | Path | None = None) -> str | None:
+    """Why the code a record names (``provenance["code"]``) is not today's, None when it is
+    (unchanged, or vouched for by ``<results>/code-equivalence.json``)."""
+    recorded = origin.get("code")
+    if not recorded:
+        return "it was recorded before code fingerprints"
+    today = code_fingerprint()
+    changed = code_changes(recorded, today)
+    if not changed or equivalent_code(recorded, today, load_equivalences(results_root(root))):
+        return None
+    more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
+    return f"the code changed since it was recorded: {', '.join(changed[:3])}{more}"
+
+
 def stale_reason(record: dict, preset: str | Preset, experiment: str, seed: int,
-                 teacher_sha256: str | None, epochs: int | None = None) -> str | None:
-    """Why a saved record no longer answers this run (None when it is current): its
-    settings differ from today's, or it was trained with another teacher."""
-    want = expected_run(preset, experiment, seed, epochs)
-    changed = [k for k in want if record.get("config", {}).get(k) != want[k]]
+                 teacher_sha256: str | None, epochs: int | None = None,
+                 data_identity: dict | None = None, root: str | Path | None = None,
+                 ) -> str | None:
+    """Why a saved record no longer answers this run, None when it is current. The one check
+    of every path (grid, cluster, notebooks, figures). It compares, in this order: the
+    settings (``config``, naming the keys), the teacher (``teacher_sha256``: the sha256 of
+    the teacher file a distillation run must have used; for ``experiment="teacher"`` that of
+    its own ``model.pt``), the data (``data_identity``, today's ``Dataset.identity()``) and
+    the code (:func:`code_reason`). ``None`` for ``teacher_sha256`` / ``data_identity``
+    skips that comparison."""
+    teacher = experiment == "teacher"
+    want = expected_teacher_run(preset) if teacher else expected_run(preset, experiment, seed,
+                                                                      epochs)
+    changed = _changed_settings(record.get("config", {}), want)
     if changed:
         return f"its settings changed ({', '.join(changed)})"
-    had = record.get("provenance", {}).get("teacher_sha256")
+    origin = record.get("provenance") or {}
+    had = origin.get("model_sha256" if teacher else "teacher_sha256")
     if teacher_sha256 is not None and had != teacher_sha256:
-        return "it was trained with another teacher"
-    return None
+        return ("its model.pt is not the file it recorded" if teacher
+                else "it was trained with another teacher")
+    if data_identity is not None and origin.get("data") != data_identity:
+        return "it was trained on other data (dataset identity differs)"
+    return code_reason(origin, root)
 
 
 def run_experiment(preset: str | Preset, experiment: str | Experiment, seed: int,
@@ -468,25 +557,77 @@ def teacher_accuracy(preset: str | Preset, root: str | Path | None = None) -> fl
     return load_record(path)["final"]["test_acc"] if path.is_file() else None
 
 
+def saved_student_reason(preset: str | Preset, experiment: str, seed: int = 1,
+                         root: str | Path | None = None,
+                         data_identity: dict | None = None) -> str | None:
+    """Why the saved student ``<seed>.pt`` cannot be used, None when its record ``<seed>.json``
+    is current (:func:`stale_reason`: settings, the saved teacher's sha256, data, code)."""
+    spec = get_preset(preset)
+    record_path = result_path(spec, experiment, seed, root)
+    if not student_path(spec, experiment, seed, root).is_file():
+        return "it was never saved"
+    if not record_path.is_file():
+        return f"it has no record {record_path.name} to check it against"
+    uses_teacher = get_experiment(experiment).objective().needs_teacher
+    saved_teacher = teacher_path(spec, root)
+    sha = file_sha256(saved_teacher) if uses_teacher and saved_teacher.is_file() else None
+    if uses_teacher and sha is None:
+        return "its teacher is not saved"
+    return stale_reason(load_record(record_path), spec, experiment, seed, sha,
+                        data_identity=data_identity, root=root)
+
+
+def _fix(spec: Preset, experiment: str, seed: int) -> str:
+    return (f"run `python -m tkd reproduce --preset {spec.name} --experiments {experiment} "
+            f"--seeds {seed}`")
+
+
+def load_student(preset: str | Preset, experiment: str, seed: int = 1,
+                 root: str | Path | None = None, device: str | None = None,
+                 data_identity: dict | None = None) -> torch.nn.Module:
+    """The saved student of ``experiment`` x ``seed`` in eval mode, only if its record is
+    current (:func:`saved_student_reason`; ``data_identity`` defaults to the preset's data
+    loaded now); ``ValueError`` saying why and how to fix it otherwise."""
+    spec = get_preset(preset)
+    identity = data_identity if data_identity is not None else load_data(spec).identity()
+    reason = saved_student_reason(spec, experiment, seed, root, identity)
+    if reason is not None:
+        raise ValueError(f"the saved {spec.name}/{experiment} seed {seed} cannot be used: "
+                         f"{reason}; {_fix(spec, experiment, seed)}")
+    return load_model(student_path(spec, experiment, seed, root), device or "cpu")
+
+
 def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: torch.nn.Module,
                           seed: int = 1, epochs: int | None = None,
                           root: str | Path | None = None, device: str | None = None,
-                          log=print) -> torch.nn.Module:
-    """The student of ``experiment``, loaded from :func:`student_path` if saved, else trained
-    with the preset's settings (:func:`train_student`) for at most ``epochs`` epochs (None:
-    the preset's; only a run of the preset's length is saved). Returned in eval mode."""
+                          log=print, retrain: bool | None = None) -> torch.nn.Module:
+    """The student of ``experiment``: loaded from :func:`student_path` if saved and its record
+    is current (:func:`saved_student_reason`), else trained with the preset's settings for at
+    most ``epochs`` epochs (None: the preset's). Only a run of the preset's length is saved,
+    with its record (:func:`run_experiment`; ``teacher`` must be the preset's saved one). A
+    saved student that is stale is retrained when ``retrain`` (default: when ``epochs`` is
+    the preset's length), else ``ValueError`` says why and how to fix it. Returned in eval
+    mode."""
     spec = get_preset(preset)
+    epochs = min(epochs or spec.epochs, spec.epochs)
     path = student_path(spec, experiment, seed, root)
     if path.is_file():
-        log(f"{experiment}: loaded {path.name}")
+        reason = saved_student_reason(spec, experiment, seed, root, data.identity())
+        if reason is None:
+            log(f"{experiment}: loaded {path.name}")
+            return load_model(path, device or "cpu")
+        if not (epochs == spec.epochs if retrain is None else retrain):
+            raise ValueError(f"the saved {spec.name}/{experiment} seed {seed} is stale: "
+                             f"{reason}; {_fix(spec, experiment, seed)}, or pass retrain=True")
+        log(f"{experiment}: the saved {path.name} is stale ({reason}); retraining")
+    uses_teacher = get_experiment(experiment).objective().needs_teacher
+    if epochs == spec.epochs and (not uses_teacher or teacher_path(spec, root).is_file()):
+        record = run_experiment(spec, experiment, seed, data, teacher, root=root, device=device)
+        log(f"{experiment}: trained {epochs} epochs, test accuracy "
+            f"{record['final']['test_acc']:.3f}")
         return load_model(path, device or "cpu")
-    epochs = min(epochs or spec.epochs, spec.epochs)
     model, history, _ = train_student(spec, experiment, seed, data, teacher, device=device,
                                       epochs=epochs)
     log(f"{experiment}: trained {epochs} epochs, test accuracy "
         f"{history['test_acc'].iloc[-1]:.3f}")
-    if epochs == spec.epochs:
-        save_model(path, model, spec.student_model, data.num_classes, data.in_channels,
-                   data.image_size, dataset=spec.dataset, preset=spec.name,
-                   experiment=experiment, seed=seed)
     return model.eval()

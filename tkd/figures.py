@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -32,14 +33,18 @@ from tkd.experiments import (  # noqa: E402
     EXPERIMENTS,
     MAIN,
     MINED,
+    PRESETS,
     SWEEP_NAMES,
     get_preset,
+    load_data,
     project_root,
     results_root,
+    stale_reason,
+    teacher_path,
 )
 from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.plots import save_figure  # noqa: E402
-from tkd.results import history_frame, load_record  # noqa: E402
+from tkd.results import file_sha256, history_frame, load_record  # noqa: E402
 from tkd.stats import convergence_gap, has_converged, paired_difference, reading  # noqa: E402
 
 CURVE_EXPERIMENTS = ["ce", "kd-t4", "triplet", "triplet-kd"]
@@ -75,10 +80,42 @@ def load_failures(preset: str, root: str | Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["experiment", "seed", "error"])
 
 
-def runs_frame(records: list[dict]) -> pd.DataFrame:
+@lru_cache(maxsize=8)
+def _data_identity(preset: str) -> dict | None:
+    """Today's identity of a preset's data; None when the data cannot be loaded here."""
+    try:
+        return load_data(preset).identity()
+    except Exception:  # noqa: BLE001 - no data here: the data comparison is skipped
+        return None
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: Path, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def record_stale_reason(record: dict, root: str | Path | None = None) -> str | None:
+    """Why a record is stale (:func:`tkd.experiments.stale_reason` against its preset, the
+    teacher saved under ``root``, today's data when it can be loaded, and today's code);
+    None when it is current."""
+    config = record.get("config", {})
+    preset, name = config.get("preset"), config.get("experiment")
+    if preset not in PRESETS or (name != "teacher" and name not in EXPERIMENTS):
+        return f"it names no known preset and experiment ({preset}/{name})"
+    saved = teacher_path(preset, root)
+    uses_teacher = name == "teacher" or EXPERIMENTS[name].objective().needs_teacher
+    sha = _sha256(saved, saved.stat().st_mtime_ns) if uses_teacher and saved.is_file() else None
+    return stale_reason(record, preset, name, config.get("seed"), sha,
+                        data_identity=_data_identity(preset), root=root)
+
+
+def runs_frame(records: list[dict], root: str | Path | None = None,
+               check: bool = True) -> pd.DataFrame:
     """One row per run: experiment, method, seed, margin, temperature, negatives, epochs,
     final train/validation/test accuracy, test accuracy at the epoch of best validation
-    accuracy, the convergence gap (points) and verdict, device and wall seconds."""
+    accuracy, the convergence gap (points) and verdict, device, wall seconds, and ``stale``:
+    why the record no longer answers today's code and settings (:func:`record_stale_reason`
+    with the results root ``root``), empty when current or when ``check`` is False."""
     rows = []
     for r in records:
         config, objective = r["config"], r["config"].get("objective") or {}
@@ -99,6 +136,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "converged": has_converged(val) if len(val) else False,
             "device": r.get("environment", {}).get("device_name", ""),
             "wall_seconds": r["wall_seconds"],
+            "stale": (record_stale_reason(r, root) or "") if check else "",
         })
     return pd.DataFrame(rows)
 
@@ -123,15 +161,20 @@ def _label(name: str) -> str:
     return EXPERIMENTS[name].label if name in EXPERIMENTS else name
 
 
-def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None) -> pd.DataFrame:
+def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
+                     failures: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean ± std over seeds (in %), one row per experiment.
 
-    Columns: experiment, method, seeds, epochs, test_mean, test_std (last epoch),
-    test_at_best_val_mean, val_mean, train_mean, train_std, best_test_mean, converged (runs
-    meeting the rule), devices, minutes (mean wall time per run), compute_minutes (all seeds).
+    Columns: experiment, method, seeds (finished runs), epochs, test_mean, test_std (last
+    epoch), test_at_best_val_mean, val_mean, train_mean, train_std, best_test_mean, converged
+    (finished runs meeting the rule), devices, minutes (mean wall time per run),
+    compute_minutes (all seeds), stale (runs whose record is stale) and diverged (runs of
+    ``failures``, :func:`load_failures`, that stopped on a NaN/inf loss).
     """
     if experiments is not None:
         runs = runs[runs.experiment.isin(experiments)]
+    diverged = failures.experiment.value_counts() if failures is not None and len(failures) \
+        else pd.Series(dtype=int)
     rows = []
     for name, group in runs.groupby("experiment"):
         rows.append({
@@ -146,6 +189,8 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None) -
             "devices": ", ".join(sorted(set(group.device))),
             "minutes": group.wall_seconds.mean() / 60,
             "compute_minutes": group.wall_seconds.sum() / 60,
+            "stale": int((group.stale != "").sum()) if "stale" in group else 0,
+            "diverged": int(diverged.get(name, 0)),
         })
     table = pd.DataFrame(rows)
     if len(table):
@@ -168,11 +213,29 @@ def table_markdown(table: pd.DataFrame) -> str:
              "| val. acc. (%) | train acc. (%) | converged | compute (min) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in table.itertuples():
-        lines.append(f"| `{row.experiment}` | {row.method} | {row.seeds} | "
+        lines.append(f"| `{row.experiment}` | {row.method} | {_seeds_cell(row)} | "
                      f"{_pm(row.test_mean, row.test_std)} | {row.test_at_best_val_mean:.2f} | "
                      f"{row.val_mean:.2f} | {_pm(row.train_mean, row.train_std)} | "
                      f"{row.converged} | {row.compute_minutes:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _seeds_cell(row) -> str:
+    """Runs of an experiment: the finished ones plus the diverged, with notes, e.g.
+    ``3 (2 diverged)`` or ``5 (1 stale)``."""
+    diverged, stale = getattr(row, "diverged", 0), getattr(row, "stale", 0)
+    notes = [f"{n} {word}" for n, word in ((stale, "stale"), (diverged, "diverged")) if n]
+    return f"{row.seeds + diverged}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def stale_warning(runs: pd.DataFrame) -> str | None:
+    """One line naming the stale runs of ``runs`` and how to rerun them; None if none."""
+    stale = runs[runs.stale != ""] if "stale" in runs else runs.iloc[:0]
+    if not len(stale):
+        return None
+    names = ", ".join(f"{r.experiment} seed {r.seed} ({r.stale})" for r in stale.itertuples())
+    return (f"warning: {len(stale)} stale record(s), rerun them with `python -m tkd "
+            f"reproduce`: {names}")
 
 
 def best_on_validation(runs: pd.DataFrame, candidates: list[str]) -> str | None:
@@ -204,7 +267,7 @@ def paired_table(preset: str, root: str | Path | None = None) -> pd.DataFrame:
     """The headline paired differences of final test accuracy (points) over common seeds:
     columns a, b, seeds, difference, std, ci_low, ci_high, reading."""
     runs = runs_frame([r for r in load_records(preset, root)
-                       if r["config"]["experiment"] != "teacher"])
+                       if r["config"]["experiment"] != "teacher"], check=False)
     rows = []
     for a, b in headline_pairs(runs) if len(runs) else []:
         acc = {name: 100 * runs[runs.experiment == name].set_index("seed").test_acc
@@ -231,7 +294,8 @@ def verdict(preset: str, root: str | Path | None = None) -> str:
     student alone) checked pair by pair with the paired 95 % intervals, the best mined
     triplet, and any student that beats its teacher. Read from the records alone."""
     records = load_records(preset, root)
-    runs = runs_frame([r for r in records if r["config"]["experiment"] != "teacher"])
+    runs = runs_frame([r for r in records if r["config"]["experiment"] != "teacher"],
+                      check=False)
     if not len(runs):
         return (f"No records for preset {preset!r} yet: run "
                 f"`python -m tkd reproduce --preset {preset}`.")
@@ -409,9 +473,11 @@ def plot_sweep(runs: pd.DataFrame, kind: str, reference: pd.DataFrame | None = N
 
 
 def build_figures(preset: str = "quick", root: str | Path | None = None,
-                  out: str | Path | None = None) -> list[Path]:
+                  out: str | Path | None = None, log=print) -> list[Path]:
     """Rebuild every table and figure of ``preset`` from its results files; returns the paths
-    written under ``<out>/<preset>/``. Raises ``FileNotFoundError`` if there are no results."""
+    written under ``<out>/<preset>/``. Stale records are marked (``runs.csv``'s ``stale``
+    column, the comparison's seeds cell) and named in a warning passed to ``log``. Raises
+    ``FileNotFoundError`` if there are no results."""
     name = get_preset(preset).name
     records = load_records(name, root)
     if not records:
@@ -419,8 +485,11 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
                                 f"; run `python -m tkd reproduce --preset {name}` first")
     folder = figures_root(out) / name
     folder.mkdir(parents=True, exist_ok=True)
-    runs = runs_frame(records)
-    table = comparison_table(runs, ["teacher", *MAIN])
+    runs = runs_frame(records, root)
+    warning = stale_warning(runs)
+    if warning:
+        log(warning)
+    table = comparison_table(runs, ["teacher", *MAIN], load_failures(name, root))
     written = [folder / "comparison.csv", folder / "comparison.md"]
     atomic_write_csv(table, written[0], float_format="%.4f")
     atomic_write_text(written[1], table_markdown(table))

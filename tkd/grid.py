@@ -16,7 +16,6 @@ import signal
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -30,7 +29,6 @@ from tkd.experiments import (
     result_path,
     run_experiment,
     stale_reason,
-    teacher_config,
     teacher_logits,
     teacher_path,
     train_teacher,
@@ -47,8 +45,9 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
     """Run a preset end to end: the teacher first (trained once, retrained when its recipe
     changed), then every run of :func:`tkd.experiments.plan` without a current record.
 
-    A record is reused only when its settings and teacher hash match today's; a stale one is
-    rerun, with a log line saying why. Returns the results paths of all planned runs.
+    A record is reused only when :func:`tkd.experiments.stale_reason` finds it current
+    (settings, teacher hash, data and code as today's); a stale one is rerun, with a log line
+    saying why. Returns the results paths of all planned runs.
     ``progress``: a bar over the runs (default: only in a terminal).
     """
     preset = get_preset(preset)
@@ -59,11 +58,12 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
     threads = threads or preset.threads or max(1, (os.cpu_count() or 1) // jobs)
     torch.set_num_threads(threads)  # the teacher too: runs must not depend on what ran before
     start = time.perf_counter()
-    teacher_state = _teacher_state(preset, root)
-    train_teacher(preset, data, root, device, force=teacher_state == "stale")
-    log(f"[{preset.name}] teacher {'loaded' if teacher_state == 'current' else 'trained'} "
-        f"({time.perf_counter() - start:.1f} s)")
-    todo = _pending(preset, runs, root, epochs, log)
+    identity = data.identity()
+    state, why = teacher_state(preset, root, identity)
+    train_teacher(preset, data, root, device, force=state == "stale")
+    log(f"[{preset.name}] teacher {'loaded' if state == 'current' else 'trained'} "
+        f"({time.perf_counter() - start:.1f} s)" + (f"; it was stale: {why}" if why else ""))
+    todo = pending_runs(preset, runs, root, epochs, identity, log)
     tasks = [(preset, name, seed, None if root is None else str(root),
               _device_for(device, k), None if data_root is None else str(data_root), epochs,
               tensorboard) for k, (name, seed) in enumerate(todo)]
@@ -74,41 +74,45 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
     return [result_path(preset, name, seed, root) for name, seed in runs]
 
 
-def _teacher_state(preset, root) -> str:
-    """"missing", "current", or "stale" (its record's recipe, model or data split differs
-    from today's)."""
-    record_path = teacher_path(preset, root).with_name("1.json")
-    if not teacher_path(preset, root).is_file():
-        return "missing"
+def teacher_state(preset, root=None, data_identity: dict | None = None) -> tuple[str, str | None]:
+    """``("missing" | "current" | "stale", why stale)`` of the preset's saved teacher, judged by
+    :func:`tkd.experiments.stale_reason` against the recipe and split of the preset that owns
+    the teacher (``teacher_preset``), the sha256 of its ``model.pt``, the data and the code."""
+    model = teacher_path(preset, root)
+    if not model.is_file():
+        return "missing", None
+    record_path = model.with_name("1.json")
     if not record_path.is_file():
-        return "stale"
-    config = load_record(record_path)["config"]
-    saved, want = config["train"], asdict(teacher_config(preset))
-    same_data = (config.get("model"), config.get("dataset"), config.get("validation"),
-                 config.get("subset")) == (preset.teacher_model, preset.dataset,
-                                           preset.validation, preset.subset)
-    return "current" if same_data and all(saved.get(k) == want.get(k) for k in saved) else "stale"
+        return "stale", "it has no record (teacher/1.json)"
+    reason = stale_reason(load_record(record_path), preset, "teacher", 1, file_sha256(model),
+                          data_identity=data_identity, root=root)
+    return ("current", None) if reason is None else ("stale", reason)
 
 
-def _pending(preset, runs, root, epochs, log) -> list[tuple[str, int]]:
-    """The runs without a current record; stale records' checkpoints are cleared."""
-    sha = file_sha256(teacher_path(preset, root))
+def pending_runs(preset, runs, root, epochs, data_identity: dict | None, log,
+                 new_teacher: bool = False) -> list[tuple[str, int]]:
+    """The runs of ``runs`` without a current record (:func:`tkd.experiments.stale_reason`);
+    stale records' checkpoints are cleared, a stale ``.failed.json`` is removed (the run is
+    retried). ``new_teacher``: the teacher is about to be (re)trained, so every run that uses
+    it is pending. Shared by :func:`reproduce` and :func:`tkd.cluster.submit_grid`."""
+    saved = teacher_path(preset, root)
+    sha = file_sha256(saved) if saved.is_file() else None
     todo = []
     for name, seed in runs:
         path = result_path(preset, name, seed, root)
-        failed = failed_path(path)
         uses_teacher = get_experiment(name).objective().needs_teacher
+        check = (preset, name, seed, sha if uses_teacher else None, epochs, data_identity,
+                 root, uses_teacher and new_teacher)
+        failed = failed_path(path)
         if failed.is_file() and not path.is_file():
-            old = load_record(failed)  # retried with other settings or another teacher
-            if stale_reason(old, preset, name, seed, sha if uses_teacher else None,
-                            epochs) is None:
+            old = load_record(failed)  # retried with other settings, teacher, data or code
+            if _reason(old, *check) is None:
                 log(f"[{preset.name}] {name} seed {seed}: diverged before ({old['error'][:80]}"
                     f"...), not retried; delete {failed.name} to retry")
                 continue
             failed.unlink()
         if path.is_file():
-            reason = stale_reason(load_record(path), preset, name, seed,
-                                  sha if uses_teacher else None, epochs)
+            reason = _reason(load_record(path), *check)
             if reason is None:
                 log(f"[{preset.name}] {name} seed {seed}: up to date, skipped")
                 continue
@@ -116,6 +120,13 @@ def _pending(preset, runs, root, epochs, log) -> list[tuple[str, int]]:
             shutil.rmtree(path.with_name(f"{seed}.run"), ignore_errors=True)
         todo.append((name, seed))
     return todo
+
+
+def _reason(record, preset, name, seed, sha, epochs, data_identity, root,
+            retraining: bool) -> str | None:
+    if retraining:
+        return "its teacher is being retrained"
+    return stale_reason(record, preset, name, seed, sha, epochs, data_identity, root)
 
 
 def _device_for(device: str | None, k: int) -> str | None:

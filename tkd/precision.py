@@ -93,3 +93,18 @@ def make_scaler(precision: str, device: torch.device | str) -> torch.amp.GradSca
     if not hasattr(torch.amp, "GradScaler"):  # torch 2.2 has only the CUDA one
         return torch.cuda.amp.GradScaler()
     return torch.amp.GradScaler(torch.device(device).type)
+
+
+def set_tf32(precision: str, device: torch.device | str) -> None:
+    """On CUDA, an fp32 run computes in true float32: TF32 matmuls and cuDNN convolutions are
+    turned off (PyTorch lets cuDNN use TF32 by default). Other precisions and devices: no
+    change. Not restored afterwards."""
+    if precision == "fp32" and torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def tf32_state() -> dict:
+    """Whether CUDA matmuls and cuDNN convolutions may use TF32 now."""
+    return {"matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn": bool(torch.backends.cudnn.allow_tf32)}

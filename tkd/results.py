@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from tkd.files import atomic_write_json
+from tkd.provenance import code_fingerprint
 
 
 def environment_info(device: str | torch.device) -> dict:
@@ -25,7 +26,7 @@ def environment_info(device: str | torch.device) -> dict:
 
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {
+    info = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -34,6 +35,23 @@ def environment_info(device: str | torch.device) -> dict:
         "device_name": name or platform.machine(),
         "threads": torch.get_num_threads(),
     }
+    return {**info, **_cuda_info()} if device.type == "cuda" else info
+
+
+def _cuda_info() -> dict:
+    """CUDA and cuDNN versions, the driver version (None if nvidia-smi cannot say) and
+    whether TF32 was allowed."""
+    from tkd.precision import tf32_state
+
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version",
+                               "--format=csv,noheader"], capture_output=True, text=True,
+                              timeout=10)
+        driver = done.stdout.split("\n")[0].strip() if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        driver = None
+    return {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "driver": driver or None, "tf32": tf32_state()}
 
 
 def file_sha256(path: str | Path) -> str:
@@ -74,9 +92,11 @@ def git_state(folder: str | Path | None = None) -> dict:
 def provenance(data, teacher_file: str | Path | None, root: str | Path | None = None) -> dict:
     """Where a run's numbers come from: the code's git commit (and whether the tree was
     dirty), the teacher file's sha256 and the dataset's identity (name, split sizes, label
-    hashes). Holds no absolute path."""
+    hashes) and the fingerprint of the code that decides training
+    (:func:`tkd.provenance.code_fingerprint`). Holds no absolute path."""
     return {**git_state(), "teacher_sha256": None if teacher_file is None
-            else file_sha256(teacher_file), "data": data.identity()}
+            else file_sha256(teacher_file), "data": data.identity(),
+            "code": code_fingerprint()}
 
 
 def make_record(config: dict, history: pd.DataFrame, device: str | torch.device,

@@ -40,7 +40,7 @@ from tkd.checkpoint import (
 from tkd.data import Dataset, NegativeSampler, TensorSplit, augment, fixed_negatives, to_float
 from tkd.losses import ObjectiveConfig, objective
 from tkd.miners import mine_negatives
-from tkd.precision import autocast_dtype, make_scaler, pick_precision
+from tkd.precision import autocast_dtype, make_scaler, pick_precision, set_tf32
 
 
 @dataclass
@@ -394,6 +394,7 @@ def setup(model: nn.Module, data: Dataset, config: TrainConfig, obj: ObjectiveCo
     (unless augmentation needs fresh ones) and build optimiser, scheduler and buffers."""
     device = pick_device(config.device)
     precision = pick_precision(device, config.precision)
+    set_tf32(precision, device)
     # channels_last helps oneDNN's CPU convolutions as much as cuDNN's (about 2x measured on
     # the paper's student on a 2-core CPU); MPS is left in its default layout.
     memory_format = (torch.channels_last if config.channels_last and device.type in ("cuda", "cpu")

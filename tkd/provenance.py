@@ -1,0 +1,132 @@
+"""The identity of the code that decides training, and which records it makes stale.
+
+:func:`code_fingerprint` hashes the modules whose code decides a run's numbers
+(:data:`CODE_MODULES`) one top-level definition at a time. A record stores the fingerprint it
+was trained with (``provenance["code"]``); :func:`code_changes` lists the definitions that have
+changed or gone since. Behaviour-preserving changes are vouched for in
+``results/code-equivalence.json`` (written by ``python -m tkd equivalence``, see
+:mod:`tkd.equivalence`), read by :func:`equivalent_code`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+CODE_MODULES = ("losses", "miners", "models", "data", "train")
+MODULE_LEVEL = "<module-level>"
+EQUIVALENCE_FILE = "code-equivalence.json"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` without the docstrings of its module, classes and functions."""
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, kinds) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def source_fingerprint(module: str, source: str) -> dict[str, str]:
+    """The fingerprint of one module's source: ``"tkd.<module>.<name>"`` -> hash for every
+    top-level function and class, and one ``"tkd.<module>.<module-level>"`` entry for all
+    other top-level statements (imports, constants)."""
+    tree = _strip_docstrings(ast.parse(source))
+    entries, rest = {}, []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            entries[f"tkd.{module}.{node.name}"] = _digest(ast.dump(node))
+        else:
+            rest.append(ast.dump(node))
+    entries[f"tkd.{module}.{MODULE_LEVEL}"] = _digest("\n".join(rest))
+    return entries
+
+
+def code_fingerprint(source_root: str | Path | None = None) -> dict[str, str]:
+    """Hashes of the code that decides training: every top-level definition of
+    ``tkd/{losses,miners,models,data,train}.py`` under ``source_root`` (default: this
+    package's project folder), see :func:`source_fingerprint`.
+
+    Why per definition, on the syntax tree without docstrings: adding a new function (say a
+    new loss) leaves the hashes of the old ones as they were, so old records stay current;
+    changing or removing a definition makes the records that used it stale; docstring,
+    comment and formatting edits change no hash at all."""
+    root = Path(source_root) if source_root is not None else PACKAGE_ROOT
+    if source_root is None:
+        return dict(_cached_today())
+    return _fingerprint_files(root)
+
+
+def _fingerprint_files(root: Path) -> dict[str, str]:
+    entries: dict[str, str] = {}
+    for module in CODE_MODULES:
+        entries.update(source_fingerprint(module, (root / "tkd" / f"{module}.py").read_text()))
+    return entries
+
+
+@lru_cache(maxsize=1)
+def _cached_today() -> tuple:
+    return tuple(sorted(_fingerprint_files(PACKAGE_ROOT).items()))
+
+
+def commit_fingerprint(commit: str, repo: str | Path | None = None) -> dict[str, str]:
+    """:func:`code_fingerprint` of the files at git ``commit`` (``git show <commit>:tkd/...``)
+    of the repository at ``repo`` (default: this package's project folder)."""
+    entries: dict[str, str] = {}
+    for module in CODE_MODULES:
+        done = subprocess.run(["git", "-C", str(repo or PACKAGE_ROOT), "show",
+                               f"{commit}:tkd/{module}.py"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ValueError(f"cannot read tkd/{module}.py at commit {commit}: "
+                             f"{done.stderr.strip()}")
+        entries.update(source_fingerprint(module, done.stdout))
+    return entries
+
+
+def fingerprint_digest(fingerprint: dict[str, str]) -> str:
+    """One short hash of a whole fingerprint (the key of an equivalence entry)."""
+    return _digest(json.dumps(fingerprint, sort_keys=True))
+
+
+def code_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """The definitions of ``old`` that ``new`` changed or removed (added ones do not count)."""
+    return sorted(name for name, digest in old.items() if new.get(name) != digest)
+
+
+def load_equivalences(results: str | Path | None) -> list[dict]:
+    """The entries of ``<results>/code-equivalence.json`` (empty when there is none)."""
+    if results is None:
+        return []
+    path = Path(results) / EQUIVALENCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def equivalent_code(old: dict[str, str], new: dict[str, str],
+                    entries: list[dict]) -> bool:
+    """Whether code fingerprinted ``old`` behaves as ``new``: no definition of ``old`` changed,
+    or a chain of equivalence entries leads from ``old`` to a fingerprint whose definitions
+    ``new`` all keeps."""
+    seen: set[str] = set()
+    frontier = [old]
+    while frontier:
+        code = frontier.pop()
+        if not code_changes(code, new):
+            return True
+        digest = fingerprint_digest(code)
+        if digest in seen:
+            continue
+        seen.add(digest)
+        frontier += [e["to_code"] for e in entries if e.get("from") == digest and "to_code" in e]
+    return False
