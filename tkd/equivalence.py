@@ -71,8 +71,9 @@ def train(run, teacher=None):
     seed_everything(run["seed"])
     model = build_model(run["model"], data.num_classes, data.in_channels, data.image_size)
     objective = method_config(run["method"], **run["overrides"]) if run["method"] else None
+    uses_teacher = objective is not None and objective.needs_teacher  # as the grid does
     history = fit(model, data, config(run["lr"], run["weight_decay"], run["seed"]), objective,
-                  teacher)
+                  teacher if uses_teacher else None)
     return model, {"history": history.to_dict(orient="list"), "weights": weights(model)}
 
 
