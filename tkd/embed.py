@@ -97,7 +97,8 @@ def shared_map(teacher: np.ndarray, students: dict[str, np.ndarray], labels: np.
     """Teacher logits (N, classes) and each student's (N, classes) in one map fitted on all.
 
     Returns a long table with one row per model and sample: ``model`` ("teacher" or the
-    student's name), ``sample`` (0..N-1), ``label``, ``x``, ``y``.
+    student's name), ``sample`` (0..N-1), ``label``, ``x``, ``y``; ``table.attrs`` holds the
+    ``method`` and, for PCA, ``explained_variance`` (the share of variance along x and y).
     """
     names = ["teacher", *students]
     arrays = [teacher, *students.values()]
@@ -111,6 +112,13 @@ def shared_map(teacher: np.ndarray, students: dict[str, np.ndarray], labels: np.
                             "x": xy[:, 0], "y": xy[:, 1]}) for name, xy in zip(names, coords)]
     table = pd.concat(frames, ignore_index=True)
     table["model"] = pd.Categorical(table["model"], categories=names)
+    table.attrs["method"] = method  # the plots label their axes from it
+    if method == "pca":  # share of the stacked logits' variance along PC1 and PC2
+        from sklearn.decomposition import PCA
+
+        stacked = np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays])
+        table.attrs["explained_variance"] = [
+            float(v) for v in PCA(2, random_state=seed).fit(stacked).explained_variance_ratio_]
     return table
 
 

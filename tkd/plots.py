@@ -43,12 +43,22 @@ def _pair_lines(ax, teacher: pd.DataFrame, student: pd.DataFrame, pairs: int, se
         ax.plot([x0, x1], [y0, y1], color="0.35", linewidth=0.6, alpha=0.6, zorder=0)
 
 
-def _finish(ax, title: str) -> None:
+def _finish(ax, title: str, table: pd.DataFrame | None = None, ylabel: bool = True) -> None:
+    """Title and axis labels of one map panel: PCA axes are lengths in logit space (labelled
+    with their share of variance, ticks kept); UMAP and t-SNE axes have no units (no ticks)."""
     ax.set_title(title)
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    method = table.attrs.get("method") if table is not None else None
+    if method == "pca":
+        shares = table.attrs.get("explained_variance", [])
+        x, y = (f"PC{k + 1} (logit units" + (f", {100 * shares[k]:.0f} % of variance)"
+                                              if len(shares) > k else ")") for k in (0, 1))
+    else:
+        name = {"umap": "UMAP", "tsne": "t-SNE"}.get(method, "map")
+        x, y = f"{name} 1 (no units)", f"{name} 2 (no units)"
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y if ylabel else "")
 
 
 def _class_legend(fig: Figure, palette: dict, class_names: list[str] | None) -> None:
@@ -67,13 +77,14 @@ def plot_teacher_student(table: pd.DataFrame, student: str, pairs: int = 40, see
     fig = Figure(figsize=(14, 4.6))
     axes = fig.subplots(1, 3, sharex=True, sharey=True)
     _scatter(axes[0], teacher_pts, palette)
-    _finish(axes[0], "teacher")
+    _finish(axes[0], "teacher", table)
     _scatter(axes[1], student_pts, palette)
-    _finish(axes[1], f"student: {student}")
+    _finish(axes[1], f"student: {student}", table, ylabel=False)
     _pair_lines(axes[2], teacher_pts, student_pts, pairs, seed)
     _scatter(axes[2], teacher_pts, palette, alpha=0.35)
     _scatter(axes[2], student_pts, palette, marker="X", size=22)
-    _finish(axes[2], f"overlay (dots: teacher, crosses: student; {pairs} pairs joined)")
+    _finish(axes[2], f"overlay (dots: teacher, crosses: student; {pairs} pairs joined)",
+            table, ylabel=False)
     _class_legend(fig, palette, class_names)
     fig.tight_layout(rect=(0, 0, 0.91, 1))
     return fig
@@ -89,30 +100,47 @@ def plot_students(table: pd.DataFrame, students: list[str] | None = None, pairs:
     teacher_pts = table[table.model == "teacher"]
     fig = Figure(figsize=(4.6 * len(students) + 0.8, 4.6))
     axes = fig.subplots(1, len(students), sharex=True, sharey=True, squeeze=False)
-    for ax, name in zip(axes[0], students):
+    for i, (ax, name) in enumerate(zip(axes[0], students)):
         student_pts = table[table.model == name]
         _pair_lines(ax, teacher_pts, student_pts, pairs, seed)
         _scatter(ax, teacher_pts, palette, alpha=0.2, size=10)
         _scatter(ax, student_pts, palette, marker="X", size=20)
-        _finish(ax, (titles or {}).get(name, name))
+        _finish(ax, (titles or {}).get(name, name), table, ylabel=i == 0)
     _class_legend(fig, palette, class_names)
     fig.tight_layout(rect=(0, 0, 0.92, 1))
     return fig
 
 
-def plot_metrics(metrics: pd.DataFrame, columns: list[str] | None = None) -> Figure:
-    """Bar charts of :func:`tkd.embed.metrics_table` columns, one small panel per number."""
+METRIC_AXES = {  # column of tkd.embed.metrics_table -> (panel title, y-axis label with units)
+    "accuracy": ("test accuracy", "share of test images"),
+    "distance": ("distance to the teacher", "mean ||t(x) - s(x)|| (logit units)"),
+    "agreement": ("agreement with the teacher", "share of images, same top class"),
+    "kl": ("KL(teacher || student)", "mean KL at T = 1 (nats)"),
+    "margin_satisfied": ("triplets with zero loss", "share of test triplets (m = 5)"),
+    "silhouette": ("class separation", "silhouette of the logits (-1 to 1)"),
+    "knn_purity": ("10-NN purity", "share of neighbours of the same class"),
+}
+
+
+def plot_metrics(metrics: pd.DataFrame, columns: list[str] | None = None,
+                 title: str | None = None) -> Figure:
+    """Bar charts of :func:`tkd.embed.metrics_table` columns, one small panel per number, each
+    titled and with its unit on the y axis (:data:`METRIC_AXES`)."""
     columns = columns or ["distance", "agreement", "kl", "margin_satisfied", "silhouette"]
-    fig = Figure(figsize=(2.9 * len(columns), 3.4))
+    fig = Figure(figsize=(3.1 * len(columns), 3.6))
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     models = list(metrics.index)
     for ax, column in zip(axes, columns):
         sns.barplot(x=models, y=metrics[column].to_numpy(), hue=models, palette="deep",
                     legend=False, ax=ax)
-        ax.set_title(column)
+        name, unit = METRIC_AXES.get(column, (column, column))
+        ax.set_title(name)
+        ax.set_ylabel(unit)
         ax.tick_params(axis="x", rotation=45)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
