@@ -2,13 +2,19 @@
 
     python notebooks/execute.py                  # every notebooks/*.ipynb, in name order
     python notebooks/execute.py 03 05_logit_embeddings.ipynb
+    TKD_PRESET=fashion python notebooks/execute.py 00
+    python notebooks/execute.py --sync-setup     # only copy setup_cell.py into every notebook
 
 Each notebook runs top to bottom in a fresh ``python3`` kernel (nbclient) whose working
 directory is ``notebooks/``, so results and figures go to the project's ``results/`` and
-``figures/`` (runs already there are skipped). The cell tagged ``parameters`` keeps its default
-``PRESET = "quick"``. Torch runs on one CPU thread so that the numbers of the cells tagged
-``compare`` repeat exactly (``tests/test_notebooks.py`` checks them). A notebook with a failing
-cell is not written; the script then exits with status 1. This file does not import tkd.
+``figures/`` (runs already there are skipped). The cell tagged ``parameters`` keeps its
+``PRESET = "auto"``, which ``tkd.notebooks.choose_preset`` resolves to ``$TKD_PRESET``: here
+"quick" unless the environment says otherwise. Torch runs on one CPU thread so that the
+numbers of the cells tagged ``compare`` repeat exactly (``tests/test_notebooks.py`` checks
+them). A notebook with a failing cell is not written; the script then exits with status 1.
+
+The first code cell of every notebook is ``setup_cell.py``, word for word: edit that file and
+run ``--sync-setup`` (:func:`sync_setup_cells`), never the cells. This file does not import tkd.
 """
 
 from __future__ import annotations
@@ -21,12 +27,45 @@ from pathlib import Path
 import nbformat
 
 FOLDER = Path(__file__).resolve().parent
+SETUP_CELL = FOLDER / "setup_cell.py"
 TIMEOUT = 900  # seconds per cell
 
 
 def kernel_env() -> dict:
-    """Environment settings that make a run repeatable: torch on one CPU thread."""
-    return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    """Environment settings that make a run repeatable: torch on one CPU thread, and the
+    preset "auto" stands for (``$TKD_PRESET``, default "quick")."""
+    return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "TKD_PRESET": os.environ.get("TKD_PRESET") or "quick"}
+
+
+def setup_source() -> str:
+    """The source of every notebook's first code cell: ``setup_cell.py`` without its final
+    newline."""
+    return SETUP_CELL.read_text().rstrip("\n")
+
+
+def first_code_cell(nb):
+    """The notebook's first code cell (``ValueError`` if it has none)."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            return cell
+    raise ValueError("the notebook has no code cell")
+
+
+def sync_setup_cells(paths: list[Path] | None = None) -> list[Path]:
+    """Make the first code cell of each notebook (default: all) exactly ``setup_cell.py``.
+    Only that cell changes: its source, and its outputs are cleared (in a checkout the cell
+    prints nothing); its execution count stays. Returns the notebooks rewritten."""
+    source, changed = setup_source(), []
+    for path in paths if paths is not None else sorted(FOLDER.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cell = first_code_cell(nb)
+        if cell.source == source and not cell.outputs:
+            continue
+        cell.source, cell.outputs = source, []
+        nbformat.write(nb, path)
+        changed.append(Path(path))
+    return changed
 
 
 def execute(nb, cwd: Path, kernel_name: str = "python3", timeout: int = TIMEOUT):
@@ -65,6 +104,11 @@ def resolve(names: list[str]) -> list[Path]:
 def main(argv: list[str]) -> int:
     from nbclient.exceptions import CellExecutionError
 
+    if "--sync-setup" in argv:
+        names = [a for a in argv if a != "--sync-setup"]
+        for path in sync_setup_cells(resolve(names)):
+            print(f"{path.name}: setup cell replaced by {SETUP_CELL.name}")
+        return 0
     failed = []
     for path in resolve(argv):
         start = time.perf_counter()

@@ -1,18 +1,22 @@
-"""The notebooks' install cell, as on Colab: a kernel that cannot import tkd installs it from
-``TKD_SOURCE`` (here a wheel built from this checkout) and notebook 00 then runs unedited.
+"""The notebooks as on Colab: a kernel with Colab's widget and notebook versions and no
+JupyterLab, whose working folder (like /content) is outside any checkout and which cannot import
+tkd. The notebooks' setup cell must install tkd there without upgrading ipywidgets, clone the
+repository for its committed records and work in its ``notebooks/`` folder, so that notebooks
+00-06 run unedited (preset "quick", as ``TKD_PRESET`` asks).
 
-Offline and fast: the fresh virtual environment gets no packages of its own except tkd. Its
-dependencies (torch, pandas, ipykernel, pip, ...) come from the test interpreter's
-site-packages through a folder of symbolic links with every tkd entry left out (the editable
-install's finder and ``.pth`` files, ``tkd*.dist-info``), so the kernel sees tkd only once the
-install cell has put the wheel into the new environment.
+The repository is a temporary ``git clone`` of this one (committed files only, as CI sees
+them), reached as ``TKD_REPO=file://...``; tkd is installed from a wheel built from that clone
+(``TKD_SOURCE``). The fresh virtual environment gets Colab's pins from PyPI (skipped when PyPI
+cannot be reached); every other package (torch, pandas, pip, ...) comes from the test
+interpreter's site-packages through a folder of symbolic links that leaves out tkd, the pinned
+packages and JupyterLab. The same environment then runs ``tests/test_widgets.py``: the widgets
+under ipywidgets 7.7.1.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,34 +26,40 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "00_quickstart.ipynb"
+NOTEBOOKS = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
 TIMEOUT = 600  # seconds per cell
+# Colab's versions (2024-25 runtimes) of what decides how notebooks and widgets behave.
+COLAB_PINS = ["ipywidgets==7.7.1", "notebook==6.5.5", "ipykernel==6.17.1", "matplotlib==3.8.4"]
+LEFT_OUT = {"ipywidgets", "widgetsnbextension", "notebook", "ipykernel", "ipykernel_launcher",
+            "matplotlib", "mpl_toolkits", "pylab", "jupyter_lsp"}  # and tkd, jupyterlab*
 
 pytestmark = pytest.mark.slow
 
 
-def _is_tkd(name: str) -> bool:
-    lowered = name.lower()
-    return (lowered.startswith(("tkd", "__editable__", "_tkd", "__pycache__"))
-            or lowered.endswith(".pth"))
+def _left_out(name: str) -> bool:
+    """Whether a site-packages entry stays out of the view: tkd (and the editable install's
+    files), the packages pinned to Colab's versions, JupyterLab."""
+    stem = name.lower().split("-")[0].removesuffix(".py")
+    return (stem in LEFT_OUT or stem.startswith(("tkd", "_tkd", "__editable__", "__pycache__",
+                                                  "jupyterlab"))
+            or name.endswith(".pth"))
 
 
-def _build_wheel(folder: Path) -> Path:
-    """A wheel of this checkout, built from a copy (the source tree gets no build files)."""
-    source = folder / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source)
-    shutil.copytree(ROOT / "tkd", source / "tkd", ignore=shutil.ignore_patterns("__pycache__"))
+def _git(*args: str, cwd: Path | None = None) -> None:
+    subprocess.run(["git", *args], check=True, cwd=cwd, capture_output=True)
+
+
+def _build_wheel(source: Path, out: Path) -> Path:
+    """A wheel of tkd from ``source`` (offline: the build uses this interpreter's setuptools)."""
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-q", "-w", str(folder / "dist"), str(source)],
+                    "--no-index", "-q", "-w", str(out), str(source)],
                    check=True, env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
-    (wheel,) = (folder / "dist").glob("tkd-*.whl")
+    (wheel,) = out.glob("tkd-*.whl")
     return wheel
 
 
-def _fresh_venv(folder: Path) -> Path:
-    """A new venv whose only view of the test interpreter's packages skips tkd; its python."""
+def _colab_venv(folder: Path) -> Path:
+    """A venv with Colab's pins and a view of this interpreter's other packages; its python."""
     env = folder / "venv"
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--without-pip", str(env)], check=True)
@@ -60,66 +70,110 @@ def _fresh_venv(folder: Path) -> Path:
     view = folder / "deps"
     view.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not _is_tkd(entry.name):
+        if not _left_out(entry.name):
             (view / entry.name).symlink_to(entry)
     (site / "_deps.pth").write_text(f"{view}\n")
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q",
+                           "--disable-pip-version-check", *COLAB_PINS],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"could not install Colab's versions from PyPI: {done.stderr[-500:]}")
     return python
 
 
-def _kernel(folder: Path, python: Path) -> str:
-    """A kernelspec for ``python`` in a private JUPYTER_PATH; returns its name."""
-    spec = folder / "jupyter" / "kernels" / "tkd-fresh"
+def _versions(python: Path) -> dict:
+    """Installed versions in the venv; None for a package it cannot import."""
+    code = ("import importlib.metadata as m, json\n"
+            "def v(n):\n"
+            "    try: return m.version(n)\n"
+            "    except m.PackageNotFoundError: return None\n"
+            "print(json.dumps({n: v(n) for n in ('ipywidgets', 'notebook', 'ipykernel', "
+            "'matplotlib', 'jupyterlab', 'tkd')}))")
+    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True,
+                         cwd=python.parents[2])
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def colab(tmp_path_factory):
+    """The Colab-like machine: its venv's kernel, the environment the notebooks get, and a
+    working folder outside the repository. Yields a dict of paths."""
+    tmp = tmp_path_factory.mktemp("colab")
+    repo = tmp / "repo"
+    _git("clone", "-q", "--no-hardlinks", str(ROOT), str(repo))  # HEAD: committed files only
+    wheel = _build_wheel(repo, tmp / "dist")
+    python = _colab_venv(tmp)
+    assert _versions(python)["tkd"] is None, "the fresh venv must not see tkd before the setup"
+    spec = tmp / "jupyter" / "kernels" / "colab"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
+    spec.joinpath("kernel.json").write_text(json.dumps({
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "fresh venv", "language": "python"}))
-    return "tkd-fresh"
+        "display_name": "Colab-like", "language": "python"}))
+    content = tmp / "content"  # the working folder, as /content on Colab
+    content.mkdir()
+    env = {"JUPYTER_PATH": str(tmp / "jupyter"), "TKD_REPO": repo.as_uri(),
+           "TKD_HOME": str(tmp / "home"), "TKD_SOURCE": str(wheel), "TKD_PRESET": "quick",
+           "OMP_NUM_THREADS": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    saved = {k: os.environ.get(k) for k in (*env, "PYTHONPATH", "TKD_RESULTS", "TKD_FIGURES")}
+    for key in ("PYTHONPATH", "TKD_RESULTS", "TKD_FIGURES"):
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    yield {"python": python, "content": content, "home": tmp / "home", "repo": repo}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
-def _run(nb, kernel: str, cwd: Path):
+def _run(nb, cwd: Path):
     from nbclient import NotebookClient
 
-    NotebookClient(nb, timeout=TIMEOUT, kernel_name=kernel, record_timing=False,
+    NotebookClient(nb, timeout=TIMEOUT, kernel_name="colab", record_timing=False,
                    resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
 
 
-def test_install_cell_installs_the_wheel_and_notebook_00_runs(tmp_path, monkeypatch):
-    from nbclient.exceptions import CellExecutionError
+def _text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
-    wheel = _build_wheel(tmp_path)
-    python = _fresh_venv(tmp_path)
-    probe = subprocess.run([str(python), "-c", "import importlib.util as u; "
-                            "print(u.find_spec('tkd') is None)"], capture_output=True, text=True,
-                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-                           cwd=tmp_path)
-    assert probe.stdout.strip() == "True", "the fresh venv must not see tkd before the install"
 
-    monkeypatch.delenv("PYTHONPATH", raising=False)
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("TKD_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("TKD_FIGURES", str(tmp_path / "figures"))
-    monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline: every dependency is already there
-    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    kernel = _kernel(tmp_path, python)
-    work = tmp_path / "colab"  # outside the source tree, as /content is on Colab
-    work.mkdir()
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    install = nb.cells[1]
-    assert 'TKD_SOURCE = ""' in install.source
+def test_setup_cell_installs_tkd_and_clones_the_records(colab):
+    setup = (colab["repo"] / "notebooks" / "setup_cell.py").read_text()
+    probe = nbformat.v4.new_code_cell(
+        "import os, importlib.util, ipywidgets, tkd\n"
+        "print(os.getcwd()); print(tkd.__file__); print(ipywidgets.__version__)\n"
+        "print(importlib.util.find_spec('jupyterlab'))")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(setup), probe,
+        nbformat.v4.new_code_cell(setup)])  # a second run: nothing to do
+    _run(nb, colab["content"])
+    said = _text(nb.cells[0])
+    assert said.startswith("setup: working in") and "installed tkd from" in said, said
+    cwd, where, widgets, lab = _text(probe).split()
+    assert Path(cwd) == colab["home"] / "notebooks"
+    assert Path(where).is_relative_to(colab["python"].parents[1]), where
+    assert widgets == "7.7.1" and lab == "None"
+    assert _text(nb.cells[2]) == ""  # in the clone, with tkd installed: silent
+    assert (colab["home"] / "results" / "quick" / "teacher" / "model.pt").is_file()
+    versions = _versions(colab["python"])
+    assert versions["ipywidgets"] == "7.7.1", "installing tkd changed Colab's ipywidgets"
+    assert versions["jupyterlab"] is None and versions["tkd"] == "0.1.0"
 
-    # Nothing given, nothing installed: the cell stops with a message saying what to do.
-    alone = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(install.source)])
-    with pytest.raises(CellExecutionError, match="TKD_SOURCE"):
-        _run(alone, kernel, work)
 
-    # The user sets TKD_SOURCE to the wheel; the rest of the notebook runs unedited.
-    install.source = install.source.replace('TKD_SOURCE = ""', f'TKD_SOURCE = "{wheel}"')
-    nb.cells.append(nbformat.v4.new_code_cell("import tkd\nprint(tkd.__file__)"))
-    _run(nb, kernel, work)
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_as_on_colab(name, colab):
+    """Each committed notebook, unedited, started in the working folder (/content on Colab)."""
+    nb = nbformat.read(colab["repo"] / "notebooks" / name, as_version=4)
+    _run(nb, colab["content"])
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
-    where = Path(nb.cells[-1].outputs[0].text.strip())
-    assert where.is_relative_to(tmp_path / "venv"), where
-    assert (tmp_path / "results" / "quick" / "teacher" / "model.pt").is_file()
+    assert not errors, errors[0]
+    assert _versions(colab["python"])["ipywidgets"] == "7.7.1"
+
+
+def test_widgets_under_ipywidgets_7(colab):
+    """tests/test_widgets.py in the Colab-like venv (ipywidgets 7.7.1), on the clone."""
+    done = subprocess.run([str(colab["python"]), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_widgets.py"], cwd=colab["repo"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

@@ -1,8 +1,13 @@
-"""Every notebook runs top to bottom with PRESET="quick"; committed notebooks are clean.
+"""Every notebook runs top to bottom under the presets "quick" and "fashion"; committed
+notebooks are clean and share one setup cell and one parameter convention.
 
-The notebooks run in name order in one kernel each, sharing a temporary results folder
-(``TKD_RESULTS``/``TKD_FIGURES``), so the committed ``results/`` and ``figures/`` are never
-touched and later notebooks reuse the teacher and runs of earlier ones, as a user's would.
+The notebooks run in name order in one kernel each, sharing a temporary results folder per
+preset (``TKD_RESULTS``/``TKD_FIGURES``), so the committed ``results/`` and ``figures/`` are
+never touched and later notebooks reuse the teacher and runs of earlier ones, as a user's
+would. The preset reaches the notebooks as CI gives it: ``TKD_PRESET``, which
+``tkd.notebooks.choose_preset`` puts in place of the parameters cell's ``PRESET = "auto"``.
+"quick" starts from an empty folder; "fashion" (Debian's dataset-fashion-mnist) starts from a
+copy of the committed ``results/fashion`` (its teacher takes hours on a CPU).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SETUP_CELL = ROOT / "notebooks" / "setup_cell.py"
+FASHION_FILES = Path("/usr/share/datasets/fashion-mnist")
 TIMEOUT = 600  # seconds per cell
 MAX_BYTES = 2_000_000  # committed with outputs, each notebook stays readable on GitHub
 
@@ -45,25 +52,35 @@ def test_committed_notebook_is_valid_and_clean(path):
             assert output.output_type != "error", f"{path.name} holds an error output"
             assert output.get("name") != "stderr" or "Traceback" not in output.get("text", "")
     assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size} bytes"
-    install = nb.cells[1].source  # the install cell: Colab or a fresh machine
-    assert 'TKD_SOURCE = ""' in install and "google.colab" in install
-    assert 'PRESET = "quick"' in nb.cells[_parameters_cell(nb)].source
     code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == SETUP_CELL.read_text().rstrip("\n"), (
+        f"{path.name}: the first code cell is not notebooks/setup_cell.py; run "
+        "`python notebooks/execute.py --sync-setup`")
+    assert 'PRESET = "auto"' in nb.cells[_parameters_cell(nb)].source
+    assert any("choose_preset(PRESET)" in c.source for c in code), (
+        f"{path.name} must resolve PRESET with tkd.notebooks.choose_preset(PRESET)")
     assert all(c.get("execution_count") for c in code), f"{path.name} is not committed executed"
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for heading in ("What you will learn", "How long it takes", "Exercises"):
         assert heading in text, f"{path.name} lacks '{heading}'"
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
-    """Temporary results/figures roots and a single-thread torch for the kernels."""
-    root = tmp_path_factory.mktemp("notebooks")
-    saved = {k: os.environ.get(k) for k in ("TKD_RESULTS", "TKD_FIGURES", "OMP_NUM_THREADS",
-                                            "MPLBACKEND")}
+@pytest.fixture(scope="module", params=["quick", "fashion"])
+def sandbox(request, tmp_path_factory):
+    """Per preset: temporary results/figures roots, ``TKD_PRESET`` and a single-thread torch
+    for the kernels; yields ``(root, preset)``."""
+    preset = request.param
+    if preset == "fashion" and not (FASHION_FILES / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
+    root = tmp_path_factory.mktemp(f"notebooks-{preset}")
+    if preset == "fashion":
+        shutil.copytree(ROOT / "results" / "fashion", root / "results" / "fashion",
+                        ignore=shutil.ignore_patterns("*.run"))
+    keys = ("TKD_RESULTS", "TKD_FIGURES", "TKD_PRESET", "OMP_NUM_THREADS", "MPLBACKEND")
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ.update(TKD_RESULTS=str(root / "results"), TKD_FIGURES=str(root / "figures"),
-                      OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    yield root
+                      TKD_PRESET=preset, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    yield root, preset
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -71,28 +88,28 @@ def sandbox(tmp_path_factory):
             os.environ[key] = value
 
 
+def _banner(nb) -> str:
+    """The Markdown that choose_preset displayed (the preset banner), or ""."""
+    return "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
+                   for o in c.get("outputs", []) if o.output_type == "display_data")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, sandbox):
     from nbclient import NotebookClient
 
+    root, preset = sandbox
     nb = nbformat.read(path, as_version=4)
-    try:
-        index = _parameters_cell(nb)
-    except AssertionError:
-        index = None
-    if index is not None:  # papermill-style: the injected values follow the parameters cell
-        injected = nbformat.v4.new_code_cell('PRESET = "quick"')
-        injected.metadata["tags"] = ["injected-parameters"]
-        nb.cells.insert(index + 1, injected)
     # The kernel starts in the sandbox, so a notebook that derives paths from the working
     # directory (tkd.experiments.project_root) cannot touch the committed folders either.
     client = NotebookClient(nb, timeout=TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(sandbox)}})
+                            resources={"metadata": {"path": str(root)}})
     client.execute()  # raises CellExecutionError on the first failing cell
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
-    assert (sandbox / "results" / "quick" / "teacher" / "model.pt").is_file()
+    assert f"Preset `{preset}`" in _banner(nb), f"{path.name} did not run under {preset}"
+    assert (root / "results" / preset / "teacher" / "model.pt").is_file()
 
 
 # ----------------------------------------------- committed numbers == a fresh execution ----
@@ -135,6 +152,7 @@ def test_committed_numbers_match_a_fresh_execution(name, tmp_path, monkeypatch):
     if not (ROOT / "results" / "quick" / "teacher" / "model.pt").is_file():
         pytest.skip("needs the committed quick records (results/quick)")
     shutil.copytree(ROOT / "results" / "quick", tmp_path / "results" / "quick")
+    monkeypatch.setenv("TKD_PRESET", "quick")
     monkeypatch.setenv("TKD_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("TKD_FIGURES", str(tmp_path / "figures"))
     fresh = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
@@ -145,3 +163,22 @@ def test_committed_numbers_match_a_fresh_execution(name, tmp_path, monkeypatch):
         assert len(a) == len(b), f"compare cell {i}: {len(a)} numbers committed, {len(b)} now"
         bad = [(x, y) for x, y in zip(a, b) if not math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-12)]
         assert not bad, f"compare cell {i}: committed vs fresh {bad[:5]}"
+
+
+def test_sync_setup_cells_replaces_only_the_first_code_cell(tmp_path):
+    """execute.sync_setup_cells: the first code cell becomes setup_cell.py word for word
+    (outputs cleared, execution count kept); every other cell is left as it was."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("old setup", execution_count=1,
+                                  outputs=[nbformat.v4.new_output("stream", text="x\n")]),
+        nbformat.v4.new_code_cell("print(1)", execution_count=2)])
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    execute = _execute_module()
+    assert execute.sync_setup_cells([path]) == [path]
+    synced = nbformat.read(path, as_version=4)
+    assert synced.cells[1].source == SETUP_CELL.read_text().rstrip("\n")
+    assert synced.cells[1].outputs == [] and synced.cells[1].execution_count == 1
+    assert [c.source for c in synced.cells[::2]] == ["# title", "print(1)"]
+    assert execute.sync_setup_cells([path]) == []  # already in step: not rewritten

@@ -151,3 +151,32 @@ def test_retrain_panel_trains_on_data_with_a_validation_split():
     panel.epochs.value = 1
     row = panel.train()
     assert row["epochs"] == 1 and 0.0 <= row["accuracy"] <= 1.0
+
+
+def test_retrain_panel_trains_where_the_trainer_would(small, monkeypatch):
+    """No device given: tkd.train.pick_device's choice (a GPU when present), not a fixed CPU;
+    the device reaches fit's TrainConfig."""
+    from tkd.train import pick_device
+
+    data, teacher = small
+    panel = widgets.RetrainPanel(data, teacher, epochs=1, map_method="pca", background=False)
+    assert panel.device == str(pick_device())
+    seen, original = [], widgets.fit
+
+    def spy(model, data, config, *args, **kwargs):
+        seen.append(config.device)
+        return original(model, data, config, *args, **kwargs)
+
+    monkeypatch.setattr(widgets, "fit", spy)
+    cpu = widgets.RetrainPanel(data, teacher, epochs=1, map_method="pca", background=False,
+                               device="cpu")
+    cpu.train()
+    assert seen == ["cpu"] and "on cpu" not in cpu.status.value  # the final line replaced it
+
+
+def test_widget_bundle_names_the_model():
+    """What a panel displays, under ipywidgets 7 (no _repr_mimebundle_) and 8 alike."""
+    html = widgets.W.HTML("x")
+    bundle = widgets.widget_bundle(html)
+    assert bundle[widgets.WIDGET_VIEW]["model_id"] == html.model_id
+    assert bundle[widgets.WIDGET_VIEW]["version_major"] == 2

@@ -14,6 +14,10 @@ object) and plain methods that do the work, so everything can be driven from Pyt
 
 Figures are PNG bytes in ``ipywidgets.Image`` widgets: replacing a value is atomic, so a
 redraw never leaves a half-drawn plot.
+
+Works with ipywidgets 7.7 (Colab's) and 8 (JupyterLab 4): only widgets, traits and options
+that both versions share are used, and a panel displays through :func:`widget_bundle`, which
+ipywidgets 7 (whose widgets have no ``_repr_mimebundle_``) needs as much as 8.
 """
 
 from __future__ import annotations
@@ -32,10 +36,22 @@ from tkd.embed import collect, logit_metrics, shared_map
 from tkd.losses import ObjectiveConfig, distance, kd_loss, triplet_kd_loss
 from tkd.models import build_model
 from tkd.plots import figure_png, plot_margin, plot_soft_targets, plot_students
-from tkd.train import TrainConfig, fit
+from tkd.train import TrainConfig, fit, pick_device
 
 STYLE = {"description_width": "110px"}
 LAYOUT = W.Layout(width="420px")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def widget_bundle(widget: W.Widget) -> dict:
+    """The display data of ``widget`` (what ``display(widget)`` sends), under ipywidgets 7 and
+    8 alike: 8 builds it in ``_repr_mimebundle_``; 7 only has ``_ipython_display_``, so the
+    same bundle (widget-view version 2.0, the model id, a plain-text fallback) is built here."""
+    own = getattr(widget, "_repr_mimebundle_", None)
+    if own is not None:
+        return own()
+    return {"text/plain": repr(widget),
+            WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}}
 
 
 class _Panel:
@@ -44,7 +60,7 @@ class _Panel:
     widget: W.Widget
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return widget_bundle(self.widget)
 
 
 class _SliderPanel(_Panel):
@@ -159,13 +175,17 @@ class RetrainPanel(_Panel):
     """Train a student with the chosen margin, temperature and loss weights; see the result.
 
     data: the dataset (the test split is the one embedded); teacher: a trained teacher.
-    ``background=False`` trains in the caller's thread (for scripts and tests).
+    ``background=False`` trains in the caller's thread (for scripts and tests). ``device``:
+    where the students train, by default :func:`tkd.train.pick_device`'s choice (a GPU when
+    there is one, with the trainer's defaults there; else the CPU).
     """
 
     def __init__(self, data: Dataset, teacher: nn.Module, student_model: str = "paper-student",
                  epochs: int = 10, lr: float = 0.01, seed: int = 1, map_method: str = "umap",
-                 background: bool = True):
-        self.data, self.teacher, self.student_model = data, teacher.cpu().eval(), student_model
+                 background: bool = True, device: str | None = None):
+        self.device = str(pick_device(device))
+        self.data, self.student_model = data, student_model
+        self.teacher = teacher.to(self.device).eval()  # where fit would move it anyway
         self.lr, self.seed, self.map_method, self.background = lr, seed, map_method, background
         splits = [data.train, data.test] + ([data.validation] if data.validation else [])
         self.teacher_logits = tuple(torch.from_numpy(collect(self.teacher, split).logits)
@@ -247,7 +267,7 @@ class RetrainPanel(_Panel):
         start = time.perf_counter()
         objective, epochs = self.objective(), self.epochs.value
         self.progress.max, self.progress.value = epochs, 0
-        self.status.value = f"training for {epochs} epochs …"
+        self.status.value = f"training for {epochs} epochs on {self.device} …"
         torch.manual_seed(self.seed)  # the student's initial weights
         model = build_model(self.student_model, self.data.num_classes, self.data.in_channels,
                             self.data.image_size)
@@ -258,7 +278,7 @@ class RetrainPanel(_Panel):
             self.status.value = (f"epoch {int(row['epoch'])}/{epochs}: test accuracy "
                                  f"{row['test_acc']:.3f}")
 
-        config = TrainConfig(epochs=epochs, lr=self.lr, seed=self.seed, device="cpu",
+        config = TrainConfig(epochs=epochs, lr=self.lr, seed=self.seed, device=self.device,
                              progress=False)
         fit(model, self.data, config, objective, teacher, self.teacher_logits, on_epoch=show)
         train_seconds = time.perf_counter() - start
