@@ -392,3 +392,18 @@ def test_a_shared_teacher_is_judged_by_its_own_preset(tmp_path, monkeypatch):
     assert "teacher loaded" in reproduce(root, ["ce"], owner)[0]
     assert "teacher loaded" in reproduce(root, ["logit-mse"], sharing)[0]
     assert not (root / "tiny-2x" / "teacher").exists()
+
+
+def test_a_setting_added_later_at_its_default_keeps_records_current(done, tmp_path):
+    """A record written before a TrainConfig field existed (here: without ``compile``, whose
+    default today is False) is current; one that lacks it while today's value differs is not."""
+    root = copy_of(done, tmp_path)
+    path = ex.result_path(TINY, "ce", 1, root)
+    record = load_record(path)
+    del record["config"]["train"]["compile"]
+    path.write_text(json.dumps(record))
+    assert "up to date" in line_of(reproduce(root, ["ce"]), "ce")
+    assert ex.stale_reason(record, TINY, "ce", 1, None) is None
+    want = ex.expected_run(TINY, "ce", 1)
+    want["train"]["compile"] = True
+    assert ex._changed_settings(record["config"], want) == ["train"]
