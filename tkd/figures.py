@@ -45,7 +45,22 @@ from tkd.experiments import (  # noqa: E402
 from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.plots import save_figure  # noqa: E402
 from tkd.results import file_sha256, history_frame, load_record  # noqa: E402
-from tkd.stats import convergence_gap, has_converged, paired_difference, reading  # noqa: E402
+from tkd.stats import (  # noqa: E402
+    convergence_gap,
+    has_converged,
+    paired_difference,
+    phase_gaps,
+    phases_converged,
+    reading,
+)
+from tkd.verdict import (  # noqa: E402
+    STUDENT_ALONE,
+    best_on_validation,
+    chosen_rates,
+    schedule_frame,
+    schedule_markdown,
+    verdict_text,
+)
 
 CURVE_EXPERIMENTS = ["ce", "kd-t4", "triplet", "triplet-kd"]
 PANELS = [("total", "total loss"), ("ce", "classification loss (CE)"),
@@ -113,7 +128,10 @@ def runs_frame(records: list[dict], root: str | Path | None = None,
                check: bool = True) -> pd.DataFrame:
     """One row per run: experiment, method, seed, margin, temperature, negatives, epochs,
     final train/validation/test accuracy, test accuracy at the epoch of best validation
-    accuracy, the convergence gap (points) and verdict, device, wall seconds, and ``stale``:
+    accuracy, the convergence gap at the end (points), ``phase_gaps`` (the gap before every
+    decay and at the end, :func:`tkd.stats.phase_gaps`), ``converged`` (the per-phase rule,
+    every phase plateaued) beside ``converged_at_end`` (the end-only rule), device, wall
+    seconds, and ``stale``:
     why the record no longer answers today's code and settings (:func:`record_stale_reason`
     with the results root ``root``), empty when current or when ``check`` is False."""
     rows = []
@@ -122,6 +140,7 @@ def runs_frame(records: list[dict], root: str | Path | None = None,
         history = r["history"]
         val = history.get("val_acc", [])
         best = int(np.argmax(val)) if len(val) else None
+        lr_step = (config.get("train") or {}).get("lr_step")
         rows.append({
             "experiment": config["experiment"], "method": _method(config),
             "seed": config["seed"], "margin": objective.get("margin"),
@@ -133,7 +152,11 @@ def runs_frame(records: list[dict], root: str | Path | None = None,
             "test_at_best_val": history["test_acc"][best] if best is not None else np.nan,
             "best_test_acc": max(history.get("test_acc", [np.nan])),
             "convergence_gap": convergence_gap(val) if len(val) else np.nan,
-            "converged": has_converged(val) if len(val) else False,
+            "lr_step": lr_step,
+            "phase_gaps": phase_gaps(val, lr_step) if lr_step and len(val) else [],
+            "converged_at_end": has_converged(val) if len(val) else False,
+            "converged": (phases_converged(val, lr_step) if lr_step else has_converged(val))
+            if len(val) else False,
             "device": r.get("environment", {}).get("device_name", ""),
             "wall_seconds": r["wall_seconds"],
             "stale": (record_stale_reason(r, root) or "") if check else "",
@@ -238,27 +261,24 @@ def stale_warning(runs: pd.DataFrame) -> str | None:
             f"reproduce`: {names}")
 
 
-def best_on_validation(runs: pd.DataFrame, candidates: list[str]) -> str | None:
-    """The candidate experiment with the highest mean final validation accuracy (None if
-    none has runs): how this package chooses, never on test accuracy."""
-    part = runs[runs.experiment.isin(candidates)]
-    if not len(part):
-        return None
-    return str(part.groupby("experiment").val_acc.mean().idxmax())
-
-
 def headline_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """The comparisons the README reports: triplet vs both students alone and vs kd-t4,
-    triplet-kd vs kd-t1, the best mined triplet (on validation) vs kd-t4 and vs the paper's
-    sampled negatives, random in-batch vs sampled negatives, the pair loss vs kd-t4, ce at
-    wd 0.007 vs ce, and the paper's ordering triplet > kd-t4 > logit MSE (best lr on
-    validation) > ce."""
+    """The comparisons the README reports: triplet vs the loss-matched student alone
+    (``ce-wd0.007``), the authors' baseline (``ce``) and kd-t4; triplet-kd vs kd-t1; the best
+    mined triplet (on validation) vs kd-t4 and vs the paper's sampled negatives; semi-hard vs
+    hard and random in-batch vs sampled negatives; the pair loss vs kd-t4; the two students
+    alone; the paper's ordering kd-t4 > logit MSE > the student alone, with each Ba & Caruana
+    family at its learning rate chosen on validation; and the semi-hard triplet with Hinton KD
+    against both parents."""
     mined = best_on_validation(runs, MINED)
-    mse = best_on_validation(runs, ["logit-mse", "logit-mse-lr0.001"])
-    pairs = [("triplet", "ce"), ("triplet", "ce-wd0.007"), ("triplet", "kd-t4"),
+    rates = chosen_rates(runs)
+    mse, ce_mse = rates.get("logit-mse"), rates.get("ce-mse")
+    both = "triplet-semihard-kd-t4"
+    pairs = [("triplet", STUDENT_ALONE), ("triplet", "ce"), ("triplet", "kd-t4"),
              ("triplet-kd", "kd-t1"), (mined, "kd-t4"), (mined, "triplet"),
-             ("triplet-batch-random", "triplet"), ("pair", "kd-t4"), ("ce-wd0.007", "ce"),
-             (mse, "ce"), ("kd-t4", mse)]
+             ("triplet-batch-semihard", "triplet-batch-hard"),
+             ("triplet-batch-random", "triplet"), ("pair", "kd-t4"), (STUDENT_ALONE, "ce"),
+             ("kd-t4", mse), (mse, STUDENT_ALONE), (ce_mse, STUDENT_ALONE),
+             (both, "triplet-batch-semihard"), (both, "kd-t4")]
     present = set(runs.experiment)
     return [(a, b) for a, b in dict.fromkeys(pairs) if a in present and b in present]
 
@@ -291,42 +311,85 @@ def paired_markdown(table: pd.DataFrame) -> str:
 
 def verdict(preset: str, root: str | Path | None = None) -> str:
     """A markdown paragraph: the paper's claimed ordering (triplet > Hinton KD > logit MSE >
-    student alone) checked pair by pair with the paired 95 % intervals, the best mined
-    triplet, and any student that beats its teacher. Read from the records alone."""
+    student alone) read step by step from the paired 95 % intervals as holds / refuted / not
+    shown (:func:`tkd.verdict.verdict_text`), the best mined triplet, and any student that
+    beats its teacher. Read from the records alone."""
     records = load_records(preset, root)
     runs = runs_frame([r for r in records if r["config"]["experiment"] != "teacher"],
                       check=False)
     if not len(runs):
         return (f"No records for preset {preset!r} yet: run "
                 f"`python -m tkd reproduce --preset {preset}`.")
-    table = paired_table(preset, root).set_index(["a", "b"])
-    mse = best_on_validation(runs, ["logit-mse", "logit-mse-lr0.001"])
-    steps = [("triplet", "kd-t4"), ("kd-t4", mse), (mse, "ce")]
-    parts = []
-    for a, b in steps:
-        if (a, b) in table.index:
-            row = table.loc[(a, b)]
-            parts.append(f"`{a}` vs `{b}`: {row.difference:+.2f} points "
-                         f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], {row.reading}")
-    holds = all((a, b) in table.index and table.loc[(a, b)].reading == f"{a} beats {b}"
-                for a, b in steps)
-    text = (f"**Paper's ordering (triplet > Hinton KD > logit MSE > student alone) on `{preset}`: "
-            f"{'holds' if holds else 'does not hold'}.** " + "; ".join(parts) + ". ")
-    mined = best_on_validation(runs, MINED)
-    if mined and (mined, "kd-t4") in table.index:
-        row = table.loc[(mined, "kd-t4")]
-        text += (f"The best mined triplet on validation, `{mined}`, vs `kd-t4`: "
-                 f"{row.difference:+.2f} points [{row.ci_low:+.2f}, {row.ci_high:+.2f}], "
-                 f"{row.reading}. ")
     teacher = [r for r in records if r["config"]["experiment"] == "teacher"]
-    if teacher:
-        acc = 100 * teacher[0]["final"]["test_acc"]
-        means = 100 * runs.groupby("experiment").test_acc.mean()
-        above = sorted(means[means > acc].index)
-        text += (f"The teacher reaches {acc:.2f} %; "
-                 + (f"students above it: {', '.join(f'`{n}`' for n in above)}." if above
-                    else "no student reaches it."))
-    return text + "\n"
+    return verdict_text(runs, preset, teacher[0]["final"]["test_acc"] if teacher else None)
+
+
+def phase_table(runs: pd.DataFrame, experiments: list[str] | None = None) -> pd.DataFrame:
+    """Per experiment, the slope of validation accuracy at each decay and at the end (points
+    per epoch: :func:`tkd.stats.phase_gaps` / 3, mean over seeds) and how many runs meet the
+    per-phase rule. Columns: experiment, seeds, slope_1 … slope_k, converged."""
+    rows = []
+    for name, group in runs.groupby("experiment"):
+        if experiments is not None and name not in experiments:
+            continue
+        gaps = pd.DataFrame(list(group.phase_gaps))
+        row = {"experiment": name, "seeds": len(group)}
+        row.update({f"slope_{k + 1}": gaps[k].mean() / 3 for k in gaps.columns})
+        row["converged"] = f"{int(group.converged.sum())}/{len(group)}"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table = table.sort_values("experiment", key=lambda s: s.map(_order)).reset_index(drop=True)
+    return table
+
+
+def phase_markdown(table: pd.DataFrame) -> str:
+    """:func:`phase_table` as markdown: the slope before each decay, then at the end."""
+    slopes = [c for c in table.columns if c.startswith("slope_")]
+    names = [f"before decay {k + 1}" for k in range(len(slopes) - 1)] + ["at the end"]
+    lines = ["| experiment | seeds | " + " | ".join(f"slope {n} (points/epoch)" for n in names)
+             + " | every phase plateaued |", "|---|---:|" + "---:|" * (len(slopes) + 1)]
+    for row in table.itertuples():
+        cells = " | ".join("–" if np.isnan(getattr(row, c)) else f"{getattr(row, c):+.2f}"
+                           for c in slopes)
+        lines.append(f"| `{row.experiment}` | {row.seeds} | {cells} | {row.converged} |")
+    return "\n".join(lines) + "\n"
+
+
+def schedule_runs(preset: str, root: str | Path | None = None) -> dict[int, pd.DataFrame]:
+    """The runs of ``preset`` and of its longer-schedule presets (``<preset>-2x``,
+    ``<preset>-4x``) that have records, keyed by the first phase's length in epochs."""
+    found = {}
+    for name in (preset, f"{preset}-2x", f"{preset}-4x"):
+        if name not in PRESETS:
+            continue
+        records = [r for r in load_records(name, root) if r["config"]["experiment"] != "teacher"]
+        if records:
+            found[PRESETS[name].lr_step] = runs_frame(records, check=False)
+    return found
+
+
+def plot_schedule_gaps(frame: pd.DataFrame):
+    """Each headline gap (points, paired 95 % interval as error bars) against the length of
+    the schedule's first phase. Returns the figure."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for k, ((a, b), group) in enumerate(frame.groupby(["a", "b"], sort=False)):
+        x = group.first_phase * (1 + 0.03 * (k - 1.5))  # side by side, readable bars
+        low = (group["mean"] - group.low).fillna(0).clip(lower=0)
+        high = (group.high - group["mean"]).fillna(0).clip(lower=0)
+        ax.errorbar(x, group["mean"], yerr=[low, high], marker="o", capsize=3,
+                    label=f"{a} − {b}")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    lengths = sorted(frame.first_phase.unique())
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.set_xlabel("epochs before the first decay (schedule length)")
+    ax.set_ylabel("test accuracy gap (points)")
+    ax.set_title("Headline gaps vs schedule length (95 % paired intervals)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
 
 
 def curves_frame(records: list[dict], experiments: list[str]) -> pd.DataFrame:
@@ -499,7 +562,10 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     atomic_write_csv(paired, folder / "paired.csv", float_format="%.4f")
     atomic_write_text(folder / "paired.md", paired_markdown(paired))
     atomic_write_text(folder / "verdict.md", verdict(name, root))
-    written += [folder / "paired.csv", folder / "paired.md", folder / "verdict.md"]
+    atomic_write_text(folder / "phases.md", phase_markdown(phase_table(runs, [*MAIN])))
+    written += [folder / "paired.csv", folder / "paired.md", folder / "verdict.md",
+                folder / "phases.md"]
+    written += _schedule_outputs(name, root, folder)
     student = [r for r in records if r["config"]["experiment"] != "teacher"]
     fig = plot_learning_curves(student, title=f"preset {name}: mean over seeds, band ± std")
     written.append(_save(fig, folder / "learning_curves.png"))
@@ -512,6 +578,18 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
             written += [folder / f"{kind}_sweep.csv",
                         _save(plot_sweep(runs, kind, table), folder / f"{kind}_sweep.png")]
     return written
+
+
+def _schedule_outputs(name: str, root, folder: Path) -> list[Path]:
+    """``schedule.md`` / ``.csv`` / ``.png`` when longer-schedule runs of ``name`` exist."""
+    lengths = schedule_runs(name, root)
+    if len(lengths) < 2:
+        return []
+    frame = schedule_frame(lengths)
+    atomic_write_csv(frame, folder / "schedule.csv", float_format="%.4f")
+    atomic_write_text(folder / "schedule.md", schedule_markdown(frame))
+    return [folder / "schedule.csv", folder / "schedule.md",
+            _save(plot_schedule_gaps(frame), folder / "schedule.png")]
 
 
 def _save(fig, path: Path) -> Path:

@@ -106,8 +106,10 @@ def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = No
             f"`{preset}`: {overall}.** " + "; ".join(map(_step_text, steps)) + ". ")
     rates = chosen_rates(runs)
     if rates:
+        tried = {f: sum(n in set(runs.experiment) for n in MSE_FAMILIES[f]) for f in rates}
         text += ("Ba & Caruana's learning rate was chosen on validation ("
-                 + ", ".join(f"`{name}`" for name in rates.values())
+                 + ", ".join(f"`{name}` of {tried[f]} rate{'s' if tried[f] > 1 else ''} run"
+                             for f, name in rates.items())
                  + "); every other method uses the paper's 0.01. ")
     mined = best_on_validation(runs, MINED)
     if mined and "kd-t4" in set(runs.experiment):
