@@ -407,3 +407,26 @@ def test_a_setting_added_later_at_its_default_keeps_records_current(done, tmp_pa
     want = ex.expected_run(TINY, "ce", 1)
     want["train"]["compile"] = True
     assert ex._changed_settings(record["config"], want) == ["train"]
+
+
+def test_a_shared_teacher_is_trained_and_judged_on_its_own_presets_data(tmp_path):
+    """A preset that shares another's teacher (``teacher_preset``) on a subset of its data
+    neither retrains that teacher for the subset nor trains it on the subset."""
+    from dataclasses import replace
+
+    from tkd import experiments as ex
+    from tkd.grid import teacher_state
+
+    owner = replace(ex.get_preset("quick"), name="quick", teacher_epochs=1)
+    small = replace(owner, name="small", subset=300, teacher_preset="quick")
+    saved = {"quick": owner, "small": small}
+    original = ex.PRESETS.copy()
+    ex.PRESETS.update(saved)
+    try:
+        ex.train_teacher(small, ex.load_data(small), tmp_path)  # trains the owner's teacher
+        record = ex.load_record(ex.teacher_path(owner, tmp_path).with_name("1.json"))
+        assert record["provenance"]["data"] == ex.load_data(owner).identity()
+        assert teacher_state(small, tmp_path, ex.load_data(owner).identity())[0] == "current"
+    finally:
+        ex.PRESETS.clear()
+        ex.PRESETS.update(original)

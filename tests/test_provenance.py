@@ -130,6 +130,11 @@ def test_compare_results_names_what_differs():
     assert eq.compare_results({"ce": run}, {"ce": other}) == [
         "ce: final weights differ", "ce: history differs in train_total"]
     assert eq.compare_results({"ce": run}, {}) == ["ce: run missing on one side"]
+    logs_more = {**run, "history": {**run["history"], "test_ce": [0.9, 0.8]}}
+    assert eq.compare_results({"ce": run}, {"ce": logs_more}) == []  # reporting, not training
+    assert eq.added_columns({"ce": run}, {"ce": logs_more}) == {"ce": ["test_ce"]}
+    assert eq.compare_results({"ce": logs_more}, {"ce": run}) == [
+        "ce: history differs in test_ce"]  # a column no longer logged is a difference
 
 
 @pytest.mark.slow

@@ -135,7 +135,9 @@ def train_with(code_root: Path, spec_file: Path) -> dict:
 
 def compare_results(old: dict, new: dict) -> list[str]:
     """The differences between two workers' results (names of runs and what differs); empty
-    when every history (timing columns aside) and final weight is identical."""
+    when every final weight and every history column both versions log (timing columns
+    aside) is identical. A column only the new code logs (:func:`added_columns`) changes what
+    is reported, not what is trained, and is no difference; a column it no longer logs is."""
     differences = []
     for name in sorted(set(old) | set(new)):
         if name not in old or name not in new:
@@ -144,11 +146,18 @@ def compare_results(old: dict, new: dict) -> list[str]:
         a, b = old[name], new[name]
         if a["weights"] != b["weights"]:
             differences.append(f"{name}: final weights differ")
-        columns = (set(a["history"]) | set(b["history"])) - set(TIMING)
+        columns = set(a["history"]) - set(TIMING)
         bad = sorted(c for c in columns if a["history"].get(c) != b["history"].get(c))
         if bad:
             differences.append(f"{name}: history differs in {', '.join(bad)}")
     return differences
+
+
+def added_columns(old: dict, new: dict) -> dict[str, list[str]]:
+    """Per run, the history columns only the new code logs."""
+    added = {name: sorted(set(new[name]["history"]) - set(old[name]["history"]))
+             for name in set(old) & set(new)}
+    return {name: columns for name, columns in sorted(added.items()) if columns}
 
 
 def add_equivalence(results: str | Path, old_code: dict, new_code: dict,
@@ -184,15 +193,16 @@ def check_equivalence(commit: str, results: str | Path, epochs: int = 2, images:
         atomic_write_json(spec_file, {"runs": runs, "epochs": epochs, "images": images})
         old_root = extract_commit(commit, tmp / "old", repo)
         new_root = PACKAGE_ROOT if new is None else extract_commit(new, tmp / "new", repo)
-        differences = compare_results(train_with(old_root, spec_file),
-                                      train_with(new_root, spec_file))
+        old_runs, new_runs = train_with(old_root, spec_file), train_with(new_root, spec_file)
+        differences = compare_results(old_runs, new_runs)
     if differences:
         log(f"{commit}: NOT identical: " + "; ".join(differences))
         return differences
     evidence = {"commit": commit, "compared_with": new or "working tree",
                 "methods": [r["name"] for r in runs], "epochs": epochs,
                 "evidence": f"digits ({images} training images), CPU, deterministic: histories "
-                            "and final weights identical bit for bit", "result": "identical"}
+                            "and final weights identical bit for bit", "result": "identical",
+                "columns_added_since": added_columns(old_runs, new_runs)}
     added = add_equivalence(results, old_code, new_code, evidence)
     log(f"{commit}: identical; {'added to' if added else 'already in'} "
         f"{Path(results) / EQUIVALENCE_FILE}")

@@ -30,6 +30,7 @@ from tkd.experiments import (
     run_experiment,
     stale_reason,
     teacher_logits,
+    teacher_owner,
     teacher_path,
     train_teacher,
 )
@@ -59,7 +60,9 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
     torch.set_num_threads(threads)  # the teacher too: runs must not depend on what ran before
     start = time.perf_counter()
     identity = data.identity()
-    state, why = teacher_state(preset, root, identity)
+    owner = teacher_owner(preset)  # a shared teacher is judged on its own preset's data
+    state, why = teacher_state(preset, root, identity if owner == preset
+                               else load_data(owner, data_root).identity())
     train_teacher(preset, data, root, device, force=state == "stale")
     log(f"[{preset.name}] teacher {'loaded' if state == 'current' else 'trained'} "
         f"({time.perf_counter() - start:.1f} s)" + (f"; it was stale: {why}" if why else ""))
