@@ -45,6 +45,21 @@ def test_main_comparison_holds_the_papers_methods():
     assert mined == {"batch-random", "batch-hard", "batch-semihard"}
 
 
+def test_ba_caruana_learning_rate_grid_reuses_the_main_runs():
+    assert ex.LR_GRID == {
+        "logit-mse": ["logit-mse", "logit-mse-lr0.003", "logit-mse-lr0.001"],
+        "ce-mse": ["ce-mse", "ce-mse-lr0.003", "ce-mse-lr0.001"]}
+    for family, names in ex.LR_GRID.items():
+        assert [ex.student_config("quick", n, 1).lr for n in names] == list(ex.LR_RATES)
+        assert all(ex.EXPERIMENTS[n].objective() == ex.MAIN[family].objective()
+                   for n in names)
+    assert set(ex.LR_SWEEP) == {"logit-mse-lr0.003", "ce-mse-lr0.003", "ce-mse-lr0.001"}
+    assert not set(ex.LR_SWEEP) & set(ex.MAIN)  # not in `--main-only` / `make reproduce`
+    runs = ex.plan("quick")
+    assert [s for n, s in runs if n == "ce-mse-lr0.003"] == list(ex.PRESETS["quick"].seeds)
+    assert runs.index(("ce-mse-lr0.001", 1)) > runs.index(("triplet-batch-semihard", 3))
+
+
 def test_sweeps_reuse_the_main_runs_and_plan_has_no_duplicates():
     assert ex.margin_experiment(5.0).name == "triplet"
     assert ex.temperature_experiment(4.0).name == "kd-t4"
@@ -194,3 +209,25 @@ def test_a_saved_student_of_another_teacher_is_refused(tmp_path, monkeypatch):
          "0" * 64)
     with pytest.raises(ValueError, match="another teacher"):
         ex.load_student("short", "logit-mse", root=tmp_path, data_identity=data.identity())
+
+
+def test_the_lesson_preset_is_the_fashion_recipe_on_a_subset_with_the_fashion_teacher():
+    from tkd import experiments as ex
+
+    lesson, fashion = ex.get_preset("lesson"), ex.get_preset("fashion")
+    assert lesson.subset == 10_000 and lesson.validation == fashion.validation
+    assert (lesson.epochs, lesson.lr_step, lesson.lr) == (fashion.epochs, fashion.lr_step,
+                                                          fashion.lr)
+    assert ex.teacher_path(lesson) == ex.teacher_path(fashion)
+    assert ex.teacher_owner(lesson) == fashion
+    assert all(name in ex.EXPERIMENTS for name in ex.LESSON)
+    assert ex.plan(lesson, ex.LESSON, [1]) == [(name, 1) for name in ex.LESSON]
+
+
+def test_longer_schedules_scale_every_phase_but_the_last():
+    from tkd import experiments as ex
+
+    for name, (epochs, step) in {"fashion-2x": (50, 20), "fashion-4x": (100, 40)}.items():
+        preset = ex.get_preset(name)
+        assert (preset.epochs, preset.lr_step, preset.teacher_preset) == (epochs, step,
+                                                                          "fashion")
