@@ -304,8 +304,10 @@ def paired_markdown(table: pd.DataFrame) -> str:
     lines = ["| a | b | seeds | a − b (points) | 95 % CI | reading |",
              "|---|---|---:|---:|---|---|"]
     for row in table.itertuples():
+        interval = ("– (one seed)" if np.isnan(row.ci_low)
+                    else f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]")
         lines.append(f"| `{row.a}` | `{row.b}` | {row.seeds} | {row.difference:+.2f} | "
-                     f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}] | {row.reading} |")
+                     f"{interval} | {row.reading} |")
     return "\n".join(lines) + "\n"
 
 
