@@ -127,3 +127,28 @@ def test_stale_and_diverged_runs_are_marked(results, tmp_path, monkeypatch):
     table = pd.read_csv(tmp_path / "b" / "quick" / "comparison.csv").set_index("experiment")
     assert (table.loc["ce", "seeds"], table.loc["ce", "stale"], table.loc["ce", "diverged"]) \
         == (2, 1, 1)
+
+
+def test_beside_puts_a_smaller_preset_next_to_its_teachers_owner(tmp_path):
+    from tkd.experiments import result_path
+    from tkd.results import save_record
+
+    def record(preset, name, seed, acc):
+        return {"config": {"preset": preset, "experiment": name, "seed": seed, "objective": {}},
+                "history": {"epoch": [1], "val_acc": [acc], "test_acc": [acc],
+                            "train_acc": [acc]},
+                "final": {"test_acc": acc, "val_acc": acc, "train_acc": acc},
+                "environment": {"device_name": "cpu"}, "wall_seconds": 1.0}
+
+    accuracy = {"lesson": {"kd-t4": 0.88, "triplet": 0.86}, "fashion": {"kd-t4": 0.90,
+                                                                        "triplet": 0.91}}
+    for preset, rows in accuracy.items():
+        for name, acc in rows.items():
+            for seed in (1, 2):
+                save_record(result_path(preset, name, seed, tmp_path),
+                            record(preset, name, seed, acc + 0.001 * seed))
+    text = fg.beside_markdown("lesson", tmp_path)
+    assert "| `kd-t4` | 88.15 (2 seeds) | 90.15 (2 seeds) |" in text
+    assert "| `kd-t4` − `triplet` | +2.00 [+2.00, +2.00] (2 seeds) |" in text
+    assert text.rstrip().endswith("| no |")  # +2 on the lesson, -1 on the full set
+    assert fg.beside_markdown("fashion", tmp_path) is None

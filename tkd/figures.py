@@ -568,6 +568,10 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     written += [folder / "paired.csv", folder / "paired.md", folder / "verdict.md",
                 folder / "phases.md"]
     written += _schedule_outputs(name, root, folder)
+    beside = beside_markdown(name, root)
+    if beside:
+        atomic_write_text(folder / "beside.md", beside)
+        written.append(folder / "beside.md")
     student = [r for r in records if r["config"]["experiment"] != "teacher"]
     fig = plot_learning_curves(student, title=f"preset {name}: mean over seeds, band ± std")
     written.append(_save(fig, folder / "learning_curves.png"))
@@ -580,6 +584,49 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
             written += [folder / f"{kind}_sweep.csv",
                         _save(plot_sweep(runs, kind, table), folder / f"{kind}_sweep.png")]
     return written
+
+
+BESIDE_PAIRS = [("kd-t4", "triplet"), ("triplet-batch-semihard", "kd-t4"),
+                ("triplet", STUDENT_ALONE)]
+
+
+def beside_markdown(preset: str, root: str | Path | None = None) -> str | None:
+    """For a preset that shares another's teacher on less data (e.g. ``lesson``), its final
+    test accuracy beside the teacher owner's, and the headline gaps of both with whether their
+    directions agree. None for a preset that shares no teacher."""
+    owner = get_preset(preset).teacher_preset
+    if owner is None:
+        return None
+    runs = {name: runs_frame([r for r in load_records(name, root)
+                              if r["config"]["experiment"] != "teacher"], check=False)
+            for name in (preset, owner)}
+    lines = [f"| experiment | `{preset}` test acc. (%) | `{owner}` test acc. (%) |",
+             "|---|---:|---:|"]
+    for name, group in runs[preset].groupby("experiment", sort=False):
+        full = runs[owner][runs[owner].experiment == name]
+        lines.append(f"| `{name}` | {100 * group.test_acc.mean():.2f} ({_seeds(len(group))}) | "
+                     f"{100 * full.test_acc.mean():.2f} ({_seeds(len(full))}) |")
+    lines += ["", f"| gap (points) | `{preset}` | `{owner}` | same direction |",
+              "|---|---|---|---|"]
+    for a, b in BESIDE_PAIRS:
+        if not all({a, b} <= set(r.experiment) for r in runs.values()):
+            continue
+        small, full = (paired_difference(100 * r[r.experiment == a].set_index("seed").test_acc,
+                                         100 * r[r.experiment == b].set_index("seed").test_acc)
+                       for r in runs.values())
+        lines.append(f"| `{a}` − `{b}` | {_gap_cell(small)} | {_gap_cell(full)} | "
+                     f"{'yes' if np.sign(small['mean']) == np.sign(full['mean']) else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def _gap_cell(d: dict) -> str:
+    if np.isnan(d["low"]):
+        return f"{d['mean']:+.2f} ({_seeds(d['n'])})"
+    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] ({_seeds(d['n'])})"
 
 
 def _schedule_outputs(name: str, root, folder: Path) -> list[Path]:
