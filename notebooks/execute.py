@@ -35,8 +35,8 @@ def kernel_env() -> dict:
     """Environment settings that make a run repeatable: torch on one CPU thread, and the
     preset "auto" stands for: ``$TKD_PRESET`` if set, else "auto" (Fashion-MNIST where its
     files are, as the committed notebooks are executed; the digits elsewhere)."""
-    return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "TKD_PRESET": os.environ.get("TKD_PRESET") or "auto"}
+    preset = {"TKD_PRESET": os.environ["TKD_PRESET"]} if os.environ.get("TKD_PRESET") else {}
+    return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **preset}
 
 
 def setup_source() -> str:
