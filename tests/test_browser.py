@@ -62,7 +62,8 @@ def lab(tmp_path):
     if (saved_teacher / "model.pt").is_file():
         shutil.copytree(saved_teacher, results / "quick" / "teacher")
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, TKD_RESULTS=str(results), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+    env = dict(os.environ, TKD_RESULTS=str(results), TKD_PRESET="quick",  # the digits: seconds
+               JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "run"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
