@@ -105,7 +105,9 @@ def lab(tmp_path):
 
 
 def _margin_text(page) -> str:
-    return page.locator(".widget-html", has_text="active triplets").first.inner_text()
+    """The margin explorer's reading: ``margin m: triplet loss …, active triplets …``."""
+    return page.locator(".widget-html", has_text="active triplets").filter(
+        has_text="margin ").last.inner_text()
 
 
 def _train_in_browser(page) -> str:
@@ -154,6 +156,9 @@ def test_margin_slider_and_train_button_in_jupyterlab(lab):
                 ".widget-html", has_text="active triplets")).first
             explorer.wait_for(timeout=100_000)
             explorer.scroll_into_view_if_needed()
+            page.wait_for_function(  # the explorer's first reading, at the paper's margin
+                "() => [...document.querySelectorAll('.widget-html')].some("
+                "e => e.innerText.startsWith('margin 5:'))", timeout=100_000)
             before = _margin_text(page)
             page.screenshot(path=str(ARTIFACTS / "browser_margin_before.png"))
             image_before = explorer.locator("img.widget-image").get_attribute("src")
@@ -163,8 +168,9 @@ def test_margin_slider_and_train_button_in_jupyterlab(lab):
             for _ in range(6):  # step 0.5: margin 5 -> 8
                 handle.press("ArrowRight")
             page.wait_for_function(  # each key press is one change; wait for the last one
-                "() => [...document.querySelectorAll('.widget-html')].some("
-                "e => e.innerText.startsWith('margin 8:'))", timeout=30_000)
+                "() => [...document.querySelectorAll('.widget-html')].some("  # the callback
+                "e => e.innerText.startsWith('margin 8:'))",  # waits for the cells run-all
+                timeout=400_000)  # queued after it (06 trains three small students)
             after = _margin_text(page)
             explorer.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "browser_margin_after.png"))

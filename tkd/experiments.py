@@ -458,6 +458,15 @@ def _changed_settings(config: dict, want: dict) -> list[str]:
                                 else config.get(k) != want[k])]
 
 
+def _equivalences(root: str | Path | None) -> list[dict]:
+    """The code-equivalence entries of the results root and of this checkout's own
+    ``results/`` (equivalences are facts about code, so a copy of one preset's records
+    elsewhere is judged with them too)."""
+    folders = dict.fromkeys([results_root(root).resolve(),
+                             (Path(__file__).resolve().parent.parent / "results").resolve()])
+    return [entry for folder in folders for entry in load_equivalences(folder)]
+
+
 def code_reason(origin: dict, root: str | Path | None = None) -> str | None:
     """Why the code a record names (``provenance["code"]``) is not today's, None when it is
     (unchanged, or vouched for by ``<results>/code-equivalence.json``)."""
@@ -466,7 +475,7 @@ def code_reason(origin: dict, root: str | Path | None = None) -> str | None:
         return "it was recorded before code fingerprints"
     today = code_fingerprint()
     changed = code_changes(recorded, today)
-    if not changed or equivalent_code(recorded, today, load_equivalences(results_root(root))):
+    if not changed or equivalent_code(recorded, today, _equivalences(root)):
         return None
     more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
     return f"the code changed since it was recorded: {', '.join(changed[:3])}{more}"

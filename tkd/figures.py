@@ -513,7 +513,8 @@ def sweep_frame(runs: pd.DataFrame, kind: str) -> pd.DataFrame:
     for value, group in part.groupby(kind):
         rows.append({"value": value, "seeds": len(group), "test_mean": 100 * group.test_acc.mean(),
                      "test_std": 100 * _std(group.test_acc)})
-    return pd.DataFrame(rows, columns=["value", "seeds", "test_mean", "test_std"])
+    return pd.DataFrame(rows, columns=["value", "seeds", "test_mean", "test_std"]).astype(
+        {"value": float, "seeds": int, "test_mean": float, "test_std": float})
 
 
 def plot_sweep(runs: pd.DataFrame, kind: str, reference: pd.DataFrame | None = None):
@@ -524,7 +525,7 @@ def plot_sweep(runs: pd.DataFrame, kind: str, reference: pd.DataFrame | None = N
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     ax.errorbar(frame.value, frame.test_mean, yerr=frame.test_std.fillna(0), marker="o",
                 capsize=4, label="triplet (CE + 2 triplet)" if kind == "margin" else "Hinton KD")
-    if reference is not None and "ce" in set(reference.experiment):
+    if reference is not None and len(reference) and "ce" in set(reference.experiment):
         ce = reference[reference.experiment == "ce"].iloc[0]
         ax.axhline(ce.test_mean, color="grey", linestyle=":", label="student alone (CE)")
     ax.set_xscale("log", base=2)
