@@ -116,13 +116,23 @@ def _train_in_browser(page) -> str:
     panel.scroll_into_view_if_needed()
     image = panel.locator("img.widget-image").first
     map_before = image.get_attribute("src")
+    # One epoch fewer than the panel shows: a run that repeats the notebook's last one would
+    # draw the same map, and an unchanged image value is not sent again.
+    epochs = panel.locator(".widget-slider", has_text="epochs").locator(".noUi-handle").first
+    epochs.focus()
+    epochs.press("ArrowLeft")
+    runs = panel.locator(".widget-html", has_text="test accuracy")
+    before = runs.first.inner_text() if runs.count() else ""  # the notebook may train first
     panel.locator("button", has_text="Train").first.click()
-    page.wait_for_function(  # tkd.widgets.RetrainPanel's status line once the run is done
-        "() => [...document.querySelectorAll('.widget-html')].some("
-        "e => e.innerText.startsWith('run 1: test accuracy'))", timeout=300_000)
-    status = page.locator(".widget-html", has_text="run 1: test accuracy").first.inner_text()
-    page.wait_for_function("e => e.complete && e.naturalWidth > 100", arg=image.element_handle(),
-                           timeout=30_000)
+    page.wait_for_function(  # tkd.widgets.RetrainPanel's status line once the new run is done
+        "before => [...document.querySelectorAll('.widget-html')].some("
+        "e => /^run \\d+: test accuracy/.test(e.innerText) && e.innerText !== before)",
+        arg=before, timeout=300_000)
+    status = panel.locator(".widget-html", has_text="test accuracy").first.inner_text()
+    assert status != before and status.startswith("run "), status
+    page.wait_for_function(  # the map is drawn after the status line (a UMAP of the run)
+        "([e, before]) => e.src !== before && e.complete && e.naturalWidth > 100",
+        arg=[image.element_handle(), map_before], timeout=120_000)
     assert image.get_attribute("src") != map_before, "the map did not appear"
     panel.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser_retrain_after.png"))
