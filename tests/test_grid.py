@@ -430,3 +430,20 @@ def test_a_shared_teacher_is_trained_and_judged_on_its_own_presets_data(tmp_path
     finally:
         ex.PRESETS.clear()
         ex.PRESETS.update(original)
+
+
+def test_an_objective_field_added_later_at_its_default_keeps_records_current(done, tmp_path):
+    """Records written before the relation terms existed (no ``pkt_weight`` and co. in their
+    objective) stay current; a record whose objective lacks a field that today is not at its
+    default is stale."""
+    root = copy_of(done, tmp_path)
+    path = ex.result_path(TINY, "ce", 1, root)
+    record = load_record(path)
+    for name in ("rkd_distance_weight", "rkd_angle_weight", "pkt_weight", "hint_weight",
+                 "relation_space"):
+        del record["config"]["objective"][name]
+    path.write_text(json.dumps(record))
+    assert ex.stale_reason(record, TINY, "ce", 1, None) is None
+    want = ex.expected_run(TINY, "ce", 1)
+    want["objective"]["pkt_weight"] = 1.0
+    assert ex._changed_settings(record["config"], want) == ["objective"]

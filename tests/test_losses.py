@@ -7,11 +7,17 @@ import torch.nn.functional as F
 from tkd.losses import (
     METHODS,
     ObjectiveConfig,
+    hint_loss,
+    hint_regressor,
     kd_loss,
     logit_mse_loss,
     method_config,
     objective,
     pair_kd_loss,
+    pkt_loss,
+    rkd_angle_loss,
+    rkd_distance_loss,
+    triplet_angles,
     triplet_kd_loss,
 )
 from tkd.train import select_negatives
@@ -175,7 +181,8 @@ def test_methods_match_the_papers_recipes():
     assert triplet.kd_weight == 0 and triplet.negatives == "sample"
     rewrite = method_config("triplet-kd")
     assert (rewrite.kd_weight, rewrite.temperature, rewrite.triplet_weight) == (1.0, 1.0, 2.0)
-    assert set(METHODS) == {"ce", "ce-mse", "logit-mse", "kd", "pair", "triplet", "triplet-kd"}
+    assert set(METHODS) == {"ce", "ce-mse", "logit-mse", "kd", "pair", "triplet", "triplet-kd",
+                            "rkd", "pkt", "hint"}
     logit = method_config("logit-mse")  # Ba & Caruana: regression on the logits, no labels
     assert (logit.ce_weight, logit.mse_weight, logit.terms) == (0.0, 1.0, ["mse"])
     assert method_config("ce-mse").terms == ["ce", "mse"]
@@ -183,3 +190,143 @@ def test_methods_match_the_papers_recipes():
     assert pair.needs_negatives and not pair.student_sees_negatives
     assert triplet.student_sees_negatives
     assert not method_config("triplet", negatives="batch-hard").student_sees_negatives
+
+
+# ------------------------------------------------ relation- and feature-based losses ----
+# Each is checked against the formula written out with Python loops on a few rows.
+
+
+def _huber(a: float, b: float) -> float:
+    diff = abs(a - b)
+    return 0.5 * diff**2 if diff < 1 else diff - 0.5
+
+
+def _dist(u, v) -> float:
+    return math.sqrt(sum((a - b) ** 2 for a, b in zip(u, v)))
+
+
+def _cos_at(points, i, j, k) -> float:
+    """Cosine of the angle at points[j] between points[i] and points[k]."""
+    e1 = [a - b for a, b in zip(points[i], points[j])]
+    e2 = [a - b for a, b in zip(points[k], points[j])]
+    dot = sum(a * b for a, b in zip(e1, e2))
+    return dot / (math.sqrt(sum(a * a for a in e1)) * math.sqrt(sum(b * b for b in e2)))
+
+
+TEACHER_ROWS = [[0.0, 0.0, 1.0], [3.0, 0.0, 0.5], [0.0, 4.0, -1.0], [2.0, 2.0, 2.0]]
+STUDENT_ROWS = [[1.0, 0.0], [0.0, 1.0], [2.5, 2.0], [-1.0, 0.5]]  # another width: allowed
+
+
+def test_rkd_distance_hand_computed():
+    def normalised(points):
+        pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
+        d = {p: _dist(points[p[0]], points[p[1]]) for p in pairs}
+        mean = sum(d.values()) / len(d)
+        return {p: v / mean for p, v in d.items()}
+
+    t, s = normalised(TEACHER_ROWS), normalised(STUDENT_ROWS)
+    expected = sum(_huber(s[p], t[p]) for p in t) / len(t)
+    ours = rkd_distance_loss(torch.tensor(TEACHER_ROWS), torch.tensor(STUDENT_ROWS))
+    assert ours.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_rkd_angle_hand_computed():
+    triples = [(i, j, k) for i in range(4) for j in range(4) for k in range(4)
+               if len({i, j, k}) == 3]
+    expected = sum(_huber(_cos_at(STUDENT_ROWS, *t), _cos_at(TEACHER_ROWS, *t))
+                   for t in triples) / len(triples)
+    ours = rkd_angle_loss(torch.tensor(TEACHER_ROWS), torch.tensor(STUDENT_ROWS))
+    assert ours.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_triplet_angles_match_normalised_edges():
+    x = logits(9, 6, seed=4).double()
+    edges = F.normalize(x[None, :, :] - x[:, None, :], dim=2)
+    torch.testing.assert_close(triplet_angles(x), edges @ edges.transpose(1, 2))
+
+
+def test_pkt_hand_computed():
+    def distribution(points):
+        def cos(u, v):
+            return sum(a * b for a, b in zip(u, v)) / (math.hypot(*u) * math.hypot(*v))
+        kernel = [[(1 + cos(u, v)) / 2 for v in points] for u in points]
+        return [[k / sum(row) for k in row] for row in kernel]
+
+    t, s = distribution(TEACHER_ROWS[1:]), distribution(STUDENT_ROWS[1:])
+    expected = sum(t[i][j] * math.log(t[i][j] / s[i][j]) for i in range(3) for j in range(3)) / 3
+    ours = pkt_loss(torch.tensor(TEACHER_ROWS[1:]), torch.tensor(STUDENT_ROWS[1:]), eps=0.0)
+    assert ours.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_hint_is_the_mean_squared_error_after_the_regressor():
+    teacher = torch.tensor(TEACHER_ROWS)
+    regressor = hint_regressor(2, 3)
+    mapped = regressor(torch.tensor(STUDENT_ROWS))
+    expected = sum((m - t) ** 2 for row_m, row_t in zip(mapped.tolist(), TEACHER_ROWS)
+                   for m, t in zip(row_m, row_t)) / 12
+    assert hint_loss(teacher, mapped).item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="regressor must map"):
+        hint_loss(teacher, torch.tensor(STUDENT_ROWS))
+
+
+def test_relations_ignore_scale_and_vanish_on_the_teacher():
+    """RKD normalises distances by their mean and PKT uses cosines: a student that is the
+    teacher scaled (and, for RKD, shifted) copies every relation."""
+    t = logits(12, 5, seed=5)
+    for loss in (rkd_distance_loss, rkd_angle_loss, pkt_loss):
+        assert loss(t, t).item() == pytest.approx(0.0, abs=1e-6)
+        assert loss(t, 3 * t).item() == pytest.approx(0.0, abs=1e-6)
+    for loss in (rkd_distance_loss, rkd_angle_loss):
+        assert loss(t, 3 * t + 7).item() == pytest.approx(0.0, abs=1e-6)
+    assert rkd_distance_loss(t, logits(12, 5, seed=6)).item() > 0.01
+
+
+def test_relation_gradients_reach_student_never_teacher():
+    t = logits(10, 4, seed=1).requires_grad_(True)
+    s = logits(10, 4, seed=2).requires_grad_(True)
+    for loss in (rkd_distance_loss, rkd_angle_loss, pkt_loss, hint_loss):
+        loss(t, s).backward()
+    assert t.grad is None and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: rkd_distance_loss(torch.zeros(1, 3), torch.zeros(1, 3)), "at least 2"),
+    (lambda: rkd_angle_loss(torch.zeros(2, 3), torch.zeros(2, 3)), "at least 3"),
+    (lambda: pkt_loss(torch.zeros(4, 3), torch.zeros(5, 3)), "rows but the teacher has 4"),
+    (lambda: rkd_distance_loss(torch.zeros(4), torch.zeros(4, 3)), "teacher must be a"),
+    (lambda: pkt_loss(torch.zeros(4, 3), torch.full((4, 3), float("nan"))), "NaN"),
+])
+def test_bad_relation_input_names_the_problem(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_objective_puts_relations_on_embeddings_or_logits():
+    s, t = logits(8, 10, seed=1), logits(8, 10, seed=2)
+    s_feat, t_feat = logits(8, 6, seed=3), logits(8, 7, seed=4)
+    labels = torch.arange(8) % 10
+    on_embeddings = objective(method_config("rkd"), s, labels, t, student_features=s_feat,
+                              teacher_features=t_feat)
+    torch.testing.assert_close(on_embeddings["rkd_angle"], rkd_angle_loss(t_feat, s_feat))
+    on_logits = objective(method_config("rkd", relation_space="logits"), s, labels, t)
+    torch.testing.assert_close(on_logits["rkd_distance"], rkd_distance_loss(t, s))
+    expected = F.cross_entropy(s, labels) + 25 * rkd_distance_loss(t, s) \
+        + 50 * rkd_angle_loss(t, s)
+    torch.testing.assert_close(on_logits["total"], expected)
+    with pytest.raises(ValueError, match="student_features and teacher_features"):
+        objective(method_config("pkt"), s, labels, t)
+    with pytest.raises(ValueError, match="needs the regressor"):
+        objective(method_config("hint"), s, labels, t, student_features=s_feat,
+                  teacher_features=t_feat)
+    with pytest.raises(ValueError, match="relation_space"):
+        ObjectiveConfig(rkd_distance_weight=1.0, relation_space="features")
+
+
+def test_relation_methods_carry_repdistillers_weights():
+    rkd = method_config("rkd")
+    assert (rkd.ce_weight, rkd.rkd_distance_weight, rkd.rkd_angle_weight) == (1.0, 25.0, 50.0)
+    assert rkd.needs_embeddings and rkd.in_batch and rkd.needs_teacher
+    assert not method_config("rkd", relation_space="logits").needs_embeddings
+    assert method_config("pkt").pkt_weight == 30000 / 64
+    assert method_config("hint").hint_weight == 100.0 and method_config("hint").needs_embeddings
+    assert not method_config("triplet").in_batch and method_config("ce").terms == ["ce"]

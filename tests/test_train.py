@@ -258,3 +258,38 @@ def test_predict_under_autocast_and_channels_last(small):
     assert low.dtype == torch.float32  # logits come back in float32
     torch.testing.assert_close(low, reference, rtol=0.05, atol=0.05)
     assert model.training is False
+
+
+# ----------------------------------------------------------- relation and hint students ----
+
+
+@pytest.mark.parametrize("method, overrides", [("rkd", {}), ("rkd", {"relation_space": "logits"}),
+                                               ("pkt", {}), ("hint", {"hint_weight": 1.0})])
+def test_relation_and_hint_students_learn_and_log_their_terms(digits, teacher, method,
+                                                              overrides):
+    obj = method_config(method, **overrides)
+    history = fit(student(), digits, config(epochs=4), obj, teacher)
+    for term in obj.terms:
+        assert history[f"train_{term}"].notna().all() and history[f"test_{term}"].notna().all()
+    term = obj.terms[1]  # the distillation term falls: the student copies the teacher
+    assert history[f"train_{term}"].iloc[-1] < 0.9 * history[f"train_{term}"].iloc[0]
+
+
+def test_hint_regressor_is_trained_checkpointed_and_resumed_exactly(small, teacher, tmp_path):
+    obj = method_config("hint", hint_weight=1.0)
+    fit(student(), small, config(epochs=2, checkpoint_dir=str(tmp_path)), obj, teacher)
+    state = safe_load(list_checkpoints(tmp_path)[-1])
+    assert set(state["regressor"]) == {"weight", "bias"}
+    resumed = fit(student(), small, config(epochs=4, checkpoint_dir=str(tmp_path), resume=True),
+                  obj, teacher)
+    full = fit(student(), small, config(epochs=4), obj, teacher)
+    pd.testing.assert_frame_equal(full.drop(columns=TIMING), resumed.drop(columns=TIMING),
+                                  check_exact=True)
+    later = safe_load(list_checkpoints(tmp_path)[-1])["regressor"]["weight"]
+    assert not torch.equal(later, state["regressor"]["weight"])  # the regressor learns
+
+
+def test_embedding_terms_need_forward_features(small, teacher):
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(ValueError, match="forward_features"):
+        fit(plain, small, config(epochs=1), method_config("rkd"), teacher)

@@ -23,7 +23,7 @@ import torch
 from tkd.checkpoint import load_model, save_model
 from tkd.data import Dataset, load_dataset
 from tkd.live import EpochLog
-from tkd.losses import method_config
+from tkd.losses import ObjectiveConfig, method_config
 from tkd.models import build_model
 from tkd.provenance import code_changes, code_fingerprint, equivalent_code, load_equivalences
 from tkd.results import (
@@ -133,6 +133,30 @@ GENERALITY = _experiments(
 objective (weights 1 CE, 1 KD, 2 triplet), to test against both parents; the other student
 (``student-2022``, with BatchNorm) is the preset ``fashion-bn``."""
 
+HINT_WEIGHTS = (100.0, 10.0, 1.0)
+
+
+def hint_experiment(weight: float) -> Experiment:
+    """The FitNets hint at ``weight``: ``hint`` at RepDistiller's 100, else ``hint-w<weight>``."""
+    name = "hint" if weight == 100.0 else f"hint-w{_number(weight)}"
+    return Experiment(name, "hint", f"FitNets hint (CE + {_number(weight)} MSE of a linear "
+                                    f"regressor, embeddings)", {"hint_weight": weight})
+
+
+RELATIONS = _experiments(
+    Experiment("rkd", "rkd", "RKD (CE + 25 distance + 50 angle, embeddings)"),
+    Experiment("rkd-logits", "rkd", "RKD on logits (CE + 25 distance + 50 angle)",
+               {"relation_space": "logits"}),
+    Experiment("pkt", "pkt", "PKT (CE + 468.75 KL of cosine similarities, embeddings)"),
+    *(hint_experiment(w) for w in HINT_WEIGHTS),
+)
+"""The relation- and feature-based KD methods beside the paper's triplet, on the 128-d
+embeddings before the classifier (and RKD also on the logits, the triplet's space), with
+RepDistiller's weights (see :data:`tkd.losses.METHODS`). The hint's published weight 100 drives
+this plain student to chance (its ReLUs die), so its weight is chosen on validation from
+``HINT_WEIGHTS``; run with ``preset.headline_seeds``."""
+HINT_GRID = [hint_experiment(w).name for w in HINT_WEIGHTS]
+
 LR_RATES = (0.01, 0.003, 0.001)
 
 
@@ -158,7 +182,7 @@ the one with the best mean validation accuracy over seeds is the family's chosen
 
 SWEEPS = _experiments(*(margin_experiment(m) for m in MARGINS),
                       *(temperature_experiment(t) for t in TEMPERATURES))
-EXPERIMENTS: dict[str, Experiment] = {**MAIN, **LR_SWEEP, **SWEEPS, **GENERALITY}
+EXPERIMENTS: dict[str, Experiment] = {**MAIN, **LR_SWEEP, **SWEEPS, **GENERALITY, **RELATIONS}
 SWEEP_NAMES = {"margin": [margin_experiment(m).name for m in MARGINS],
                "temperature": [temperature_experiment(t).name for t in TEMPERATURES]}
 
@@ -441,20 +465,24 @@ def expected_teacher_run(preset: str | Preset) -> dict:
     return run_config(owner, "teacher", 1, teacher_config(owner), None, owner.teacher_model)
 
 
-def _train_differs(saved, want: dict) -> bool:
-    """Whether a record's ``train`` settings differ from ``want``; a setting the record lacks
-    counts as equal when today's value is the :class:`TrainConfig` default (a field added
-    later does not make every old record stale)."""
+def _fields_differ(saved, want: dict | None, kind: type) -> bool:
+    """Whether a record's ``train`` (``kind`` TrainConfig) or ``objective`` (ObjectiveConfig)
+    settings differ from ``want``; a setting the record lacks counts as equal when today's
+    value is the dataclass default (a field added later does not make every old record
+    stale)."""
+    if want is None or saved is None:
+        return saved != want
     if not isinstance(saved, dict):
         return True
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults = {f.name: f.default for f in fields(kind)}
     missing = object()
     return any(saved.get(k, defaults.get(k, missing)) != v for k, v in want.items()) \
         or any(k not in want for k in saved)
 
 
 def _changed_settings(config: dict, want: dict) -> list[str]:
-    return [k for k in want if (_train_differs(config.get(k), want[k]) if k == "train"
+    kinds = {"train": TrainConfig, "objective": ObjectiveConfig}
+    return [k for k in want if (_fields_differ(config.get(k), want[k], kinds[k]) if k in kinds
                                 else config.get(k) != want[k])]
 
 
@@ -569,7 +597,7 @@ def plan(preset: str | Preset, experiments: list[str] | None = None,
     def seeds_of(name: str) -> tuple[int, ...]:
         if seeds:
             return tuple(seeds)
-        if name in HEADLINE:
+        if name in HEADLINE or name in RELATIONS:
             return preset.headline_seeds
         return preset.seeds if name in MAIN or name in LR_SWEEP else preset.sweep_seeds
 
@@ -579,7 +607,7 @@ def plan(preset: str | Preset, experiments: list[str] | None = None,
             raise ValueError(f"unknown experiments {unknown}; choose from {', '.join(EXPERIMENTS)}")
         names = list(experiments)
     else:
-        names = [*MAIN, *LR_SWEEP, *SWEEPS]
+        names = [*MAIN, *LR_SWEEP, *RELATIONS, *SWEEPS]
     main = [n for n in names if n in MAIN]
     groups = [main, [n for n in names if n not in MAIN]]
     runs = [(e, s) for group in groups

@@ -1,4 +1,5 @@
-"""Distillation losses: the paper's triplet loss, its pair variant and the classic KD losses.
+"""Distillation losses: the paper's triplet loss, its pair variant, the classic KD losses and
+the relation- and feature-based ones it is compared with (RKD, PKT, FitNets hints).
 
 Shapes: every ``*_logits`` argument is ``(batch, classes)``; ``labels`` is ``(batch,)`` int64.
 Vocabulary of the paper: the *anchor* is the teacher's output for an image ``x``, the
@@ -166,18 +167,151 @@ def logit_mse_loss(student_logits: Tensor, teacher_logits: Tensor,
     return F.mse_loss(student_logits, teacher_logits.detach())
 
 
+# ---------------------------------------------------------------------------------------------
+# Relation- and feature-based distillation (RKD, PKT, FitNets hints)
+# ---------------------------------------------------------------------------------------------
+# Here teacher and student tensors are (batch, dim) rows: the 128-d embeddings before each
+# network's classifier (``Classifier.forward_features``) or the logits. The two dims may differ
+# for RKD and PKT, which only compare (batch, batch) relations.
+
+
+def _check_rows(check_finite: bool, least: int, **tensors: Tensor) -> None:
+    """Raise ``ValueError`` naming the argument unless every tensor is (batch, dim) with the
+    same batch of at least ``least`` rows and, with ``check_finite``, finite values."""
+    batch = None
+    for name, value in tensors.items():
+        if not isinstance(value, Tensor) or value.dim() != 2:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"{name} must be a (batch, dim) tensor, got {got}")
+        if value.shape[0] < least:
+            raise ValueError(f"{name} has {value.shape[0]} rows; relations need at least {least}")
+        if batch is not None and value.shape[0] != batch:
+            raise ValueError(f"{name} has {value.shape[0]} rows but the teacher has {batch}")
+        batch = value.shape[0]
+        if check_finite and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name} holds NaN or infinite values")
+
+
+def pairwise_distances(x: Tensor) -> Tensor:
+    """Euclidean distances between the rows of ``x``: (batch, dim) -> (batch, batch), zero on
+    the diagonal (whose gradient is zero too)."""
+    squared = (x[:, None, :] - x[None, :, :]).pow(2).sum(-1)
+    off = ~torch.eye(len(x), dtype=torch.bool, device=x.device)
+    return squared.clamp(min=1e-12).sqrt() * off
+
+
+def rkd_distance_loss(teacher: Tensor, student: Tensor, check_finite: bool = True) -> Tensor:
+    """RKD's distance term (Park et al., CVPR 2019).
+
+    ``L = mean_{i != j} huber(d^s_ij / mu_s, d^t_ij / mu_t)`` with ``d_ij = ||x_i - x_j||`` and
+    ``mu`` the mean of ``d_ij`` over the batch's pairs ``i != j``; ``huber`` is the smooth L1
+    loss with threshold 1. The student copies the *shape* of the teacher's point cloud, not its
+    scale. teacher, student: (batch >= 2, dim); returns a scalar.
+    """
+    _check_rows(check_finite, 2, teacher=teacher, student=student)
+    off = ~torch.eye(len(teacher), dtype=torch.bool, device=teacher.device)
+    relations = []
+    for x in (teacher.detach(), student):
+        d = pairwise_distances(x)[off]
+        relations.append(d / d.mean().clamp(min=1e-12))
+    return F.smooth_l1_loss(relations[1], relations[0])
+
+
+def triplet_angles(x: Tensor) -> Tensor:
+    """Cosines of the angles at every vertex: ``cos[j, i, k]`` is the cosine of the angle at
+    ``x_j`` between ``x_i`` and ``x_k``, ``<x_i - x_j, x_k - x_j> / (d_ji d_jk)``, and 0 when
+    ``i = j`` or ``k = j``. (batch, dim) -> (batch, batch, batch).
+
+    The inner products come from the Gram matrix ``G = x x^T`` of the centred rows as
+    ``G_ik - G_ij - G_jk + G_jj``, so the cost is batch^3 rather than batch^3 * dim; the
+    cosines are clamped to [-1, 1] against rounding between near-duplicate rows."""
+    x = x - x.mean(0)  # angles do not move; smaller Gram entries round less
+    gram = x @ x.T
+    inner = gram[None, :, :] - gram[:, :, None] - gram[:, None, :] \
+        + gram.diagonal()[:, None, None]
+    d = pairwise_distances(x)
+    off = (d > 0).to(x.dtype)  # zero distance: i = j (or a repeated row)
+    lengths = (d[:, :, None] * d[:, None, :]).clamp(min=1e-12)
+    return (inner * off[:, :, None] * off[:, None, :] / lengths).clamp(-1, 1)
+
+
+def rkd_angle_loss(teacher: Tensor, student: Tensor, check_finite: bool = True) -> Tensor:
+    """RKD's angle term (Park et al., CVPR 2019).
+
+    ``L = mean over distinct (i, j, k) of huber(cos angle^s_ijk, cos angle^t_ijk)``, the angle
+    at ``x_j`` between ``x_i`` and ``x_k`` (see :func:`triplet_angles`). teacher, student:
+    (batch >= 3, dim); returns a scalar. Memory grows as batch^2 * dim + batch^3.
+    """
+    _check_rows(check_finite, 3, teacher=teacher, student=student)
+    n = len(teacher)
+    huber = F.smooth_l1_loss(triplet_angles(student), triplet_angles(teacher.detach()),
+                             reduction="none")
+    # Degenerate (i, j, k) add nothing: i = j or k = j gives cos 0 for both networks (a zero
+    # edge), i = k gives cos 1 for both up to rounding, which the diagonal term removes.
+    degenerate = huber.diagonal(dim1=1, dim2=2).sum()
+    return (huber.sum() - degenerate) / (n * (n - 1) * (n - 2))
+
+
+def similarity_distribution(x: Tensor) -> Tensor:
+    """PKT's conditional probabilities ``P[i, j] = K(x_i, x_j) / sum_k K(x_i, x_k)`` with the
+    cosine kernel ``K(a, b) = (1 + cos(a, b)) / 2``: (batch, dim) -> (batch, batch), rows sum
+    to 1 (the sum over ``k`` includes ``k = i``, as in the authors' code)."""
+    unit = F.normalize(x, dim=1)
+    kernel = (unit @ unit.T + 1) / 2
+    return kernel / kernel.sum(1, keepdim=True)
+
+
+def pkt_loss(teacher: Tensor, student: Tensor, eps: float = 1e-7,
+             check_finite: bool = True) -> Tensor:
+    """PKT (Passalis & Tefas, ECCV 2018): the KL divergence between the teacher's and the
+    student's distributions of cosine similarities (:func:`similarity_distribution`).
+
+    ``L = mean_i sum_j P^t[i, j] log((P^t[i, j] + eps) / (P^s[i, j] + eps))``.
+    teacher, student: (batch >= 2, dim); returns a scalar (0 when the student's rows are the
+    teacher's up to a positive scale per row)."""
+    _check_rows(check_finite, 2, teacher=teacher, student=student)
+    target = similarity_distribution(teacher.detach())
+    model = similarity_distribution(student)
+    return (target * torch.log((target + eps) / (model + eps))).sum(1).mean()
+
+
+def hint_loss(teacher: Tensor, regressed_student: Tensor, check_finite: bool = True) -> Tensor:
+    """FitNets hint (Romero et al., ICLR 2015): ``L = mean over batch and dims of
+    (r(s) - t)^2``, with ``r(s)`` the student's embedding mapped by a trained regressor to the
+    teacher's width (see :func:`hint_regressor`). teacher, regressed_student: (batch, dim)."""
+    _check_rows(check_finite, 1, teacher=teacher, regressed_student=regressed_student)
+    if teacher.shape != regressed_student.shape:
+        raise ValueError(f"regressed_student has shape {tuple(regressed_student.shape)} but the "
+                         f"teacher has {tuple(teacher.shape)}; the regressor must map to it")
+    return F.mse_loss(regressed_student, teacher.detach())
+
+
+def hint_regressor(student_dim: int, teacher_dim: int) -> torch.nn.Module:
+    """The FitNets regressor on embeddings: one linear layer ``student_dim -> teacher_dim``,
+    trained with the student and discarded after training."""
+    return torch.nn.Linear(student_dim, teacher_dim)
+
+
 def _check_weight(name: str, value: float) -> None:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
+
+TERMS = ("ce", "kd", "mse", "triplet", "pair", "rkd_distance", "rkd_angle", "pkt", "hint")
+"""The objective's terms, in logging order; each has a ``<term>_weight`` in ObjectiveConfig."""
+RELATION_TERMS = ("rkd_distance", "rkd_angle", "pkt")
 
 @dataclass
 class ObjectiveConfig:
     """Weights and settings of the combined training objective (see :func:`objective`).
 
     ``total = ce_weight*CE + kd_weight*KD_T + mse_weight*MSE + triplet_weight*Triplet_m
-    + pair_weight*Pair_m``; a term with weight 0 is not computed.
+    + pair_weight*Pair_m + rkd_distance_weight*RKD_D + rkd_angle_weight*RKD_A
+    + pkt_weight*PKT + hint_weight*Hint``; a term with weight 0 is not computed.
     ``triplet_temperature=None`` puts the triplet on raw logits, as the paper does.
+    ``relation_space``: where RKD and PKT compare samples, ``"embedding"`` (the 128-d rows
+    before the classifier, as RKD's and PKT's papers do) or ``"logits"`` (the triplet's space);
+    the hint always regresses embeddings.
     """
 
     ce_weight: float = 1.0
@@ -190,10 +324,18 @@ class ObjectiveConfig:
     negatives: str = "sample"
     p: float = 2.0
     triplet_temperature: float | None = None
+    rkd_distance_weight: float = 0.0
+    rkd_angle_weight: float = 0.0
+    pkt_weight: float = 0.0
+    hint_weight: float = 0.0
+    relation_space: str = "embedding"
 
     def __post_init__(self) -> None:
-        for name in ("ce_weight", "kd_weight", "mse_weight", "triplet_weight", "pair_weight"):
-            _check_weight(name, getattr(self, name))
+        for name in TERMS:
+            _check_weight(f"{name}_weight", getattr(self, f"{name}_weight"))
+        if self.relation_space not in ("embedding", "logits"):
+            raise ValueError(f"relation_space must be 'embedding' or 'logits', "
+                             f"got {self.relation_space!r}")
         _check_temperature(self.temperature)
         _check_margin(self.margin)
         check_strategy(self.negatives)
@@ -206,12 +348,24 @@ class ObjectiveConfig:
     @property
     def terms(self) -> list[str]:
         """Names of the terms with a positive weight, in logging order."""
-        names = ("ce", "kd", "mse", "triplet", "pair")
-        return [n for n in names if getattr(self, f"{n}_weight") > 0]
+        return [n for n in TERMS if getattr(self, f"{n}_weight") > 0]
 
     @property
     def needs_teacher(self) -> bool:
-        return any(t in self.terms for t in ("kd", "mse", "triplet", "pair"))
+        return any(t != "ce" for t in self.terms)
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """True when a term compares embeddings (``forward_features``) rather than logits."""
+        relations = any(t in self.terms for t in RELATION_TERMS)
+        return "hint" in self.terms or (relations and self.relation_space == "embedding")
+
+    @property
+    def in_batch(self) -> bool:
+        """True when a term relates the samples of a batch (mined negatives, RKD, PKT): such
+        terms are scored on batches of the training batch size."""
+        mined = self.needs_negatives and self.negatives != "sample"
+        return mined or any(t in self.terms for t in RELATION_TERMS)
 
     @property
     def needs_negatives(self) -> bool:
@@ -235,12 +389,20 @@ METHODS: dict[str, dict] = {
     "pair": {"pair_weight": 2.0, "margin": 5.0},
     "triplet": {"triplet_weight": 2.0, "margin": 5.0},
     "triplet-kd": {"kd_weight": 1.0, "temperature": 1.0, "triplet_weight": 2.0, "margin": 5.0},
+    "rkd": {"rkd_distance_weight": 25.0, "rkd_angle_weight": 50.0},
+    "pkt": {"pkt_weight": 30000.0 / 64},
+    "hint": {"hint_weight": 100.0},
 }
 """The methods the paper compares, as objective settings. ``triplet`` is the 2020 code's
 ``CE + 2 * triplet`` (margin 5); ``triplet-kd`` the 2022 rewrite's ``KL_{T=1} + CE + 2 * triplet``;
 ``kd`` is Hinton's ``CE + KD`` (T = 4 by default); ``logit-mse`` is Ba & Caruana's logit
 regression (the MSE to the teacher's logits alone, no labels); ``ce-mse`` adds it to the
-cross-entropy."""
+cross-entropy. The relation- and feature-based methods keep the cross-entropy beside their term
+with the weights of RepDistiller (Tian et al., ICLR 2020), the common benchmark of these
+methods: ``rkd`` = CE + 25 distance + 50 angle; ``pkt`` = CE + 30000 x the mean of the
+(batch, batch) KL matrix at its batch of 64, which is 30000 / 64 = 468.75 x
+:func:`pkt_loss` (a mean over anchors, so the weight no longer depends on the batch size);
+``hint`` = CE + 100 x :func:`hint_loss`."""
 
 
 def method_config(method: str, **overrides) -> ObjectiveConfig:
@@ -260,6 +422,9 @@ def objective(
     negative_teacher_logits: Tensor | None = None,
     valid: Tensor | None = None,
     check_finite: bool = True,
+    student_features: Tensor | None = None,
+    teacher_features: Tensor | None = None,
+    regressor: torch.nn.Module | None = None,
 ) -> dict[str, Tensor]:
     """Weighted sum of the configured terms; returns ``{"total": ..., "ce": ..., ...}`` scalars.
 
@@ -268,6 +433,8 @@ def objective(
     negative_teacher_logits: the teacher's logits of each row's negative (pair term); both
     (batch, classes), chosen by the caller (:mod:`tkd.miners` or
     :class:`tkd.data.NegativeSampler`). ``valid`` (batch,) bool: rows that have a negative.
+    student_features, teacher_features: (batch, dim) embeddings, needed when
+    ``config.needs_embeddings``; ``regressor`` maps the student's to the teacher's (hint term).
     """
     if labels.dim() != 1 or labels.shape[0] != student_logits.shape[0]:
         raise ValueError(
@@ -303,5 +470,30 @@ def objective(
             teacher_logits, student_logits, negative_teacher_logits.float(), config.margin,
             valid, check_finite,
         )
+    parts.update(_relation_terms(config, student_logits, teacher_logits, student_features,
+                                 teacher_features, regressor, check_finite))
     total = sum(getattr(config, f"{name}_weight") * value for name, value in parts.items())
     return {"total": total, **parts}
+
+
+def _relation_terms(config: ObjectiveConfig, student_logits: Tensor, teacher_logits: Tensor,
+                    student_features: Tensor | None, teacher_features: Tensor | None,
+                    regressor: torch.nn.Module | None, check_finite: bool) -> dict[str, Tensor]:
+    """The RKD, PKT and hint terms of :func:`objective` that ``config`` weights."""
+    parts: dict[str, Tensor] = {}
+    if config.needs_embeddings and (student_features is None or teacher_features is None):
+        raise ValueError(f"student_features and teacher_features are required for the terms "
+                         f"{config.terms}")
+    student, teacher = ((student_logits, teacher_logits) if config.relation_space == "logits"
+                        else (student_features, teacher_features))
+    relations = {"rkd_distance": rkd_distance_loss, "rkd_angle": rkd_angle_loss,
+                 "pkt": pkt_loss}
+    for name, loss in relations.items():
+        if name in config.terms:
+            parts[name] = loss(teacher.float(), student.float(), check_finite=check_finite)
+    if "hint" in config.terms:
+        if regressor is None:
+            raise ValueError("the hint term needs the regressor (tkd.losses.hint_regressor)")
+        parts["hint"] = hint_loss(teacher_features.float(),
+                                  regressor(student_features.float()), check_finite)
+    return parts

@@ -38,7 +38,7 @@ from tkd.checkpoint import (
     set_rng_state,
 )
 from tkd.data import Dataset, NegativeSampler, TensorSplit, augment, fixed_negatives, to_float
-from tkd.losses import ObjectiveConfig, objective
+from tkd.losses import ObjectiveConfig, hint_regressor, objective
 from tkd.miners import mine_negatives
 from tkd.precision import autocast_dtype, make_scaler, pick_precision, set_tf32
 
@@ -168,6 +168,26 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
     return torch.cat(out)
 
 
+@torch.no_grad()
+def predict_features(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
+                     dtype: torch.dtype | None = None,
+                     channels_last: bool = False) -> tuple[Tensor, Tensor]:
+    """``(logits, embeddings)`` float32 of an eval-mode :class:`tkd.models.Classifier` on
+    uint8 images (N, C, H, W): (N, classes) and (N, dim) from ``forward_features``."""
+    was_training = model.training
+    model.eval()
+    logits, features = [], []
+    for start in range(0, len(images), batch_size):
+        x = to_float(images[start:start + batch_size])
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        with torch.autocast(images.device.type, dtype or torch.float32, enabled=dtype is not None):
+            f = model.forward_features(x)
+            logits.append(model.head(f).float())
+        features.append(f.float())
+    model.train(was_training)
+    return torch.cat(logits), torch.cat(features)
+
+
 @dataclass
 class Run:
     """What one training run holds on its device: model, teacher, optimiser, data, cached
@@ -199,6 +219,8 @@ class Run:
     graph: object = None
     graph_lr: float | None = None
     eager_steps: int = 0
+    regressor: nn.Module | None = None  # the hint term's student -> teacher map
+    teacher_train_features: Tensor | None = None  # (N, dim) cached teacher embeddings
 
     def __post_init__(self) -> None:
         steps = len(self.train) // self.config.batch_size
@@ -235,17 +257,18 @@ def train_step(run: Run, index: Tensor, negative: Tensor) -> None:
     live_teacher = run.teacher is not None and run.teacher_train is None
     x_neg = (run.images(negative) if obj.student_sees_negatives
              or (pair_sampled and live_teacher) else None)
+    s_feat = None  # the student's embeddings, when a term compares them
     with run.autocast():
         if not obj.student_sees_negatives:
-            s, s_neg = run.step_model(x).float(), None
+            (s, s_feat), s_neg = student_outputs(run, x), None
         elif run.joint_forward:  # one forward over x and x' (no BatchNorm to share)
             s, s_neg = run.step_model(torch.cat([x, x_neg])).float().chunk(2)
         else:  # BatchNorm: x and x' as two batches, as the authors' code runs them
             s, s_neg = run.step_model(x).float(), run.step_model(x_neg).float()
-        t = teacher_logits_of(run, index, x)
+        t, t_feat = teacher_logits_of(run, index, x), teacher_features_of(run, index, x)
         t_neg = teacher_logits_of(run, negative, x_neg) if pair_sampled else None
     s_neg, t_neg, valid = select_negatives(obj, y, t, s, s_neg, t_neg, run.batch_generator)
-    parts = objective(obj, s, y, t, s_neg, t_neg, valid, check_finite=False)
+    parts = objective(obj, s, y, t, s_neg, t_neg, valid, False, s_feat, t_feat, run.regressor)
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is None:
         parts["total"].backward()
@@ -258,6 +281,26 @@ def train_step(run: Run, index: Tensor, negative: Tensor) -> None:
     run.sums.index_copy_(0, run.step, values[None])
     run.correct += (s.detach().argmax(1) == y).sum()
     run.step += 1
+
+
+def student_outputs(run: Run, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The student's logits (B, classes) float32 and, when the objective compares
+    embeddings, its embeddings (B, dim) (else None)."""
+    if not run.obj.needs_embeddings:
+        return run.step_model(x).float(), None
+    features = run.model.forward_features(x)
+    return run.model.head(features).float(), features.float()
+
+
+def teacher_features_of(run: Run, index: Tensor, x: Tensor) -> Tensor | None:
+    """The teacher's embeddings (B, dim) of training images ``index`` when the objective
+    compares embeddings: cached, or computed on the (augmented) batch ``x``."""
+    if run.teacher is None or not run.obj.needs_embeddings:
+        return None
+    if run.teacher_train_features is not None:
+        return run.teacher_train_features[index]
+    with torch.no_grad():
+        return run.teacher.forward_features(x).float()
 
 
 def teacher_logits_of(run: Run, index: Tensor, x: Tensor | None) -> Tensor | None:
@@ -346,18 +389,21 @@ def _replay(run: Run) -> None:
     run.graph.replay()
 
 
+@torch.no_grad()
 def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
-             negatives: Tensor) -> dict:
+             negatives: Tensor, teacher_features: Tensor | None = None) -> dict:
     """Accuracy and every loss term on ``split`` with the run's own negative strategy: the
     split's fixed drawn negatives (``negatives``, (N,)) for the paper's sampling, the same
-    miner over consecutive batches of ``batch_size`` for in-batch strategies."""
-    logits = predict(run.model, split.images, run.config.eval_batch_size, run.dtype,
-                     run.memory_format is not None)
+    miner over consecutive batches of ``batch_size`` for in-batch strategies and relation
+    terms. ``teacher_features`` (N, dim): the teacher's embeddings, for embedding terms."""
+    args = (run.config.eval_batch_size, run.dtype, run.memory_format is not None)
+    logits, features = (predict_features(run.model, split.images, *args)
+                        if run.obj.needs_embeddings else (predict(run.model, split.images, *args),
+                                                          None))
     metrics = {"acc": (logits.argmax(1) == split.labels).float().mean().item()}
     if run.teacher is None and run.obj.needs_teacher:
         return metrics
-    in_batch = run.obj.needs_negatives and run.obj.negatives != "sample"
-    size = run.config.batch_size if in_batch else len(split)  # mining needs batches
+    size = run.config.batch_size if run.obj.in_batch else len(split)  # relations need batches
     generator = torch.Generator().manual_seed(run.config.seed)  # the same draw every epoch
     parts = []
     for start in range(0, len(split), size):
@@ -366,7 +412,10 @@ def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
         t, t_neg = ((None, None) if teacher_logits is None
                     else (teacher_logits[rows], teacher_logits[neg]))
         s_neg, t_neg, valid = select_negatives(run.obj, y, t, s, logits[neg], t_neg, generator)
-        batch = objective(run.obj, s, y, t, s_neg, t_neg, valid, check_finite=False)
+        embeddings = ((None, None) if features is None
+                      else (features[rows], teacher_features[rows]))
+        batch = objective(run.obj, s, y, t, s_neg, t_neg, valid, False, *embeddings,
+                          run.regressor)
         parts.append(torch.stack([batch[k] for k in run.terms]) * len(y))
     means = torch.stack(parts).sum(0) / len(split)
     metrics.update({k: v.item() for k, v in zip(run.terms, means)})
@@ -408,7 +457,10 @@ def setup(model: nn.Module, data: Dataset, config: TrainConfig, obj: ObjectiveCo
             teacher_train = (logits[0].to(device).float() if logits is not None else
                              predict(teacher, data.train.images.to(device),
                                      config.eval_batch_size, dtype, memory_format is not None))
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+    regressor = _regressor(model, teacher, data, device) if "hint" in obj.terms else None
+    optimizer = torch.optim.SGD([*model.parameters(),
+                                 *(regressor.parameters() if regressor else [])],
+                                lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay,
                                 fused=device.type == "cuda" or None)
     generators = run_generators(config.seed)
@@ -421,7 +473,23 @@ def setup(model: nn.Module, data: Dataset, config: TrainConfig, obj: ObjectiveCo
         teacher_train=teacher_train, generators=generators,
         batch_generator=None if device.type == "cuda" else generators["batch"],
         sampler=NegativeSampler(data.train.labels, data.num_classes),
-        terms=["total", *obj.terms], joint_forward=not _has_batchnorm(model))
+        terms=["total", *obj.terms], joint_forward=not _has_batchnorm(model),
+        regressor=regressor,
+        teacher_train_features=(predict_features(teacher, data.train.images.to(device),
+                                                 config.eval_batch_size, dtype,
+                                                 memory_format is not None)[1]
+                                if obj.needs_embeddings and teacher_train is not None else None))
+
+
+def _regressor(model: nn.Module, teacher: nn.Module, data: Dataset,
+               device: torch.device) -> nn.Module:
+    """The hint term's regressor from the student's embedding width to the teacher's, built
+    after the student's initial weights (so that they do not depend on the method)."""
+    x = to_float(data.train.images[:2].to(device))
+    with torch.no_grad():
+        widths = [net.eval().forward_features(x).shape[1] for net in (model, teacher)]
+    model.train()
+    return hint_regressor(*widths).to(device)
 
 
 @dataclass
@@ -433,6 +501,7 @@ class EvalSplit:
     split: TensorSplit
     teacher_logits: Tensor | None
     negatives: Tensor
+    teacher_features: Tensor | None = None  # (N, dim), when a term compares embeddings
 
 
 def _eval_splits(run: Run, data: Dataset, logits: tuple[Tensor, ...] | None) -> list[EvalSplit]:
@@ -450,7 +519,10 @@ def _eval_splits(run: Run, data: Dataset, logits: tuple[Tensor, ...] | None) -> 
                        predict(run.teacher, split.images, run.config.eval_batch_size, run.dtype,
                                run.memory_format is not None))
         negatives = fixed_negatives(split.labels.cpu(), data.num_classes, run.config.seed)
-        out.append(EvalSplit(name, split, teacher, negatives.to(run.device)))
+        features = (predict_features(run.teacher, split.images, run.config.eval_batch_size,
+                                     run.dtype, run.memory_format is not None)[1]
+                    if run.teacher is not None and run.obj.needs_embeddings else None)
+        out.append(EvalSplit(name, split, teacher, negatives.to(run.device), features))
     return out
 
 
@@ -473,7 +545,8 @@ def run_epoch(run: Run, epoch: int, splits: list[EvalSplit]) -> dict:
     row.update({f"train_{k}": v.item() for k, v in zip(run.terms, means)})
     row["train_acc"] = run.correct.item() / len(run.train)
     for part in splits:
-        scores = evaluate(run, part.split, part.teacher_logits, part.negatives)
+        scores = evaluate(run, part.split, part.teacher_logits, part.negatives,
+                          part.teacher_features)
         row.update({f"{part.name}_{k}": v for k, v in scores.items()})
     row["epoch_seconds"] = seconds
     row["images_per_second"] = len(run.train) / seconds
@@ -541,6 +614,10 @@ def _check_inputs(model, data: Dataset, config: TrainConfig, obj: ObjectiveConfi
     or cached teacher logits of the wrong shape."""
     if obj.needs_teacher and teacher is None:
         raise ValueError(f"the objective's terms {obj.terms} need a teacher; pass teacher=")
+    for name, net in (("model", model), ("teacher", teacher)):
+        if obj.needs_embeddings and net is not None and not hasattr(net, "forward_features"):
+            raise ValueError(f"the terms {obj.terms} compare embeddings: {name} needs a "
+                             "forward_features method (a tkd.models.Classifier has one)")
     device = pick_device(config.device)
     pick_precision(device, config.precision)
     _check_fits("model", model.to(device), data, device)
@@ -590,7 +667,8 @@ def _checkpoint(run: Run, epoch: int, rows: list[dict], provenance: dict) -> str
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "rng": rng_state(run.generators),
         "history": pd.DataFrame(rows).to_dict("list"), "config": asdict(run.config),
-        "objective": run.obj.to_dict(), "provenance": provenance}))
+        "objective": run.obj.to_dict(), "provenance": provenance,
+        **({"regressor": run.regressor.state_dict()} if run.regressor else {})}))
 
 
 def _resume(run: Run, provenance: dict) -> tuple[list[dict], str | None]:
@@ -615,6 +693,8 @@ def _resume(run: Run, provenance: dict) -> tuple[list[dict], str | None]:
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"], run.generators)
+        if run.regressor is not None:
+            run.regressor.load_state_dict(state["regressor"])
     except (RuntimeError, KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"cannot resume from {state['path']}: it does not fit this "
                               f"model or run ({' '.join(str(error).split())[:300]})") from None
