@@ -31,9 +31,12 @@ import pandas as pd  # noqa: E402
 
 from tkd.experiments import (  # noqa: E402
     EXPERIMENTS,
+    GENERALITY,
+    LR_SWEEP,
     MAIN,
     MINED,
     PRESETS,
+    RELATIONS,
     SWEEP_NAMES,
     get_preset,
     load_data,
@@ -57,6 +60,8 @@ from tkd.verdict import (  # noqa: E402
     STUDENT_ALONE,
     best_on_validation,
     chosen_rates,
+    relations_frame,
+    relations_markdown,
     schedule_frame,
     schedule_markdown,
     verdict_text,
@@ -555,7 +560,8 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     warning = stale_warning(runs)
     if warning:
         log(warning)
-    table = comparison_table(runs, ["teacher", *MAIN], load_failures(name, root))
+    compared = ["teacher", *MAIN, *LR_SWEEP, *RELATIONS, *GENERALITY]
+    table = comparison_table(runs, compared, load_failures(name, root))
     written = [folder / "comparison.csv", folder / "comparison.md"]
     atomic_write_csv(table, written[0], float_format="%.4f")
     atomic_write_text(written[1], table_markdown(table))
@@ -565,9 +571,13 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     atomic_write_csv(paired, folder / "paired.csv", float_format="%.4f")
     atomic_write_text(folder / "paired.md", paired_markdown(paired))
     atomic_write_text(folder / "verdict.md", verdict(name, root))
-    atomic_write_text(folder / "phases.md", phase_markdown(phase_table(runs, [*MAIN])))
+    atomic_write_text(folder / "phases.md", phase_markdown(phase_table(runs, compared[1:])))
     written += [folder / "paired.csv", folder / "paired.md", folder / "verdict.md",
                 folder / "phases.md"]
+    relations = relations_frame(runs[runs.experiment != "teacher"])
+    if len(relations):
+        atomic_write_text(folder / "relations.md", relations_markdown(relations))
+        written.append(folder / "relations.md")
     written += _schedule_outputs(name, root, folder)
     beside = beside_markdown(name, root)
     if beside:

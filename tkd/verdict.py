@@ -20,7 +20,7 @@ import math
 
 import pandas as pd
 
-from tkd.experiments import MINED
+from tkd.experiments import HINT_GRID, MINED
 from tkd.stats import paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
@@ -31,6 +31,9 @@ MSE_FAMILIES = {"logit-mse": ["logit-mse", "logit-mse-lr0.003", "logit-mse-lr0.0
 SCHEDULE_PAIRS = [("kd-t4", "triplet"), ("triplet-batch-semihard", "kd-t4"),
                   ("triplet", STUDENT_ALONE), ("kd-t4", STUDENT_ALONE)]
 """The headline gaps followed across schedule lengths."""
+RELATION_REFERENCES = ["kd-t4", "triplet"]
+"""What the relation- and feature-based methods are measured against (and the best mined
+triplet on validation)."""
 
 
 def step_reading(difference: dict) -> str:
@@ -115,6 +118,7 @@ def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = No
     if mined and "kd-t4" in set(runs.experiment):
         text += "The best mined triplet on validation: " + _step_text(paired(runs, mined,
                                                                               "kd-t4")) + ". "
+    text += relations_sentence(runs)
     if teacher_acc is not None:
         means = 100 * runs.groupby("experiment").test_acc.mean()
         above = sorted(means[means > 100 * teacher_acc].index)
@@ -158,3 +162,53 @@ def schedule_markdown(frame: pd.DataFrame) -> str:
                          f"{r.reading})" if r.n > 1 else f"{r['mean']:+.2f} (1 seed)")
         lines.append(f"| `{a}` − `{b}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def relation_methods(runs: pd.DataFrame) -> list[str]:
+    """The relation- and feature-based experiments with runs: RKD on embeddings and on logits,
+    PKT, and the FitNets hint at its weight chosen on validation from ``HINT_GRID``."""
+    hint = best_on_validation(runs, HINT_GRID)
+    present = set(runs.experiment)
+    return [n for n in ("rkd", "rkd-logits", "pkt", hint) if n and n in present]
+
+
+def relations_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each of :func:`relation_methods` against Hinton KD, the paper's triplet and the best
+    mined triplet on validation: one row per pair with columns a, b, n, mean, low, high
+    (paired difference of final test accuracy, points) and reading."""
+    mined = best_on_validation(runs, MINED)
+    references = [r for r in [*RELATION_REFERENCES, mined] if r in set(runs.experiment)]
+    rows = [paired(runs, a, b) for a in relation_methods(runs) for b in references]
+    columns = ["a", "b", "n", "mean", "low", "high", "reading"]
+    return pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
+
+
+def relations_markdown(frame: pd.DataFrame) -> str:
+    """:func:`relations_frame` as a markdown table, one row per method, one column per
+    reference: ``mean [low, high] (n seeds, reading)``."""
+    references = list(dict.fromkeys(frame.b))
+    lines = ["| method | " + " | ".join(f"− `{r}` (points)" for r in references) + " |",
+             "|---|" + "---|" * len(references)]
+    for a, group in frame.groupby("a", sort=False):
+        cells = []
+        for r in references:
+            row = group[group.b == r]
+            step = row.iloc[0] if len(row) else None
+            cells.append("–" if step is None else
+                         f"{step['mean']:+.2f} (1 seed)" if step.n < 2 else
+                         f"{step['mean']:+.2f} [{step.low:+.2f}, {step.high:+.2f}] "
+                         f"({step.n} seeds, {step.reading})")
+        lines.append(f"| `{a}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def relations_sentence(runs: pd.DataFrame) -> str:
+    """One sentence per reference: each relation- or feature-based method against Hinton KD
+    and the best mined triplet (empty when none has runs)."""
+    frame = relations_frame(runs)
+    mined = best_on_validation(runs, MINED)
+    parts = [_step_text(r) for r in frame.to_dict("records") if r["b"] in ("kd-t4", mined)]
+    if not parts:
+        return ""
+    return "Relation- and feature-based KD (RepDistiller's weights; the hint's chosen on " \
+           "validation): " + "; ".join(parts) + ". "
