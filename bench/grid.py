@@ -29,18 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def portable(path: str | None) -> str | None:
-    """``path`` as written into results: relative to the working directory when under it,
-    the temporary folder as ``<tmp>``, anything else by name under ``<out>`` (never an
-    absolute machine path)."""
-    if path is None or not os.path.isabs(path):
-        return path
-    for base, name in ((os.getcwd(), None), (tempfile.gettempdir(), "<tmp>")):
-        relative = os.path.relpath(path, base)
-        if not relative.startswith(".."):
-            return relative if name is None else f"{name}/{relative}"
-    return f"<out>/{os.path.basename(path)}"
+from tkd.files import portable_path as portable
 
 
 def make_preset(name: str, teacher_epochs: int | None):

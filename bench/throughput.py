@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
+
+from tkd.files import portable_path as portable
 
 BATCH = 100
 
@@ -58,19 +58,6 @@ CUDA_VARIANTS = {
     "tkd-graph-batch-hard": {"kind": "tkd", "precision": "fp32", "cuda_graph": True,
                              "negatives": "batch-hard"},
 }
-
-
-def portable(path: str | None) -> str | None:
-    """``path`` as written into results: relative to the working directory when under it,
-    the temporary folder as ``<tmp>``, anything else by name under ``<out>`` (never an
-    absolute machine path)."""
-    if path is None or not os.path.isabs(path):
-        return path
-    for base, name in ((os.getcwd(), None), (tempfile.gettempdir(), "<tmp>")):
-        relative = os.path.relpath(path, base)
-        if not relative.startswith(".."):
-            return relative if name is None else f"{name}/{relative}"
-    return f"<out>/{os.path.basename(path)}"
 
 
 def variants_for(device_type: str) -> dict[str, dict]:

@@ -89,3 +89,16 @@ def atomic_savefig(fig, path: str | Path, **savefig_kwargs) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, **savefig_kwargs)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def portable_path(path: str | None) -> str | None:
+    """``path`` as written into results: relative to the working directory when under it,
+    the temporary folder as ``<tmp>``, anything else by name under ``<out>`` (never an
+    absolute machine path)."""
+    if path is None or not os.path.isabs(path):
+        return path
+    for base, name in ((os.getcwd(), None), (tempfile.gettempdir(), "<tmp>")):
+        relative = os.path.relpath(path, base)
+        if not relative.startswith(".."):
+            return relative if name is None else f"{name}/{relative}"
+    return f"<out>/{os.path.basename(path)}"
