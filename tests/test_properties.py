@@ -209,3 +209,23 @@ def test_bad_labels_raise_value_error(data, kind):
 def test_bad_objective_settings_raise_value_error(field, value):
     with pytest.raises(ValueError, match=field):
         ObjectiveConfig(**{field: value})
+
+
+@st.composite
+def rows(draw):
+    """Teacher and student rows (batch >= 3, dims that may differ), float32, within ±1e4."""
+    batch = draw(st.integers(3, 8))
+    return [torch.from_numpy(draw(arrays(np.float32, (batch, draw(st.integers(1, 10))),
+                                         elements=values))) for _ in range(2)]
+
+
+@FAST
+@given(rows())
+def test_relation_losses_are_finite_non_negative_and_zero_on_the_teacher(tensors):
+    teacher, student = tensors
+    for loss in (rkd_distance_loss, rkd_angle_loss, pkt_loss):
+        finite_non_negative(loss(teacher, student))
+        assert loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    regressed = student[:, :1].expand_as(teacher)
+    finite_non_negative(hint_loss(teacher, regressed))
+    assert hint_loss(teacher, teacher).item() == 0.0
