@@ -89,13 +89,16 @@ def execute(nb, cwd: Path, kernel_name: str = "python3", timeout: int = TIMEOUT)
 
 
 def resolve(names: list[str]) -> list[Path]:
-    """Notebook paths from names, stems or prefixes (``03``); all notebooks if none given."""
+    """Notebook paths from names, stems or prefixes (``03`` is ``03_*``, ``03b`` is ``03b_*``);
+    all notebooks if none given."""
     every = sorted(FOLDER.glob("*.ipynb"))
     if not names:
         return every
     paths = []
     for name in names:
-        found = [p for p in every if p.name == name or p.stem == name or p.name.startswith(name)]
+        found = [p for p in every if p.name == name or p.stem == name]
+        found = found or [p for p in every if p.name.startswith(f"{name}_")] \
+            or [p for p in every if p.name.startswith(name)]
         if len(found) != 1:
             raise SystemExit(f"{name!r} matches {len(found)} notebooks in {FOLDER}")
         paths.append(found[0])
