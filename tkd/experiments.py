@@ -86,8 +86,9 @@ MAIN = _experiments(
 """The main comparison: the student alone (at the authors' weight decay 0.01 and at the
 distillation runs' 0.007, so that one baseline differs from them only in its loss), Ba &
 Caruana's logit regression (at the paper's learning rate and at 0.001, where the MSE to a
-strong teacher's raw logits does not blow up the student), Hinton KD, and the paper's pair
-and triplet losses; the batch-mined negatives are an addition of this package."""
+strong teacher's raw logits does not blow up the student; its 0.003 rung is in
+:data:`LR_SWEEP`, and the verdict takes the rate chosen on validation), Hinton KD, and the
+paper's pair and triplet losses; the batch-mined negatives are an addition of this package."""
 
 HEADLINE = ["ce", "kd-t4", "triplet", "triplet-kd", "triplet-batch-random",
             "triplet-batch-hard", "triplet-batch-semihard"]
