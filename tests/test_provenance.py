@@ -129,7 +129,8 @@ def test_compare_results_names_what_differs():
     other = {"history": {**run["history"], "train_total": [1.0, 0.25]}, "weights": "abd"}
     assert eq.compare_results({"ce": run}, {"ce": other}) == [
         "ce: final weights differ", "ce: history differs in train_total"]
-    assert eq.compare_results({"ce": run}, {}) == ["ce: run missing on one side"]
+    assert eq.compare_results({"ce": run}, {}) == ["ce: run missing in today's code"]
+    assert eq.compare_results({}, {"rkd": run}) == []  # a method added since
     logs_more = {**run, "history": {**run["history"], "test_ce": [0.9, 0.8]}}
     assert eq.compare_results({"ce": run}, {"ce": logs_more}) == []  # reporting, not training
     assert eq.added_columns({"ce": run}, {"ce": logs_more}) == {"ce": ["test_ce"]}

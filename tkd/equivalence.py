@@ -1,9 +1,10 @@
 """Migration of records across code changes: equivalence checks and the code backfill.
 
 ``python -m tkd equivalence <old-commit>`` trains every method of
-:data:`tkd.experiments.MAIN` (and a teacher) for a few epochs on a 200-image digits subset,
-on the CPU with deterministic settings, once with the old commit's ``tkd/`` and once with
-today's, each in its own subprocess (``PYTHONPATH`` pointing at that code). Only when every
+:data:`tkd.experiments.MAIN` and :data:`tkd.experiments.RELATIONS` that the old code has (and
+a teacher) for a few epochs on a 200-image digits subset, on the CPU with deterministic
+settings, once with the old commit's ``tkd/`` and once with today's, each in its own
+subprocess (``PYTHONPATH`` pointing at that code). Only when every
 history (losses, accuracies; timing columns aside) and every final weight is identical bit for
 bit is an entry appended to ``<results>/code-equivalence.json``; records fingerprinted with
 the old code then count as current (:func:`tkd.provenance.equivalent_code`). The check is
@@ -77,8 +78,12 @@ def train(run, teacher=None):
     return model, {"history": history.to_dict(orient="list"), "weights": weights(model)}
 
 
+from tkd.losses import METHODS
+
 teacher, results = None, {}
 for run in spec["runs"]:
+    if run["method"] and run["method"] not in METHODS:
+        continue  # a method this code does not have yet: no record can come from it
     model, results[run["name"]] = train(run, teacher)
     if run["name"] == "teacher":
         teacher = model.eval()
@@ -87,12 +92,13 @@ print(json.dumps(results))
 
 
 def _runs() -> list[dict]:
-    """The teacher and every method of MAIN, as plain data for the worker."""
-    from tkd.experiments import MAIN
+    """The teacher, every method of MAIN and the relation- and feature-based experiments, as
+    plain data for the worker."""
+    from tkd.experiments import MAIN, RELATIONS
 
     runs = [{"name": "teacher", "method": None, "overrides": {}, "lr": 0.05,
              "weight_decay": 5e-4, "seed": 1, "model": "paper-student"}]
-    for spec in MAIN.values():
+    for spec in [*MAIN.values(), *RELATIONS.values()]:
         weight_decay = spec.weight_decay if spec.weight_decay is not None else (
             0.01 if spec.method == "ce" else 0.007)
         runs.append({"name": spec.name, "method": spec.method, "overrides": spec.overrides,
@@ -136,12 +142,15 @@ def train_with(code_root: Path, spec_file: Path) -> dict:
 def compare_results(old: dict, new: dict) -> list[str]:
     """The differences between two workers' results (names of runs and what differs); empty
     when every final weight and every history column both versions log (timing columns
-    aside) is identical. A column only the new code logs (:func:`added_columns`) changes what
+    aside) is identical. A run only the new code makes (a method added since) is no
+    difference. A column only the new code logs (:func:`added_columns`) changes what
     is reported, not what is trained, and is no difference; a column it no longer logs is."""
     differences = []
     for name in sorted(set(old) | set(new)):
-        if name not in old or name not in new:
-            differences.append(f"{name}: run missing on one side")
+        if name not in old:
+            continue  # a method the old code did not have: none of its records can exist
+        if name not in new:
+            differences.append(f"{name}: run missing in today's code")
             continue
         a, b = old[name], new[name]
         if a["weights"] != b["weights"]:
