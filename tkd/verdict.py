@@ -20,7 +20,7 @@ import math
 
 import pandas as pd
 
-from tkd.experiments import HINT_GRID, MINED
+from tkd.experiments import MINED, WEIGHT_GRIDS
 from tkd.stats import paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
@@ -166,10 +166,11 @@ def schedule_markdown(frame: pd.DataFrame) -> str:
 
 def relation_methods(runs: pd.DataFrame) -> list[str]:
     """The relation- and feature-based experiments with runs: RKD on embeddings and on logits,
-    PKT, and the FitNets hint at its weight chosen on validation from ``HINT_GRID``."""
-    hint = best_on_validation(runs, HINT_GRID)
+    PKT and the FitNets hint, each at its weight chosen on validation from its grid in
+    :data:`~tkd.experiments.WEIGHT_GRIDS`."""
+    chosen = [best_on_validation(runs, grid) for grid in WEIGHT_GRIDS.values()]
     present = set(runs.experiment)
-    return [n for n in ("rkd", "rkd-logits", "pkt", hint) if n and n in present]
+    return [n for n in ("rkd", "rkd-logits", *chosen) if n and n in present]
 
 
 def relations_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -210,5 +211,5 @@ def relations_sentence(runs: pd.DataFrame) -> str:
     parts = [_step_text(r) for r in frame.to_dict("records") if r["b"] in ("kd-t4", mined)]
     if not parts:
         return ""
-    return "Relation- and feature-based KD (RepDistiller's weights; the hint's chosen on " \
-           "validation): " + "; ".join(parts) + ". "
+    return "Relation- and feature-based KD (RepDistiller's weights; PKT's and the hint's " \
+           "chosen on validation): " + "; ".join(parts) + ". "
