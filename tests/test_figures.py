@@ -104,7 +104,8 @@ def test_stale_and_diverged_runs_are_marked(results, tmp_path, monkeypatch):
     fg.build_figures("quick", results, tmp_path / "a", log=lines.append)
     runs = pd.read_csv(tmp_path / "a" / "quick" / "runs.csv", keep_default_na=False)
     assert (runs.stale == "").all() and lines == []
-    assert "| `ce` | student alone (CE, wd 0.01) | 2 |" in \
+    # two epochs leave this student at chance (it needs 25-40 on the digits): marked as such
+    assert "| `ce` | student alone (CE, wd 0.01) | 2 (2 at chance) |" in \
         (tmp_path / "a" / "quick" / "comparison.md").read_text()
     root = tmp_path / "results"
     shutil.copytree(results, root)
@@ -123,7 +124,7 @@ def test_stale_and_diverged_runs_are_marked(results, tmp_path, monkeypatch):
     assert len(lines) == 1 and "1 stale record(s)" in lines[0] and "ce seed 2" in lines[0]
     markdown = (tmp_path / "b" / "quick" / "comparison.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("| `ce` |"))
-    assert "| 3 (1 stale, 1 diverged) |" in row and "/2 |" in row
+    assert "| 3 (1 stale, 1 diverged, 2 at chance) |" in row and "/2 |" in row
     table = pd.read_csv(tmp_path / "b" / "quick" / "comparison.csv").set_index("experiment")
     assert (table.loc["ce", "seeds"], table.loc["ce", "stale"], table.loc["ce", "diverged"]) \
         == (2, 1, 1)
@@ -152,3 +153,19 @@ def test_beside_puts_a_smaller_preset_next_to_its_teachers_owner(tmp_path):
     assert "| `kd-t4` − `triplet` | +2.00 [+2.00, +2.00] (2 seeds) |" in text
     assert text.rstrip().endswith("| no |")  # +2 on the lesson, -1 on the full set
     assert fg.beside_markdown("fashion", tmp_path) is None
+
+
+def test_a_run_that_ends_at_chance_is_counted_in_the_seeds_cell():
+    """A student that ended where a constant guess ends (val. acc. below 1.5 / classes) is
+    marked, with chance taken from the data set's number of classes."""
+    assert fg.at_chance(0.10, "fashion-mnist") and not fg.at_chance(0.151, "fashion-mnist")
+    assert not fg.at_chance(0.10, "cifar100") and fg.at_chance(0.01, "cifar100")
+    runs = pd.DataFrame([{"experiment": "pkt", "seed": s, "epochs": 3, "test_acc": acc,
+                          "test_at_best_val": acc, "val_acc": acc, "train_acc": acc,
+                          "best_test_acc": acc, "converged": True, "device": "cpu",
+                          "wall_seconds": 60.0, "stale": "",
+                          "at_chance": fg.at_chance(acc, "fashion-mnist")}
+                         for s, acc in ((1, 0.91), (2, 0.10), (3, 0.90))])
+    table = fg.comparison_table(runs)
+    assert table.loc[0, "at_chance"] == 1
+    assert "| 3 (1 at chance) |" in fg.table_markdown(table)

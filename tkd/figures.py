@@ -135,8 +135,8 @@ def runs_frame(records: list[dict], root: str | Path | None = None,
     final train/validation/test accuracy, test accuracy at the epoch of best validation
     accuracy, the convergence gap at the end (points), ``phase_gaps`` (the gap before every
     decay and at the end, :func:`tkd.stats.phase_gaps`), ``converged`` (the per-phase rule,
-    every phase plateaued) beside ``converged_at_end`` (the end-only rule), device, wall
-    seconds, and ``stale``:
+    every phase plateaued) beside ``converged_at_end`` (the end-only rule), ``at_chance``
+    (:func:`at_chance`), device, wall seconds, and ``stale``:
     why the record no longer answers today's code and settings (:func:`record_stale_reason`
     with the results root ``root``), empty when current or when ``check`` is False."""
     rows = []
@@ -162,11 +162,22 @@ def runs_frame(records: list[dict], root: str | Path | None = None,
             "converged_at_end": has_converged(val) if len(val) else False,
             "converged": (phases_converged(val, lr_step) if lr_step else has_converged(val))
             if len(val) else False,
+            "at_chance": at_chance(r["final"].get("val_acc", np.nan), config.get("dataset")),
             "device": r.get("environment", {}).get("device_name", ""),
             "wall_seconds": r["wall_seconds"],
             "stale": (record_stale_reason(r, root) or "") if check else "",
         })
     return pd.DataFrame(rows)
+
+
+CLASSES = {"cifar100": 100}
+"""Classes per data set where not 10 (digits, MNIST, Fashion-MNIST and CIFAR-10 have 10)."""
+
+
+def at_chance(val_acc: float, dataset: str | None) -> bool:
+    """Whether a final validation accuracy (fraction) is below 1.5 x chance (1 / classes): the
+    run ended where a constant guess ends, e.g. a student whose ReLUs all died."""
+    return bool(val_acc < 1.5 / CLASSES.get(dataset or "", 10))
 
 
 def _method(config: dict) -> str | None:
@@ -196,8 +207,9 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
     Columns: experiment, method, seeds (finished runs), epochs, test_mean, test_std (last
     epoch), test_at_best_val_mean, val_mean, train_mean, train_std, best_test_mean, converged
     (finished runs meeting the rule), devices, minutes (mean wall time per run),
-    compute_minutes (all seeds), stale (runs whose record is stale) and diverged (runs of
-    ``failures``, :func:`load_failures`, that stopped on a NaN/inf loss).
+    compute_minutes (all seeds), stale (runs whose record is stale), at_chance (finished runs
+    that ended at chance, :func:`at_chance`) and diverged (runs of ``failures``,
+    :func:`load_failures`, that stopped on a NaN/inf loss).
     """
     if experiments is not None:
         runs = runs[runs.experiment.isin(experiments)]
@@ -218,6 +230,7 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
             "minutes": group.wall_seconds.mean() / 60,
             "compute_minutes": group.wall_seconds.sum() / 60,
             "stale": int((group.stale != "").sum()) if "stale" in group else 0,
+            "at_chance": int(group.at_chance.sum()) if "at_chance" in group else 0,
             "diverged": int(diverged.get(name, 0)),
         })
     table = pd.DataFrame(rows)
@@ -250,9 +263,11 @@ def table_markdown(table: pd.DataFrame) -> str:
 
 def _seeds_cell(row) -> str:
     """Runs of an experiment: the finished ones plus the diverged, with notes, e.g.
-    ``3 (2 diverged)`` or ``5 (1 stale)``."""
+    ``3 (2 diverged)``, ``5 (1 stale)`` or ``3 (1 at chance)``."""
     diverged, stale = getattr(row, "diverged", 0), getattr(row, "stale", 0)
-    notes = [f"{n} {word}" for n, word in ((stale, "stale"), (diverged, "diverged")) if n]
+    chance = getattr(row, "at_chance", 0)
+    notes = [f"{n} {word}" for n, word in
+             ((stale, "stale"), (diverged, "diverged"), (chance, "at chance")) if n]
     return f"{row.seeds + diverged}" + (f" ({', '.join(notes)})" if notes else "")
 
 
