@@ -23,7 +23,7 @@ import torch
 from tkd.checkpoint import load_model, save_model
 from tkd.data import Dataset, load_dataset
 from tkd.live import EpochLog
-from tkd.losses import ObjectiveConfig, method_config
+from tkd.losses import METHODS, ObjectiveConfig, method_config
 from tkd.models import build_model
 from tkd.provenance import code_changes, code_fingerprint, equivalent_code, load_equivalences
 from tkd.results import (
@@ -134,13 +134,14 @@ GENERALITY = _experiments(
 objective (weights 1 CE, 1 KD, 2 triplet), to test against both parents; the other student
 (``student-2022``, with BatchNorm) is the preset ``fashion-bn``."""
 
-HINT_WEIGHTS = (100.0, 10.0, 1.0)
-PKT_WEIGHTS = (30000.0 / 64, 100.0)
+HINT_WEIGHTS = (METHODS["hint"]["hint_weight"], 10.0, 1.0)
+PKT_WEIGHTS = (METHODS["pkt"]["pkt_weight"], 100.0)
+"""Weight grids: each method's published weight (:data:`tkd.losses.METHODS`) first."""
 
 
 def hint_experiment(weight: float) -> Experiment:
     """The FitNets hint at ``weight``: ``hint`` at RepDistiller's 100, else ``hint-w<weight>``."""
-    name = "hint" if weight == 100.0 else f"hint-w{_number(weight)}"
+    name = "hint" if weight == HINT_WEIGHTS[0] else f"hint-w{_number(weight)}"
     return Experiment(name, "hint", f"FitNets hint (CE + {_number(weight)} MSE of a linear "
                                     f"regressor, embeddings)", {"hint_weight": weight})
 
