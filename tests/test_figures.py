@@ -155,7 +155,7 @@ def test_beside_puts_a_smaller_preset_next_to_its_teachers_owner(tmp_path):
     assert fg.beside_markdown("fashion", tmp_path) is None
 
 
-def test_a_run_that_ends_at_chance_is_counted_in_the_seeds_cell():
+def test_a_run_that_ends_at_chance_is_counted_in_the_seeds_cell_and_not_as_converged():
     """A student that ended where a constant guess ends (val. acc. below 1.5 / classes) is
     marked, with chance taken from the data set's number of classes."""
     assert fg.at_chance(0.10, "fashion-mnist") and not fg.at_chance(0.151, "fashion-mnist")
@@ -169,3 +169,4 @@ def test_a_run_that_ends_at_chance_is_counted_in_the_seeds_cell():
     table = fg.comparison_table(runs)
     assert table.loc[0, "at_chance"] == 1
     assert "| 3 (1 at chance) |" in fg.table_markdown(table)
+    assert table.loc[0, "converged"] == "2/3"  # flat at chance has plateaued, not converged

@@ -206,7 +206,8 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
 
     Columns: experiment, method, seeds (finished runs), epochs, test_mean, test_std (last
     epoch), test_at_best_val_mean, val_mean, train_mean, train_std, best_test_mean, converged
-    (finished runs meeting the rule), devices, minutes (mean wall time per run),
+    (finished runs meeting the rule and not at chance: a run flat at chance has plateaued
+    but learnt nothing), devices, minutes (mean wall time per run),
     compute_minutes (all seeds), stale (runs whose record is stale), at_chance (finished runs
     that ended at chance, :func:`at_chance`) and diverged (runs of ``failures``,
     :func:`load_failures`, that stopped on a NaN/inf loss).
@@ -225,7 +226,8 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
             "val_mean": 100 * group.val_acc.mean(),
             "train_mean": 100 * group.train_acc.mean(), "train_std": 100 * _std(group.train_acc),
             "best_test_mean": 100 * group.best_test_acc.mean(),
-            "converged": f"{int(group.converged.sum())}/{len(group)}",
+            "converged": f"{int((group.converged & ~group.at_chance).sum())}/{len(group)}"
+            if "at_chance" in group else f"{int(group.converged.sum())}/{len(group)}",
             "devices": ", ".join(sorted(set(group.device))),
             "minutes": group.wall_seconds.mean() / 60,
             "compute_minutes": group.wall_seconds.sum() / 60,

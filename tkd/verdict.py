@@ -67,13 +67,35 @@ def paired(runs: pd.DataFrame, a: str, b: str) -> dict:
     return {"a": a, "b": b, **d, "reading": step_reading(d)}
 
 
-def best_on_validation(runs: pd.DataFrame, candidates: list[str]) -> str | None:
-    """The candidate experiment with the highest mean final validation accuracy (None if none
-    has runs): how this package chooses, never on test accuracy."""
+def validation_means(runs: pd.DataFrame, candidates: list[str]) -> pd.Series:
+    """Mean final validation accuracy of each candidate with runs, in the order of
+    ``candidates``, over the seeds they all share (over each one's own seeds when they share
+    none), so that a candidate is never favoured by the seeds it happens to have."""
     part = runs[runs.experiment.isin(candidates)]
-    if not len(part):
-        return None
-    return str(part.groupby("experiment").val_acc.mean().idxmax())
+    names = [n for n in candidates if n in set(part.experiment)]
+    common = set.intersection(*(set(part.seed[part.experiment == n]) for n in names)) \
+        if names else set()
+    if common:
+        part = part[part.seed.isin(common)]
+    return part.groupby("experiment").val_acc.mean().reindex(names)
+
+
+def validation_ties(runs: pd.DataFrame, candidates: list[str]) -> list[str]:
+    """The candidates whose mean validation accuracy (:func:`validation_means`) equals the
+    best one's, in the order of ``candidates``; more than one name means validation cannot
+    choose between them."""
+    means = validation_means(runs, candidates)
+    if not len(means):
+        return []
+    return [n for n, v in means.items() if math.isclose(v, means.max(), abs_tol=1e-9)]
+
+
+def best_on_validation(runs: pd.DataFrame, candidates: list[str]) -> str | None:
+    """The candidate experiment with the highest mean final validation accuracy over common
+    seeds (None if none has runs): how this package chooses, never on test accuracy. A tie
+    goes to the first tied name in ``candidates``; :func:`validation_ties` reports it."""
+    tied = validation_ties(runs, candidates)
+    return tied[0] if tied else None
 
 
 def chosen_rates(runs: pd.DataFrame) -> dict[str, str]:
@@ -116,8 +138,10 @@ def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = No
                  + "); every other method uses the paper's 0.01. ")
     mined = best_on_validation(runs, MINED)
     if mined and "kd-t4" in set(runs.experiment):
-        text += "The best mined triplet on validation: " + _step_text(paired(runs, mined,
-                                                                              "kd-t4")) + ". "
+        others = [f"`{n}`" for n in validation_ties(runs, MINED) if n != mined]
+        tie = f" (tied on validation with {', '.join(others)})" if others else ""
+        text += (f"The best mined triplet on validation{tie}: "
+                 + _step_text(paired(runs, mined, "kd-t4")) + ". ")
     text += relations_sentence(runs)
     if teacher_acc is not None:
         means = 100 * runs.groupby("experiment").test_acc.mean()
