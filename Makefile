@@ -28,13 +28,14 @@ reproduce: install
 
 figures: install
 	$(PY) -m tkd figures --preset $(PRESET)
+	$(PY) tools/fill_readme.py
 
 test: install
-	$(PY) -m ruff check tkd tests bench notebooks
+	$(PY) -m ruff check tkd tests bench notebooks tools
 	$(PY) -m pytest -q
 
 lint: install
-	$(PY) -m ruff check tkd tests bench notebooks
+	$(PY) -m ruff check tkd tests bench notebooks tools
 
 bench: install
 	$(PY) bench/throughput.py
