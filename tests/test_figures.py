@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,8 @@ from tkd import experiments as ex
 from tkd import figures as fg
 from tkd.cli import main
 from tkd.grid import reproduce
+
+ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 
@@ -170,3 +173,17 @@ def test_a_run_that_ends_at_chance_is_counted_in_the_seeds_cell_and_not_as_conve
     assert table.loc[0, "at_chance"] == 1
     assert "| 3 (1 at chance) |" in fg.table_markdown(table)
     assert table.loc[0, "converged"] == "2/3"  # flat at chance has plateaued, not converged
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["quick", "fashion"])
+def test_the_committed_tables_are_what_the_committed_records_give(preset, tmp_path):
+    """Every markdown table under figures/<preset>/ (which the README shows) is rebuilt
+    from results/<preset>/ and must come out identical: a table cannot outlive its records."""
+    committed = ROOT / "figures" / preset
+    fg.build_figures(preset, root=ROOT / "results", out=tmp_path, log=lambda _: None)
+    for path in sorted(committed.glob("*.md")):
+        rebuilt = tmp_path / preset / path.name
+        assert rebuilt.is_file(), f"{path.name} is committed but no longer built"
+        assert rebuilt.read_text() == path.read_text(), (
+            f"figures/{preset}/{path.name} is out of date: run `make figures PRESET={preset}`")
