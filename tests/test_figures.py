@@ -176,7 +176,7 @@ def test_a_run_that_ends_at_chance_is_counted_in_the_seeds_cell_and_not_as_conve
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["quick", "fashion"])
+@pytest.mark.parametrize("preset", ["quick", "fashion", "lesson"])
 def test_the_committed_tables_are_what_the_committed_records_give(preset, tmp_path):
     """Every markdown table under figures/<preset>/ (which the README shows) is rebuilt
     from results/<preset>/ and must come out identical: a table cannot outlive its records."""
