@@ -218,6 +218,7 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
         else pd.Series(dtype=int)
     rows = []
     for name, group in runs.groupby("experiment"):
+        learnt = group.converged & ~group.at_chance if "at_chance" in group else group.converged
         rows.append({
             "experiment": name, "method": _label(name), "seeds": len(group),
             "epochs": int(group.epochs.max()),
@@ -226,8 +227,7 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
             "val_mean": 100 * group.val_acc.mean(),
             "train_mean": 100 * group.train_acc.mean(), "train_std": 100 * _std(group.train_acc),
             "best_test_mean": 100 * group.best_test_acc.mean(),
-            "converged": f"{int((group.converged & ~group.at_chance).sum())}/{len(group)}"
-            if "at_chance" in group else f"{int(group.converged.sum())}/{len(group)}",
+            "converged": f"{int(learnt.sum())}/{len(group)}",
             "devices": ", ".join(sorted(set(group.device))),
             "minutes": group.wall_seconds.mean() / 60,
             "compute_minutes": group.wall_seconds.sum() / 60,

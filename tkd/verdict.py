@@ -72,7 +72,8 @@ def validation_means(runs: pd.DataFrame, candidates: list[str]) -> pd.Series:
     ``candidates``, over the seeds they all share (over each one's own seeds when they share
     none), so that a candidate is never favoured by the seeds it happens to have."""
     part = runs[runs.experiment.isin(candidates)]
-    names = [n for n in candidates if n in set(part.experiment)]
+    present = set(part.experiment)
+    names = [n for n in candidates if n in present]
     common = set.intersection(*(set(part.seed[part.experiment == n]) for n in names)) \
         if names else set()
     if common:

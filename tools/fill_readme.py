@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+from tkd.files import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 BLOCKS = {
@@ -50,7 +52,5 @@ if __name__ == "__main__":
     before = readme.read_text()
     after = fill(before)
     if after != before:
-        tmp = readme.with_suffix(".md.tmp")
-        tmp.write_text(after)
-        tmp.replace(readme)
+        atomic_write_text(readme, after)
     sys.stdout.write("README.md " + ("updated\n" if after != before else "already current\n"))
