@@ -1,12 +1,15 @@
-"""tkd.notebooks.choose_preset: which preset "auto" means, TKD_PRESET, and the banner."""
+"""tkd.notebooks: which preset "auto" means, TKD_PRESET, the banner, and the saved students."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 
 import pytest
+import torch
 
 from tkd import data as tkd_data
+from tkd import experiments as ex
 from tkd import notebooks
 from tkd.data import IDX_FILES, load_dataset
 
@@ -87,3 +90,26 @@ def test_banner_is_markdown_in_a_kernel(monkeypatch):
     monkeypatch.setattr("IPython.display.display", shown.append)
     notebooks._show("**x**")
     assert shown and shown[0].data == "**x**"
+
+
+SHORT = dataclasses.replace(ex.PRESETS["quick"], name="short", epochs=1, teacher_epochs=1,
+                            subset=100)
+
+
+def test_saved_student_loads_a_current_one_trains_a_small_one_and_refuses_a_large_one(
+        tmp_path, monkeypatch):
+    monkeypatch.setitem(ex.PRESETS, "short", SHORT)
+    monkeypatch.setenv("TKD_RESULTS", str(tmp_path))
+    data = ex.load_data(SHORT)
+    messages = []
+    trained = notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
+    assert not trained.training and "never saved" in messages[0]
+    assert not list(tmp_path.rglob("*.pt"))  # trained in memory, nothing written
+    monkeypatch.setattr(notebooks, "SMALL_TRAIN_SET", len(data.train) - 1)
+    with pytest.raises(ValueError, match=r"never saved; run `python -m tkd reproduce "
+                                         r"--preset short --experiments ce --seeds 1`"):
+        notebooks.saved_student("short", "ce", 1, data, None)
+    ex.run_experiment(SHORT, "ce", 1, data)  # saves 1.pt with its record
+    saved = notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
+    assert len(messages) == 1 and not saved.training
+    torch.testing.assert_close(saved.state_dict(), ex.load_student(SHORT, "ce", 1).state_dict())

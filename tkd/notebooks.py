@@ -22,6 +22,7 @@ from tkd.data import IDX_FILES, DatasetNotFoundError, load_dataset
 
 AUTO = "auto"
 QUICK_TEST_IMAGES = 359  # the digits' test split (tkd.data.load_dataset("digits"))
+SMALL_TRAIN_SET = 10_000  # at most this many training images: a student trains in seconds
 QUICK_NOTE = (f"the 8x8 digits ({QUICK_TEST_IMAGES} test images, one image = "
               f"{100 / QUICK_TEST_IMAGES:.2f} points): a fallback that runs anywhere; its "
               "numbers differ from the Fashion-MNIST verdict — see the boxes")
@@ -94,6 +95,24 @@ def choose_preset(requested: str = AUTO, show: bool = True) -> str:
     if show:
         _show(banner(preset.name, why, source))
     return preset.name
+
+
+def saved_student(preset: str, name: str, seed: int, data, teacher, log=print):
+    """The saved student ``name`` x ``seed`` of ``preset`` (eval mode) when its record is
+    current (:func:`tkd.experiments.saved_student_reason`). Otherwise, where ``data`` has at
+    most ``SMALL_TRAIN_SET`` training images (the digits: seconds), one trained here in memory
+    with the preset's settings, nothing written to disk; on a larger set ``ValueError`` says
+    why and gives the command that saves it."""
+    from tkd import experiments as ex
+
+    reason = ex.saved_student_reason(preset, name, seed)
+    if reason is None:
+        return ex.load_student(preset, name, seed, data_identity=data.identity())
+    if len(data.train) > SMALL_TRAIN_SET:
+        raise ValueError(f"no usable saved {preset}/{name} seed {seed}: {reason}; run `python -m "
+                         f"tkd reproduce --preset {preset} --experiments {name} --seeds {seed}`")
+    log(f"{name}: no usable saved student ({reason}); training it here (seconds on the digits)")
+    return ex.train_student(preset, name, seed, data, teacher)[0].eval()
 
 
 def banner(preset: str, why: str, source: Path | None = None) -> str:
