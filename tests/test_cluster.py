@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import json
 import math
 
 import pytest
 
+from tests.helpers import edit_record
 from tkd import cluster
 from tkd import experiments as ex
 from tkd.cli import main
@@ -65,17 +65,6 @@ def test_unknown_executor_is_refused(tmp_path):
 
 GRID_TINY = dataclasses.replace(
     ex.PRESETS["quick"], epochs=1, teacher_epochs=1, subset=200, teacher_model="paper-student")
-
-
-def edit_record(path, *keys_and_value):
-    """Set ``record[k1][k2]... = value`` in the record file ``path``."""
-    *keys, last, value = keys_and_value
-    record = load_record(path)
-    part = record
-    for key in keys:
-        part = part[key]
-    part[last] = value
-    path.write_text(json.dumps(record))
 
 
 class FakeJob:

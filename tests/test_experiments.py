@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from tests.helpers import edit_record
 from tkd import experiments as ex
 from tkd.checkpoint import save_model
 from tkd.cli import build_parser
@@ -169,23 +170,17 @@ def saved_ce(tmp_path, monkeypatch):
     return tmp_path, data
 
 
-def edit(path, section, key, value):
-    record = json.loads(path.read_text())
-    record[section][key] = value
-    path.write_text(json.dumps(record))
-
-
 @pytest.mark.parametrize("change", ["settings", "data", "code"])
 def test_a_saved_student_with_a_stale_record_is_refused_or_retrained(saved_ce, change):
     root, data = saved_ce
     ex.load_student("short", "ce", root=root, data_identity=data.identity())  # current
     record = ex.result_path(SHORT, "ce", 1, root)
     if change == "settings":
-        edit(record, "config", "seed", 7)
+        edit_record(record, "config", "seed", 7)
     elif change == "data":
-        edit(record, "provenance", "data", {"name": "digits", "sizes": {}})
+        edit_record(record, "provenance", "data", {"name": "digits", "sizes": {}})
     else:
-        edit(record, "provenance", "code", {"tkd.train.fit": "000000000000"})
+        edit_record(record, "provenance", "code", {"tkd.train.fit": "000000000000"})
     reason = {"settings": r"settings changed \(seed\)", "data": "other data",
               "code": "code changed since it was recorded: tkd.train.fit"}[change]
     with pytest.raises(ValueError, match=reason):
@@ -205,7 +200,7 @@ def test_a_saved_student_of_another_teacher_is_refused(tmp_path, monkeypatch):
     reproduce(SHORT, ["logit-mse"], root=tmp_path, log=lambda _: None, progress=False)
     data = ex.load_data(SHORT)
     ex.load_student("short", "logit-mse", root=tmp_path, data_identity=data.identity())
-    edit(ex.result_path(SHORT, "logit-mse", 1, tmp_path), "provenance", "teacher_sha256",
+    edit_record(ex.result_path(SHORT, "logit-mse", 1, tmp_path), "provenance", "teacher_sha256",
          "0" * 64)
     with pytest.raises(ValueError, match="another teacher"):
         ex.load_student("short", "logit-mse", root=tmp_path, data_identity=data.identity())

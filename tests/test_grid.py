@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.helpers import edit_record
 from tkd import experiments as ex
 from tkd import grid
 from tkd.checkpoint import load_model, save_model
@@ -48,17 +49,6 @@ def scale_teacher(teacher_file, factor: float, record: bool = True):
         edit_record(teacher_file.with_name("1.json"), "provenance", "model_sha256",
                     file_sha256(teacher_file))
     return teacher
-
-
-def edit_record(path, *keys_and_value):
-    """Set ``record[k1][k2]... = value`` in the record file ``path``."""
-    *keys, last, value = keys_and_value
-    record = load_record(path)
-    part = record
-    for key in keys:
-        part = part[key]
-    part[last] = value
-    path.write_text(json.dumps(record))
 
 
 def line_of(lines: list[str], experiment: str) -> str:
