@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tkd.files import atomic_write_json
 from tkd.files import portable_path as portable
 
 
@@ -210,8 +211,7 @@ def main() -> None:
                             if k not in ("setting", "root", "one_jobs")},
                    "torch": torch.__version__, "cpu_cores": os.cpu_count(),
                    "teacher_seconds": teacher_seconds, "settings": rows}
-        with open(args.out, "w") as f:
-            json.dump(payload, f, indent=1)
+        atomic_write_json(args.out, payload)
         print(f"wrote {portable(args.out)}")
 
 

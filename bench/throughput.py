@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 
+from tkd.files import atomic_write_json
 from tkd.files import portable_path as portable
 
 BATCH = 100
@@ -336,8 +337,7 @@ def main() -> None:
                             for k, v in vars(args).items() if k != "variant"},
                    "torch": torch.__version__, "python": platform.python_version(),
                    "peak": peak, "variants": results}
-        with open(args.out, "w") as f:
-            json.dump(payload, f, indent=1)
+        atomic_write_json(args.out, payload)
         print(f"wrote {portable(args.out)}")
 
 
