@@ -135,6 +135,8 @@ def test_cli_knows_reproduce_and_figures():
     args = parser.parse_args(["reproduce", "--preset", "fashion", "--seeds", "1", "2"])
     assert (args.preset, args.seeds) == ("fashion", [1, 2])
     assert parser.parse_args(["figures"]).preset == "quick"
+    for flag in ("--figures", "--out"):  # --figures as in reproduce; --out kept
+        assert parser.parse_args(["figures", flag, "f"]).out == "f"
     with pytest.raises(SystemExit):
         parser.parse_args(["reproduce", "--preset", "nope"])
 

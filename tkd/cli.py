@@ -314,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--preset", default="quick", choices=list(PRESETS))
     figures.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
                          "or ./results)")
-    figures.add_argument("--out", default=None, help="figures root (default $TKD_FIGURES or "
-                         "./figures)")
+    figures.add_argument("--figures", "--out", dest="out", default=None,
+                         help="figures root (default $TKD_FIGURES or ./figures)")
     figures.set_defaults(run=figures_command)
     check = commands.add_parser("verify", help="compare fresh runs with the committed records")
     check.add_argument("--preset", default="quick", choices=list(PRESETS))
