@@ -1,5 +1,6 @@
-"""The README's generated tables are the committed figures' own text, so a table in the README
-can never drift from the records it was drawn from."""
+"""The README's generated tables are the committed figures' own text, and its inline values
+(sweep accuracies, the teacher's) are computed from the committed files, so neither can drift
+from the records they were drawn from."""
 
 from __future__ import annotations
 
@@ -34,3 +35,27 @@ def test_fill_replaces_a_block_and_leaves_the_rest(tmp_path):
     assert filled == "intro\n<!-- fashion-paired -->\n| new |\n<!-- /fashion-paired -->\noutro\n"
     assert fill_readme.block(filled, "fashion-paired") == "| new |"
     assert fill_readme.block(filled, "fashion-table") is None
+
+
+@pytest.mark.parametrize("name", sorted(fill_readme.INLINE))
+def test_each_readme_inline_value_is_what_its_file_gives(name):
+    shown = fill_readme.block((ROOT / "README.md").read_text(), name)
+    assert shown is not None, f"README has no inline value <!-- {name} --> … <!-- /{name} -->"
+    assert shown == fill_readme.inline_value(name), (
+        f"README's {name} is stale: run `python tools/fill_readme.py`")
+
+
+def test_fill_writes_inline_values_from_their_files(tmp_path):
+    (tmp_path / "figures" / "fashion").mkdir(parents=True)
+    (tmp_path / "figures" / "fashion" / "margin_sweep.csv").write_text(
+        "value,seeds,test_mean,test_std\n1.0,1,88.7233,\n5.0,5,89.658,0.04\n")
+    (tmp_path / "results" / "fashion" / "teacher").mkdir(parents=True)
+    (tmp_path / "results" / "fashion" / "teacher" / "1.json").write_text(
+        '{"final": {"test_acc": 0.92614}}')
+    text = ("at <!-- margin-line --> old <!-- /margin-line -->; teacher "
+            "<!-- teacher-acc --> old <!-- /teacher-acc -->; T <!-- temperature-line --> "
+            "kept <!-- /temperature-line -->")
+    assert fill_readme.fill(text, tmp_path) == (
+        "at <!-- margin-line --> 88.72 % (1 seed), 89.66 % (5 seeds) <!-- /margin-line -->; "
+        "teacher <!-- teacher-acc --> **92.61 %** <!-- /teacher-acc -->; T "
+        "<!-- temperature-line --> kept <!-- /temperature-line -->")

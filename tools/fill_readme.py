@@ -2,12 +2,16 @@
 
 Each block ``<!-- name -->`` … ``<!-- /name -->`` of README.md named in :data:`BLOCKS` is
 replaced by the file it names, as written by ``python -m tkd figures --preset fashion`` (and
-``--preset lesson``). Run from the repository root after regenerating the figures:
-``python tools/fill_readme.py``. ``tests/test_readme.py`` checks that the README is current.
+``--preset lesson``); each inline value named in :data:`INLINE` (a sweep's accuracies, the
+teacher's) is computed from the files it reads. Run from the repository root after
+regenerating the figures: ``python tools/fill_readme.py``. ``tests/test_readme.py`` checks
+that the README is current.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 import sys
 from pathlib import Path
@@ -28,6 +32,34 @@ BLOCKS = {
 """README block name -> the generated file (relative to the repository root) it shows."""
 
 
+def sweep_line(path: Path) -> str:
+    """A sweep CSV (``value, seeds, test_mean, …``) as "88.72 % (3 seeds), 89.09 % (3 seeds), …"."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return ", ".join(f"{float(r['test_mean']):.2f} % ({r['seeds']} seed{'s' * (r['seeds'] != '1')})"
+                     for r in rows)
+
+
+def teacher_accuracy(path: Path) -> str:
+    """The final test accuracy in a teacher's record, as "**92.61 %**"."""
+    return f"**{100 * json.loads(path.read_text())['final']['test_acc']:.2f} %**"
+
+
+INLINE = {
+    "margin-line": ("figures/fashion/margin_sweep.csv", sweep_line),
+    "temperature-line": ("figures/fashion/temperature_sweep.csv", sweep_line),
+    "teacher-acc": ("results/fashion/teacher/1.json", teacher_accuracy),
+}
+"""README inline value name -> (the file it is computed from, how)."""
+
+
+def inline_value(name: str, root: Path = ROOT) -> str | None:
+    """The text the inline value ``name`` of :data:`INLINE` should show, None when its file is
+    missing."""
+    path, compute = INLINE[name]
+    return compute(root / path) if (root / path).is_file() else None
+
+
 def block(text: str, name: str) -> str | None:
     """The body of block ``name`` in ``text``, stripped; None when the README has no such
     block."""
@@ -36,12 +68,20 @@ def block(text: str, name: str) -> str | None:
 
 
 def fill(text: str, root: Path = ROOT) -> str:
-    """``text`` with every block of :data:`BLOCKS` whose file exists replaced by that file."""
+    """``text`` with every block of :data:`BLOCKS` whose file exists replaced by that file, and
+    every inline value of :data:`INLINE` by what its file gives."""
     for name, path in BLOCKS.items():
         source = root / path
         if not source.is_file() or block(text, name) is None:
             continue
         new = f"<!-- {name} -->\n{source.read_text().strip()}\n<!-- /{name} -->"
+        text = re.sub(rf"<!-- {name} -->.*?<!-- /{name} -->", lambda _, new=new: new, text,
+                      flags=re.S)
+    for name in INLINE:
+        value = inline_value(name, root)
+        if value is None or block(text, name) is None:
+            continue
+        new = f"<!-- {name} --> {value} <!-- /{name} -->"
         text = re.sub(rf"<!-- {name} -->.*?<!-- /{name} -->", lambda _, new=new: new, text,
                       flags=re.S)
     return text
