@@ -113,3 +113,7 @@ def test_saved_student_loads_a_current_one_trains_a_small_one_and_refuses_a_larg
     saved = notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
     assert len(messages) == 1 and not saved.training
     torch.testing.assert_close(saved.state_dict(), ex.load_student(SHORT, "ce", 1).state_dict())
+    monkeypatch.setattr(notebooks, "SMALL_TRAIN_SET", len(data.train))
+    data.train = data.train.subset(50)  # not the data the saved student was trained on
+    notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
+    assert "other data" in messages[1]

@@ -105,9 +105,10 @@ def saved_student(preset: str, name: str, seed: int, data, teacher, log=print):
     why and gives the command that saves it."""
     from tkd import experiments as ex
 
-    reason = ex.saved_student_reason(preset, name, seed)
+    identity = data.identity()
+    reason = ex.saved_student_reason(preset, name, seed, data_identity=identity)
     if reason is None:
-        return ex.load_student(preset, name, seed, data_identity=data.identity())
+        return ex.load_student(preset, name, seed, data_identity=identity)
     if len(data.train) > SMALL_TRAIN_SET:
         raise ValueError(f"no usable saved {preset}/{name} seed {seed}: {reason}; run `python -m "
                          f"tkd reproduce --preset {preset} --experiments {name} --seeds {seed}`")
