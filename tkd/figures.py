@@ -57,6 +57,7 @@ from tkd.stats import (  # noqa: E402
     reading,
 )
 from tkd.verdict import (  # noqa: E402
+    MSE_FAMILIES,
     STUDENT_ALONE,
     best_on_validation,
     chosen_rates,
@@ -289,18 +290,24 @@ def headline_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     mined triplet (on validation) vs kd-t4 and vs the paper's sampled negatives; semi-hard vs
     hard and random in-batch vs sampled negatives; the pair loss vs kd-t4; the two students
     alone; the paper's ordering kd-t4 > logit MSE > the student alone, with each Ba & Caruana
-    family at its learning rate chosen on validation; and the semi-hard triplet with Hinton KD
-    against both parents."""
+    family at its learning rate chosen on validation first, then at its other tuned rates; and
+    the semi-hard triplet with Hinton KD against both parents. The other mined triplet (hard or
+    semi-hard) follows the chosen one against kd-t4 and the paper's triplet."""
     mined = best_on_validation(runs, MINED)
+    other_mined = [m for m in MINED[1:] if m != mined]  # hard or semi-hard
     rates = chosen_rates(runs)
     mse, ce_mse = rates.get("logit-mse"), rates.get("ce-mse")
+    mse_rates, ce_mse_rates = MSE_FAMILIES["logit-mse"][1:], MSE_FAMILIES["ce-mse"][1:]
     both = "triplet-semihard-kd-t4"
     pairs = [("triplet", STUDENT_ALONE), ("triplet", "ce"), ("triplet", "kd-t4"),
-             ("triplet-kd", "kd-t1"), (mined, "kd-t4"), (mined, "triplet"),
-             ("triplet-batch-semihard", "triplet-batch-hard"),
-             ("triplet-batch-random", "triplet"), ("pair", "kd-t4"), (STUDENT_ALONE, "ce"),
-             ("kd-t4", mse), (mse, STUDENT_ALONE), (ce_mse, STUDENT_ALONE),
-             (both, "triplet-batch-semihard"), (both, "kd-t4")]
+             ("triplet-kd", "kd-t1"), (mined, "kd-t4"), (mined, "triplet")]
+    pairs += [(m, b) for m in other_mined for b in ("kd-t4", "triplet")]
+    pairs += [("triplet-batch-semihard", "triplet-batch-hard"),
+              ("triplet-batch-random", "triplet"), ("pair", "kd-t4"), (STUDENT_ALONE, "ce"),
+              ("kd-t4", mse), (mse, STUDENT_ALONE), (ce_mse, STUDENT_ALONE)]
+    pairs += [p for name in mse_rates for p in (("kd-t4", name), (name, STUDENT_ALONE))]
+    pairs += [(name, STUDENT_ALONE) for name in ce_mse_rates]
+    pairs += [(both, "triplet-batch-semihard"), (both, "kd-t4")]
     present = set(runs.experiment)
     return [(a, b) for a, b in dict.fromkeys(pairs) if a in present and b in present]
 
