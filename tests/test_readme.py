@@ -5,6 +5,7 @@ from the records they were drawn from."""
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,32 @@ def test_fill_writes_inline_values_from_their_files(tmp_path):
         "at <!-- margin-line --> 88.72 % (1 seed), 89.66 % (5 seeds) <!-- /margin-line -->; "
         "teacher <!-- teacher-acc --> **92.61 %** <!-- /teacher-acc -->; T "
         "<!-- temperature-line --> kept <!-- /temperature-line -->")
+
+
+INTERVAL = r"\[([+\-−]?\d+\.\d\d), ([+\-−]?\d+\.\d\d)\]"
+
+
+def _number(text: str) -> float:
+    return float(text.replace("−", "-"))
+
+
+def _intervals(text: str) -> list[tuple[float, float]]:
+    return [(_number(lo), _number(hi)) for lo, hi in re.findall(INTERVAL, text)]
+
+
+def test_every_interval_in_the_readme_prose_is_a_generated_one():
+    """An interval quoted in the README's own sentences ("beats it by 0.87 [0.71, 1.03]") must
+    be one that the committed figures hold (either sign), so prose cannot keep a number that
+    new records changed."""
+    readme = (ROOT / "README.md").read_text()
+    prose = readme
+    for name in fill_readme.BLOCKS:
+        prose = re.sub(rf"<!-- {name} -->.*?<!-- /{name} -->", "", prose, flags=re.S)
+    generated = {pair for path in sorted((ROOT / "figures").glob("*/*.md"))
+                 for lo, hi in _intervals(path.read_text())
+                 for pair in ((lo, hi), (round(-hi, 2), round(-lo, 2)))}
+    quoted = _intervals(prose)
+    assert len(quoted) > 20  # the README's answer quotes its intervals
+    stale = [q for q in quoted if q not in generated]
+    assert not stale, (f"README prose quotes intervals no committed figure holds: {stale}; "
+                       "restate them from figures/*/paired.md and relations.md")
