@@ -42,6 +42,7 @@ import time
 
 from tkd.files import atomic_write_json
 from tkd.files import portable_path as portable
+from tkd.results import cpu_name
 
 BATCH = 100
 
@@ -243,18 +244,6 @@ def measure_peak(device) -> dict:
         name = cpu_name()
     return {"gflops": max(rates), "matmul": f"{n}x{n}x{n} fp32", "device_name": name,
             "threads": torch.get_num_threads()}
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def summarise(results: dict[str, dict], peak: dict) -> None:

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -92,6 +93,11 @@ def test_records_hold_provenance_and_no_absolute_path(done):
     assert record["config"]["teacher"] == "quick/teacher/model.pt"  # relative to the root
     assert load_record(ex.result_path(TINY, "ce", 1, done))["provenance"]["teacher_sha256"] \
         is None  # CE uses no teacher
+    machine = record["environment"]  # enough to explain a CPU run that rounds differently
+    assert machine["device"] == "cpu" and machine["threads"] >= 1
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    if Path("/proc/cpuinfo").is_file():
+        assert machine["device_name"] not in ("", "x86_64", "aarch64")  # the model's name
     for path in done.rglob("*.json"):
         text = path.read_text()
         assert str(done) not in text, path

@@ -21,21 +21,36 @@ from tkd.provenance import code_fingerprint
 
 
 def environment_info(device: str | torch.device) -> dict:
-    """Library versions and the device a run used."""
+    """Library versions, the device a run used (the CPU's model name and vector instruction set
+    on the CPU; CUDA, cuDNN and driver versions on a GPU) and torch's thread count."""
     import numpy
 
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     info = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "pandas": pd.__version__,
         "device": str(device),
-        "device_name": name or platform.machine(),
+        "device_name": name,
         "threads": torch.get_num_threads(),
+        # the vector instructions torch's CPU kernels use: other ones can round differently
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     return {**info, **_cuda_info()} if device.type == "cuda" else info
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _cuda_info() -> dict:
