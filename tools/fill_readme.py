@@ -28,6 +28,8 @@ BLOCKS = {
     "fashion-schedule": "figures/fashion/schedule.md",
     "fashion-relations": "figures/fashion/relations.md",
     "lesson-table": "figures/lesson/beside.md",
+    "quick-table": "figures/quick/comparison.md",
+    "quick-paired": "figures/quick/paired.md",
 }
 """README block name -> the generated file (relative to the repository root) it shows."""
 
