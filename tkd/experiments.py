@@ -656,7 +656,8 @@ def saved_student_reason(preset: str | Preset, experiment: str, seed: int = 1,
                         data_identity=data_identity, root=root)
 
 
-def _fix(spec: Preset, experiment: str, seed: int) -> str:
+def reproduce_hint(spec: Preset, experiment: str, seed: int) -> str:
+    """The sentence that tells a user how to (re)make ``experiment`` x ``seed`` of ``spec``."""
     return (f"run `python -m tkd reproduce --preset {spec.name} --experiments {experiment} "
             f"--seeds {seed}`")
 
@@ -672,7 +673,7 @@ def load_student(preset: str | Preset, experiment: str, seed: int = 1,
     reason = saved_student_reason(spec, experiment, seed, root, identity)
     if reason is not None:
         raise ValueError(f"the saved {spec.name}/{experiment} seed {seed} cannot be used: "
-                         f"{reason}; {_fix(spec, experiment, seed)}")
+                         f"{reason}; {reproduce_hint(spec, experiment, seed)}")
     return load_model(student_path(spec, experiment, seed, root), device or "cpu")
 
 
@@ -697,7 +698,8 @@ def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: 
             return load_model(path, device or "cpu")
         if not (epochs == spec.epochs if retrain is None else retrain):
             raise ValueError(f"the saved {spec.name}/{experiment} seed {seed} is stale: "
-                             f"{reason}; {_fix(spec, experiment, seed)}, or pass retrain=True")
+                             f"{reason}; {reproduce_hint(spec, experiment, seed)}, "
+                             "or pass retrain=True")
         log(f"{experiment}: the saved {path.name} is stale ({reason}); retraining")
     uses_teacher = get_experiment(experiment).objective().needs_teacher
     if epochs == spec.epochs and (not uses_teacher or teacher_path(spec, root).is_file()):

@@ -110,8 +110,8 @@ def saved_student(preset: str, name: str, seed: int, data, teacher, log=print):
     if reason is None:
         return ex.load_student(preset, name, seed, data_identity=identity)
     if len(data.train) > SMALL_TRAIN_SET:
-        raise ValueError(f"no usable saved {preset}/{name} seed {seed}: {reason}; run `python -m "
-                         f"tkd reproduce --preset {preset} --experiments {name} --seeds {seed}`")
+        raise ValueError(f"no usable saved {preset}/{name} seed {seed}: {reason}; "
+                         f"{ex.reproduce_hint(ex.get_preset(preset), name, seed)}")
     log(f"{name}: no usable saved student ({reason}); training it here (seconds on the digits)")
     return ex.train_student(preset, name, seed, data, teacher)[0].eval()
 

@@ -11,12 +11,12 @@ that the README is current.
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sys
 from pathlib import Path
 
 from tkd.files import atomic_write_text
+from tkd.results import load_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def sweep_line(path: Path) -> str:
 
 def teacher_accuracy(path: Path) -> str:
     """The final test accuracy in a teacher's record, as "**92.61 %**"."""
-    return f"**{100 * json.loads(path.read_text())['final']['test_acc']:.2f} %**"
+    return f"**{100 * load_record(path)['final']['test_acc']:.2f} %**"
 
 
 INLINE = {
@@ -76,17 +76,18 @@ def fill(text: str, root: Path = ROOT) -> str:
         source = root / path
         if not source.is_file() or block(text, name) is None:
             continue
-        new = f"<!-- {name} -->\n{source.read_text().strip()}\n<!-- /{name} -->"
-        text = re.sub(rf"<!-- {name} -->.*?<!-- /{name} -->", lambda _, new=new: new, text,
-                      flags=re.S)
+        text = _replace(text, name, f"\n{source.read_text().strip()}\n")
     for name in INLINE:
         value = inline_value(name, root)
-        if value is None or block(text, name) is None:
-            continue
-        new = f"<!-- {name} --> {value} <!-- /{name} -->"
-        text = re.sub(rf"<!-- {name} -->.*?<!-- /{name} -->", lambda _, new=new: new, text,
-                      flags=re.S)
+        if value is not None and block(text, name) is not None:
+            text = _replace(text, name, f" {value} ")
     return text
+
+
+def _replace(text: str, name: str, body: str) -> str:
+    """``text`` with the body of its block ``name`` replaced by ``body``."""
+    new = f"<!-- {name} -->{body}<!-- /{name} -->"
+    return re.sub(rf"<!-- {name} -->.*?<!-- /{name} -->", lambda _: new, text, flags=re.S)
 
 
 if __name__ == "__main__":
