@@ -110,10 +110,12 @@ def test_saved_student_loads_a_current_one_trains_a_small_one_and_refuses_a_larg
                                          r"--preset short --experiments ce --seeds 1`"):
         notebooks.saved_student("short", "ce", 1, data, None)
     ex.run_experiment(SHORT, "ce", 1, data)  # saves 1.pt with its record
+    messages.clear()
     saved = notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
-    assert len(messages) == 1 and not saved.training
+    assert messages == ["ce: loaded 1.pt"] and not saved.training
     torch.testing.assert_close(saved.state_dict(), ex.load_student(SHORT, "ce", 1).state_dict())
     monkeypatch.setattr(notebooks, "SMALL_TRAIN_SET", len(data.train))
     data.train = data.train.subset(50)  # not the data the saved student was trained on
     notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
     assert "other data" in messages[1]
+    assert len(list(tmp_path.rglob("*.pt"))) == 1  # still only the saved one: nothing written

@@ -680,33 +680,35 @@ def load_student(preset: str | Preset, experiment: str, seed: int = 1,
 def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: torch.nn.Module,
                           seed: int = 1, epochs: int | None = None,
                           root: str | Path | None = None, device: str | None = None,
-                          log=print, retrain: bool | None = None) -> torch.nn.Module:
+                          log=print, retrain: bool | None = None, save: bool = True,
+                          max_train: int | None = None) -> torch.nn.Module:
     """The student of ``experiment``: loaded from :func:`student_path` if saved and its record
     is current (:func:`saved_student_reason`), else trained with the preset's settings for at
-    most ``epochs`` epochs (None: the preset's). Only a run of the preset's length is saved,
-    with its record (:func:`run_experiment`; ``teacher`` must be the preset's saved one). A
-    saved student that is stale is retrained when ``retrain`` (default: when ``epochs`` is
-    the preset's length), else ``ValueError`` says why and how to fix it. Returned in eval
-    mode."""
+    most ``epochs`` epochs (None: the preset's). With ``save``, only a run of the preset's
+    length is saved, with its record (:func:`run_experiment`; ``teacher`` must be the preset's
+    saved one); without it nothing is written. A student is trained only where ``data`` has at
+    most ``max_train`` training images (None: any size), and a saved one that is stale only
+    when ``retrain`` (default: when ``epochs`` is the preset's length); otherwise
+    ``ValueError`` says why and gives the command that saves it. Returned in eval mode."""
     spec = get_preset(preset)
     epochs = min(epochs or spec.epochs, spec.epochs)
-    path = student_path(spec, experiment, seed, root)
-    if path.is_file():
-        reason = saved_student_reason(spec, experiment, seed, root, data.identity())
-        if reason is None:
-            log(f"{experiment}: loaded {path.name}")
-            return load_model(path, device or "cpu")
-        if not (epochs == spec.epochs if retrain is None else retrain):
-            raise ValueError(f"the saved {spec.name}/{experiment} seed {seed} is stale: "
-                             f"{reason}; {reproduce_hint(spec, experiment, seed)}, "
-                             "or pass retrain=True")
-        log(f"{experiment}: the saved {path.name} is stale ({reason}); retraining")
+    reason = saved_student_reason(spec, experiment, seed, root, data.identity())
+    if reason is None:
+        log(f"{experiment}: loaded {student_path(spec, experiment, seed, root).name}")
+        return load_model(student_path(spec, experiment, seed, root), device or "cpu")
+    too_large = max_train is not None and len(data.train) > max_train
+    stale = student_path(spec, experiment, seed, root).is_file()
+    if too_large or (stale and not (epochs == spec.epochs if retrain is None else retrain)):
+        raise ValueError(f"the saved {spec.name}/{experiment} seed {seed} cannot be used: "
+                         f"{reason}; {reproduce_hint(spec, experiment, seed)}"
+                         + ("" if too_large else ", or pass retrain=True"))
+    log(f"{experiment}: no usable saved student ({reason}); training it here")
     uses_teacher = get_experiment(experiment).objective().needs_teacher
-    if epochs == spec.epochs and (not uses_teacher or teacher_path(spec, root).is_file()):
+    if save and epochs == spec.epochs and (not uses_teacher or teacher_path(spec, root).is_file()):
         record = run_experiment(spec, experiment, seed, data, teacher, root=root, device=device)
         log(f"{experiment}: trained {epochs} epochs, test accuracy "
             f"{record['final']['test_acc']:.3f}")
-        return load_model(path, device or "cpu")
+        return load_model(student_path(spec, experiment, seed, root), device or "cpu")
     model, history, _ = train_student(spec, experiment, seed, data, teacher, device=device,
                                       epochs=epochs)
     log(f"{experiment}: trained {epochs} epochs, test accuracy "

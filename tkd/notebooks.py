@@ -99,21 +99,14 @@ def choose_preset(requested: str = AUTO, show: bool = True) -> str:
 
 def saved_student(preset: str, name: str, seed: int, data, teacher, log=print):
     """The saved student ``name`` x ``seed`` of ``preset`` (eval mode) when its record is
-    current (:func:`tkd.experiments.saved_student_reason`). Otherwise, where ``data`` has at
-    most ``SMALL_TRAIN_SET`` training images (the digits: seconds), one trained here in memory
-    with the preset's settings, nothing written to disk; on a larger set ``ValueError`` says
-    why and gives the command that saves it."""
-    from tkd import experiments as ex
+    current; otherwise, where ``data`` has at most ``SMALL_TRAIN_SET`` training images (the
+    digits: seconds), one trained here with the preset's settings and nothing written to
+    disk; on a larger set ``ValueError`` gives the command that saves it
+    (:func:`tkd.experiments.load_or_train_student` with ``save=False``)."""
+    from tkd.experiments import load_or_train_student
 
-    identity = data.identity()
-    reason = ex.saved_student_reason(preset, name, seed, data_identity=identity)
-    if reason is None:
-        return ex.load_student(preset, name, seed, data_identity=identity)
-    if len(data.train) > SMALL_TRAIN_SET:
-        raise ValueError(f"no usable saved {preset}/{name} seed {seed}: {reason}; "
-                         f"{ex.reproduce_hint(ex.get_preset(preset), name, seed)}")
-    log(f"{name}: no usable saved student ({reason}); training it here (seconds on the digits)")
-    return ex.train_student(preset, name, seed, data, teacher)[0].eval()
+    return load_or_train_student(preset, name, data, teacher, seed=seed, log=log, save=False,
+                                 max_train=SMALL_TRAIN_SET, retrain=True)
 
 
 def banner(preset: str, why: str, source: Path | None = None) -> str:
