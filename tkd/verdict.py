@@ -157,21 +157,26 @@ def schedule_frame(runs_by_length: dict[int, pd.DataFrame],
                    pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     """The gaps of :data:`SCHEDULE_PAIRS` (or ``pairs``) at each schedule length: one row per
     (pair, length) with columns a, b, first_phase (epochs before the first decay), n, mean,
-    low, high, reading. ``runs_by_length`` maps the first-phase length to a runs table."""
+    low, high, reading. ``runs_by_length`` maps the first-phase length to a runs table. Each
+    gap is paired over the seeds it has at every length, so the lengths differ only in the
+    schedule."""
     rows = []
     for a, b in pairs or SCHEDULE_PAIRS:
-        for length, runs in sorted(runs_by_length.items()):
-            if {a, b} <= set(runs.experiment):
-                step = paired(runs, a, b)
-                rows.append({"a": a, "b": b, "first_phase": length, "n": step["n"],
-                             "mean": step["mean"], "low": step["low"], "high": step["high"],
-                             "reading": step["reading"]})
+        found = {n: r for n, r in sorted(runs_by_length.items()) if {a, b} <= set(r.experiment)}
+        seeds = set.intersection(*(set(r.seed[r.experiment == a]) & set(r.seed[r.experiment == b])
+                                   for r in found.values())) if found else set()
+        for length, runs in found.items():
+            step = paired(runs[runs.seed.isin(seeds)], a, b)
+            rows.append({"a": a, "b": b, "first_phase": length, "n": step["n"],
+                         "mean": step["mean"], "low": step["low"], "high": step["high"],
+                         "reading": step["reading"]})
     return pd.DataFrame(rows, columns=["a", "b", "first_phase", "n", "mean", "low", "high",
                                        "reading"])
 
 
 def schedule_markdown(frame: pd.DataFrame) -> str:
-    """:func:`schedule_frame` as a markdown table: one row per gap, one column per length."""
+    """:func:`schedule_frame` as a markdown table: one row per gap, one column per length
+    (each gap over the same seeds at every length)."""
     lengths = sorted(frame.first_phase.unique())
     lines = ["| gap (points) | " + " | ".join(f"first phase {n} epochs" for n in lengths) + " |",
              "|---|" + "---|" * len(lengths)]
