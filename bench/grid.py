@@ -137,7 +137,8 @@ def print_table(rows: list[dict]) -> None:
               f"{r['speedup']:7.2f}x {r['mean_run_epoch_images_per_second']:20.0f}{flag}")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line: what to run and in which settings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick", help="quick (digits) or fashion")
     parser.add_argument("--experiments", nargs="+", default=["triplet", "ce"])
@@ -159,7 +160,38 @@ def main() -> None:
     parser.add_argument("--setting", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--one-jobs", type=int, dest="one_jobs", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def run_settings(args, devices: list[str], work: Path, shared: Path) -> list[dict]:
+    """Each (device, mode, jobs) setting in its own process and results root, starting from
+    the shared teacher; one row of timings per setting."""
+    common = ["--preset", args.preset, "--epochs", str(args.epochs),
+              "--teacher-epochs", str(args.teacher_epochs),
+              "--experiments", *args.experiments, "--seeds", *map(str, args.seeds)]
+    common += ["--threads", str(args.threads)] if args.threads else []
+    common += ["--data-root", args.data_root] if args.data_root else []
+    rows = []
+    for device, mode, jobs in settings(devices, args.mode, args.jobs):
+        root = work / f"{device.replace(':', '')}-{mode}-j{jobs}"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(shared / args.preset / "teacher", root / args.preset / "teacher")
+        env = {**os.environ, "TKD_CUDA_GRAPH": "1" if mode == "graph" else "0"}
+        out = subprocess.run([sys.executable, __file__, "--setting", "--root", str(root),
+                              "--device", device, "--one-jobs", str(jobs), *common],
+                             capture_output=True, text=True, env=env)
+        if out.returncode:
+            sys.exit(f"{device} {mode} jobs={jobs} failed:\n{out.stderr[-4000:]}")
+        row = {"device": device, "mode": mode, "jobs": jobs,
+               **json.loads(out.stdout.strip().splitlines()[-1])}
+        rows.append(row)
+        print(f"{device} {mode} jobs={jobs}: {row['runs']} runs in "
+              f"{row['wall_seconds']:.1f} s", flush=True)
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
     if args.setting:
         args.device, args.jobs = args.device[0], args.one_jobs
         print(json.dumps(run_setting(args)))
@@ -173,28 +205,8 @@ def main() -> None:
     teacher_seconds = train_shared_teacher(args, shared, devices[0])
     print(f"teacher ({args.preset}, {args.teacher_epochs or 'preset'} epoch(s)) trained once on "
           f"{devices[0]} in {teacher_seconds:.1f} s (not timed below)", flush=True)
-    common = ["--preset", args.preset, "--epochs", str(args.epochs),
-              "--teacher-epochs", str(args.teacher_epochs),
-              "--experiments", *args.experiments, "--seeds", *map(str, args.seeds)]
-    common += ["--threads", str(args.threads)] if args.threads else []
-    common += ["--data-root", args.data_root] if args.data_root else []
-    rows = []
     try:
-        for device, mode, jobs in settings(devices, args.mode, args.jobs):
-            root = work / f"{device.replace(':', '')}-{mode}-j{jobs}"
-            shutil.rmtree(root, ignore_errors=True)
-            shutil.copytree(shared / args.preset / "teacher", root / args.preset / "teacher")
-            env = {**os.environ, "TKD_CUDA_GRAPH": "1" if mode == "graph" else "0"}
-            out = subprocess.run([sys.executable, __file__, "--setting", "--root", str(root),
-                                  "--device", device, "--one-jobs", str(jobs), *common],
-                                 capture_output=True, text=True, env=env)
-            if out.returncode:
-                sys.exit(f"{device} {mode} jobs={jobs} failed:\n{out.stderr[-4000:]}")
-            row = {"device": device, "mode": mode, "jobs": jobs,
-                   **json.loads(out.stdout.strip().splitlines()[-1])}
-            rows.append(row)
-            print(f"{device} {mode} jobs={jobs}: {row['runs']} runs in "
-                  f"{row['wall_seconds']:.1f} s", flush=True)
+        rows = run_settings(args, devices, work, shared)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

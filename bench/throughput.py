@@ -137,31 +137,18 @@ def run_tkd(spec: dict, args) -> dict:
             "teacher_cache_seconds": cache_seconds, "device": str(device), **memory}
 
 
-def run_conventional(spec: dict, args) -> dict:
-    """The authors'-style pipeline (per-sample PIL + DataLoader + teacher and two student
-    forwards per step); the last epoch is timed."""
+def triplet_images(images, labels, num_classes: int):
+    """A torch Dataset in the authors' style: item i is (image, negative image, label), the
+    images as PIL converted per call and the negative drawn per call from another class."""
     import numpy as np
-    import torch
-    import torch.nn.functional as F
     from PIL import Image
-    from torch.utils.data import DataLoader
-    from torch.utils.data import Dataset as TorchDataset
+    from torch.utils.data import Dataset
     from torchvision.transforms import ToTensor
 
-    from tkd.models import build_model
-    from tkd.train import pick_device
-
-    data = load_split(min(args.images, args.conventional_images))
-    device = pick_device(args.device)
-    images = data.train.images[:, 0].numpy()
-    labels = data.train.labels.numpy()
-
-    class TripletImages(TorchDataset):
-        """Returns (image, negative image, label); the negative is drawn per call."""
-
+    class TripletImages(Dataset):
         def __init__(self):
             self.to_tensor = ToTensor()
-            self.by_class = [np.flatnonzero(labels != c) for c in range(data.num_classes)]
+            self.by_class = [np.flatnonzero(labels != c) for c in range(num_classes)]
 
         def __len__(self):
             return len(labels)
@@ -172,7 +159,25 @@ def run_conventional(spec: dict, args) -> dict:
             negative = self.to_tensor(Image.fromarray(images[j]))
             return anchor, negative, int(labels[i])
 
-    loader = DataLoader(TripletImages(), batch_size=BATCH, shuffle=True, num_workers=2)
+    return TripletImages()
+
+
+def run_conventional(spec: dict, args) -> dict:
+    """The authors'-style pipeline (per-sample PIL + DataLoader + teacher and two student
+    forwards per step); the last epoch is timed."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from tkd.models import build_model
+    from tkd.train import pick_device
+
+    data = load_split(min(args.images, args.conventional_images))
+    device = pick_device(args.device)
+    images = data.train.images[:, 0].numpy()
+    labels = data.train.labels.numpy()
+    dataset = triplet_images(images, labels, data.num_classes)
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=2)
     shape = (data.num_classes, data.in_channels, data.image_size)
     teacher = build_model("paper-teacher", *shape).to(device).eval()
     student = build_model("paper-student", *shape).to(device).train()
@@ -199,7 +204,7 @@ def run_conventional(spec: dict, args) -> dict:
             torch.cuda.synchronize(device)
         seconds.append(time.perf_counter() - start)
     memory = peak_memory_mb(device)
-    flops = count_flops(lambda: step(*next(iter(DataLoader(TripletImages(), batch_size=BATCH)))))
+    flops = count_flops(lambda: step(*next(iter(DataLoader(dataset, batch_size=BATCH)))))
     return {"images": len(labels), "images_per_second": len(labels) / seconds[-1],
             "epoch_seconds": seconds[-1], "flop_per_step": flops, "device": str(device),
             **memory}
