@@ -109,4 +109,8 @@ def test_per_phase_rule_checks_the_plateau_before_every_decay():
     assert has_converged(still_rising) and not phases_converged(still_rising, lr_step=10)
     flat = [0.5] * 4 + [0.6] * 6 + [0.7] * 10
     assert phases_converged(flat, lr_step=10)
+    falling = [0.5] * 4 + [0.6] * 3 + [0.59] * 3 + [0.7] * 10  # -1 point before the decay
+    assert phase_gaps(falling, lr_step=10)[0] == pytest.approx(-1.0)
+    assert phases_converged(falling, lr_step=10)  # stopped rising: the rate had done its work
+    assert not phases_converged(flat[:17] + [0.68] * 3, lr_step=10)  # but the end must be flat
     assert math.isnan(phase_gaps([0.5] * 24, lr_step=10)[-1])  # a last phase of 4 epochs

@@ -84,7 +84,9 @@ def phase_gaps(val_acc: list[float] | np.ndarray, lr_step: int,
 
 def phases_converged(val_acc, lr_step: int, window: int = CONVERGENCE_WINDOW,
                      tolerance: float = CONVERGENCE_TOLERANCE) -> bool:
-    """The per-phase rule: before every decay and at the end, the validation accuracy has
-    plateaued (|:func:`phase_gaps`| ≤ ``tolerance`` points for every phase)."""
+    """The per-phase rule: before every decay the validation accuracy has stopped rising
+    (:func:`phase_gaps` ≤ ``tolerance`` points; a fall is the noise of a high learning rate,
+    not a reason to train longer at it), and at the end it is flat (|gap| ≤ ``tolerance``)."""
     gaps = phase_gaps(val_acc, lr_step, window)
-    return bool(gaps) and all(not math.isnan(g) and abs(g) <= tolerance for g in gaps)
+    return (bool(gaps) and not any(math.isnan(g) for g in gaps)
+            and all(g <= tolerance for g in gaps[:-1]) and abs(gaps[-1]) <= tolerance)
