@@ -692,12 +692,13 @@ def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: 
     ``ValueError`` says why and gives the command that saves it. Returned in eval mode."""
     spec = get_preset(preset)
     epochs = min(epochs or spec.epochs, spec.epochs)
+    path = student_path(spec, experiment, seed, root)
     reason = saved_student_reason(spec, experiment, seed, root, data.identity())
     if reason is None:
-        log(f"{experiment}: loaded {student_path(spec, experiment, seed, root).name}")
-        return load_model(student_path(spec, experiment, seed, root), device or "cpu")
+        log(f"{experiment}: loaded {path.name}")
+        return load_model(path, device or "cpu")
     too_large = max_train is not None and len(data.train) > max_train
-    stale = student_path(spec, experiment, seed, root).is_file()
+    stale = path.is_file()
     if too_large or (stale and not (epochs == spec.epochs if retrain is None else retrain)):
         raise ValueError(f"the saved {spec.name}/{experiment} seed {seed} cannot be used: "
                          f"{reason}; {reproduce_hint(spec, experiment, seed)}"
@@ -708,7 +709,7 @@ def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: 
         record = run_experiment(spec, experiment, seed, data, teacher, root=root, device=device)
         log(f"{experiment}: trained {epochs} epochs, test accuracy "
             f"{record['final']['test_acc']:.3f}")
-        return load_model(student_path(spec, experiment, seed, root), device or "cpu")
+        return load_model(path, device or "cpu")
     model, history, _ = train_student(spec, experiment, seed, data, teacher, device=device,
                                       epochs=epochs)
     log(f"{experiment}: trained {epochs} epochs, test accuracy "
