@@ -215,3 +215,15 @@ def test_headline_pairs_put_the_chosen_rate_and_mined_triplet_first_then_the_oth
     assert ("logit-mse-lr0.003", "ce-wd0.007") in pairs
     assert ("kd-t4", "logit-mse") not in pairs  # the collapsed rate 0.01 is neither
     assert len(pairs) == len(set(pairs))
+
+
+def test_schedule_plot_labels_each_length_with_its_seeds():
+    from tkd.verdict import schedule_frame
+    by_length = {n: pd.DataFrame([{"experiment": e, "seed": s, "test_acc": acc,
+                                   "val_acc": acc}
+                                  for e, acc in (("kd-t4", 0.91), ("triplet", 0.90))
+                                  for s in seeds])
+                 for n, seeds in ((10, (1, 2, 3)), (40, (1,)))}
+    fig = fg.plot_schedule_gaps(schedule_frame(by_length, [("kd-t4", "triplet")]))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["10\n3 seeds", "40\n1 seed"]

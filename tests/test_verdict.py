@@ -77,14 +77,18 @@ def test_a_step_without_runs_is_not_shown():
 
 
 def test_schedule_frame_puts_each_gap_beside_each_length():
-    short = runs({"kd-t4": [0.91, 0.91, 0.92], "triplet": [0.90, 0.89, 0.90]})
-    long = runs({"kd-t4": [0.91, 0.91], "triplet": [0.905, 0.91]})
-    frame = vd.schedule_frame({10: short, 20: long}, [("kd-t4", "triplet")])
-    # seed 3 has no 20-epoch runs, so the 10-epoch gap is taken over seeds 1-2 as well
-    assert list(frame.first_phase) == [10, 20] and list(frame.n) == [2, 2]
+    short = runs({"kd-t4": [0.91, 0.91, 0.92, 0.92], "triplet": [0.90, 0.89, 0.90, 0.90]})
+    long = runs({"kd-t4": [0.91, 0.91, 0.90], "triplet": [0.905, 0.91, 0.895]})
+    longest = runs({"kd-t4": [0.92], "triplet": [0.915]})
+    frame = vd.schedule_frame({10: short, 20: long, 40: longest}, [("kd-t4", "triplet")])
+    # seed 4 has no 20-epoch runs, so the 10-epoch gap is taken over seeds 1-3 as well;
+    # the 40-epoch length, one seed so far, is shown over that seed and shrinks no other
+    assert list(frame.first_phase) == [10, 20, 40] and list(frame.n) == [3, 3, 1]
+    assert frame["mean"].tolist() == pytest.approx([5 / 3, 1 / 3, 0.5])
     text = vd.schedule_markdown(frame)
-    assert "first phase 10 epochs" in text and "first phase 20 epochs" in text
-    assert "| `kd-t4` − `triplet` | +1.50 [" in text and "+0.25 [" in text
+    assert "first phase 10 epochs" in text and "first phase 40 epochs" in text
+    assert "| `kd-t4` − `triplet` | +1.67 [" in text and "+0.33 [" in text
+    assert "+0.50 (1 seed)" in text
 
 
 def test_relation_methods_meet_kd_the_triplet_and_the_best_mined_triplet():

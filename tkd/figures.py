@@ -402,7 +402,7 @@ def schedule_runs(preset: str, root: str | Path | None = None) -> dict[int, pd.D
 
 def plot_schedule_gaps(frame: pd.DataFrame):
     """Each headline gap (points, paired 95 % interval as error bars) against the length of
-    the schedule's first phase. Returns the figure."""
+    the schedule's first phase, each length labelled with its seeds. Returns the figure."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for k, ((a, b), group) in enumerate(frame.groupby(["a", "b"], sort=False)):
         x = group.first_phase * (1 + 0.03 * (k - 1.5))  # side by side, readable bars
@@ -413,7 +413,9 @@ def plot_schedule_gaps(frame: pd.DataFrame):
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xscale("log", base=2)
     lengths = sorted(frame.first_phase.unique())
-    ax.set_xticks(lengths, [str(n) for n in lengths])
+    seeds = frame.groupby("first_phase").n.min()
+    ax.set_xticks(lengths, [f"{n}\n{seeds[n]} seed" + ("s" if seeds[n] > 1 else "")
+                             for n in lengths])
     ax.set_xlabel("epochs before the first decay (schedule length)")
     ax.set_ylabel("test accuracy gap (points)")
     ax.set_title("Headline gaps vs schedule length (95 % paired intervals)")

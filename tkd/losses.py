@@ -428,14 +428,12 @@ def objective(
 ) -> dict[str, Tensor]:
     """Weighted sum of the configured terms; returns ``{"total": ..., "ce": ..., ...}`` scalars.
 
-    student_logits, teacher_logits: (batch, classes); labels: (batch,).
-    negative_logits: the student's logits of each row's negative (triplet term);
-    negative_teacher_logits: the teacher's logits of each row's negative (pair term); both
-    (batch, classes), chosen by the caller (:mod:`tkd.miners` or
-    :class:`tkd.data.NegativeSampler`). ``valid`` (batch,) bool: rows that have a negative.
-    student_features, teacher_features: (batch, dim) embeddings, needed when
-    ``config.needs_embeddings``; ``regressor`` maps the student's to the teacher's (hint term).
-    """
+    student_logits, teacher_logits: (batch, classes); labels: (batch,). negative_logits,
+    negative_teacher_logits: (batch, classes), the student's (triplet term) and the teacher's
+    (pair term) logits of each row's negative, chosen by :mod:`tkd.miners` or
+    :class:`tkd.data.NegativeSampler`; ``valid`` (batch,) bool: rows that have a negative.
+    student_features, teacher_features: (batch, dim) embeddings when
+    ``config.needs_embeddings``; ``regressor`` maps the student's to the teacher's (hint term)."""
     if labels.dim() != 1 or labels.shape[0] != student_logits.shape[0]:
         raise ValueError(
             f"labels must have shape ({student_logits.shape[0]},), got {tuple(labels.shape)}"

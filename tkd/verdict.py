@@ -154,19 +154,24 @@ def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = No
 
 
 def schedule_frame(runs_by_length: dict[int, pd.DataFrame],
-                   pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+                   pairs: list[tuple[str, str]] | None = None,
+                   min_seeds: int = 3) -> pd.DataFrame:
     """The gaps of :data:`SCHEDULE_PAIRS` (or ``pairs``) at each schedule length: one row per
     (pair, length) with columns a, b, first_phase (epochs before the first decay), n, mean,
     low, high, reading. ``runs_by_length`` maps the first-phase length to a runs table. Each
-    gap is paired over the seeds it has at every length, so the lengths differ only in the
-    schedule."""
+    gap is paired over the seeds it has at every length that has ``min_seeds`` of them, so
+    those lengths differ only in the schedule; a length still short of ``min_seeds`` (its
+    runs under way) is shown over the seeds it has, and leaves the others as they are."""
     rows = []
     for a, b in pairs or SCHEDULE_PAIRS:
-        found = {n: r for n, r in sorted(runs_by_length.items()) if {a, b} <= set(r.experiment)}
-        seeds = set.intersection(*(set(r.seed[r.experiment == a]) & set(r.seed[r.experiment == b])
-                                   for r in found.values())) if found else set()
-        for length, runs in found.items():
-            step = paired(runs[runs.seed.isin(seeds)], a, b)
+        seeds = {n: set(r.seed[r.experiment == a]) & set(r.seed[r.experiment == b])
+                 for n, r in sorted(runs_by_length.items())}
+        seeds = {n: s for n, s in seeds.items() if s}
+        full = [s for s in seeds.values() if len(s) >= min_seeds]
+        common = set.intersection(*full) if full else set()
+        for length, have in seeds.items():
+            runs = runs_by_length[length]
+            step = paired(runs[runs.seed.isin(common if len(have) >= min_seeds else have)], a, b)
             rows.append({"a": a, "b": b, "first_phase": length, "n": step["n"],
                          "mean": step["mean"], "low": step["low"], "high": step["high"],
                          "reading": step["reading"]})
