@@ -27,6 +27,7 @@ BLOCKS = {
     "fashion-phases": "figures/fashion/phases.md",
     "fashion-schedule": "figures/fashion/schedule.md",
     "fashion-relations": "figures/fashion/relations.md",
+    "fashion-bn-table": "figures/fashion-bn/beside.md",
     "lesson-table": "figures/lesson/beside.md",
     "quick-table": "figures/quick/comparison.md",
     "quick-paired": "figures/quick/paired.md",
