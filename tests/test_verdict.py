@@ -68,12 +68,15 @@ def test_verdict_text_names_a_refuted_or_untested_claim(kd, expected):
     assert f"on `toy`: {expected}.**" in vd.verdict_text(table, "toy")
 
 
-def test_a_step_without_runs_is_not_shown():
+def test_a_step_without_runs_is_not_shown_and_says_which_method_was_not_run():
     table = runs({"triplet": [0.95, 0.96, 0.95], "kd-t4": [0.90, 0.91, 0.90]})
     steps = vd.ladder(table)
     assert steps[0]["reading"] == vd.HOLDS and steps[1]["n"] == 0
     assert vd.ordering_reading([s["reading"] for s in steps]) == vd.NOT_SHOWN
-    assert "(0 common seeds)" in vd.verdict_text(table, "toy")
+    text = vd.verdict_text(table, "toy")
+    assert "`kd-t4` > `logit-mse`: not shown (`logit-mse` not run in this preset)" in text
+    assert "(`logit-mse` and `ce-wd0.007` not run in this preset)" in text
+    assert "common seeds" not in text
 
 
 def test_schedule_frame_puts_each_gap_beside_each_length():
@@ -139,3 +142,10 @@ def test_the_verdict_names_a_tie_between_mined_triplets():
                   "triplet-batch-random": [0.90, 0.90, 0.90]})
     text = vd.verdict_text(table, "toy")
     assert "(tied on validation with `triplet-batch-semihard`): `triplet-batch-hard` >" in text
+
+
+
+def test_a_step_with_one_common_seed_is_not_shown_and_counts_it():
+    one = runs({"triplet": [0.90], "kd-t4": [0.91], "logit-mse": [0.5, 0.6],
+                "ce-wd0.007": [0.88]})
+    assert "`triplet` > `kd-t4`: not shown (1 common seed)" in vd.verdict_text(one, "toy")

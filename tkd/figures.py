@@ -624,7 +624,8 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
 
 
 BESIDE_PAIRS = [("kd-t4", "triplet"), ("triplet-batch-semihard", "kd-t4"),
-                ("triplet", STUDENT_ALONE)]
+                ("triplet", STUDENT_ALONE), ("kd-t4", STUDENT_ALONE),
+                ("triplet-batch-semihard", "triplet")]
 
 
 def beside_markdown(preset: str, root: str | Path | None = None) -> str | None:
