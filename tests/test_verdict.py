@@ -144,7 +144,6 @@ def test_the_verdict_names_a_tie_between_mined_triplets():
     assert "(tied on validation with `triplet-batch-semihard`): `triplet-batch-hard` >" in text
 
 
-
 def test_a_step_with_one_common_seed_is_not_shown_and_counts_it():
     one = runs({"triplet": [0.90], "kd-t4": [0.91], "logit-mse": [0.5, 0.6],
                 "ce-wd0.007": [0.88]})

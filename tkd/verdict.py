@@ -62,9 +62,10 @@ def final_test_accuracy(runs: pd.DataFrame, experiment: str) -> pd.Series:
 
 def paired(runs: pd.DataFrame, a: str, b: str) -> dict:
     """:func:`tkd.stats.paired_difference` of ``a - b`` over their common seeds, plus the
-    names and :func:`step_reading`."""
+    names, :func:`step_reading` and ``missing`` (those of ``a``, ``b`` without any run)."""
     d = paired_difference(final_test_accuracy(runs, a), final_test_accuracy(runs, b))
-    return {"a": a, "b": b, **d, "reading": step_reading(d)}
+    missing = [n for n in (a, b) if n not in set(runs.experiment)]
+    return {"a": a, "b": b, **d, "reading": step_reading(d), "missing": missing}
 
 
 def validation_means(runs: pd.DataFrame, candidates: list[str]) -> pd.Series:
@@ -115,11 +116,10 @@ def ladder(runs: pd.DataFrame) -> list[dict]:
     return [paired(runs, a, b) for a, b in steps]
 
 
-def _step_text(step: dict, present: set[str] | None = None) -> str:
-    absent = [f"`{n}`" for n in (step["a"], step["b"]) if present is not None and n not in present]
-    if absent:
-        return (f"`{step['a']}` > `{step['b']}`: {NOT_SHOWN} ({' and '.join(absent)} not run "
-                f"in this preset)")
+def _step_text(step: dict) -> str:
+    if step.get("missing"):
+        absent = " and ".join(f"`{n}`" for n in step["missing"])
+        return f"`{step['a']}` > `{step['b']}`: {NOT_SHOWN} ({absent} not run in this preset)"
     if step["n"] < 2:
         return (f"`{step['a']}` > `{step['b']}`: {NOT_SHOWN} ({step['n']} common "
                 f"seed{'' if step['n'] == 1 else 's'})")
@@ -131,10 +131,9 @@ def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = No
     """A markdown paragraph: the ordering step by step, the learning rates that were tuned,
     the best mined triplet against Hinton KD, and whether any student reaches the teacher."""
     steps = ladder(runs)
-    present = set(runs.experiment)
     overall = ordering_reading([s["reading"] for s in steps])
     text = (f"**Paper's ordering (triplet > Hinton KD > logit MSE > student alone) on "
-            f"`{preset}`: {overall}.** " + "; ".join(_step_text(s, present) for s in steps) + ". ")
+            f"`{preset}`: {overall}.** " + "; ".join(map(_step_text, steps)) + ". ")
     rates = chosen_rates(runs)
     if rates:
         tried = {f: sum(n in set(runs.experiment) for n in MSE_FAMILIES[f]) for f in rates}
@@ -147,7 +146,7 @@ def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = No
         others = [f"`{n}`" for n in validation_ties(runs, MINED) if n != mined]
         tie = f" (tied on validation with {', '.join(others)})" if others else ""
         text += (f"The best mined triplet on validation{tie}: "
-                 + _step_text(paired(runs, mined, "kd-t4"), present) + ". ")
+                 + _step_text(paired(runs, mined, "kd-t4")) + ". ")
     text += relations_sentence(runs)
     if teacher_acc is not None:
         means = 100 * runs.groupby("experiment").test_acc.mean()
@@ -248,8 +247,7 @@ def relations_sentence(runs: pd.DataFrame) -> str:
     and the best mined triplet (empty when none has runs)."""
     frame = relations_frame(runs)
     mined = best_on_validation(runs, MINED)
-    parts = [_step_text(r, set(runs.experiment)) for r in frame.to_dict("records")
-             if r["b"] in ("kd-t4", mined)]
+    parts = [_step_text(r) for r in frame.to_dict("records") if r["b"] in ("kd-t4", mined)]
     if not parts:
         return ""
     return "Relation- and feature-based KD (RepDistiller's weights; PKT's and the hint's " \
