@@ -94,3 +94,25 @@ def test_verify_command_exit_code(tmp_path, capsys):
     assert main(args) == 1
     assert "5/6 runs match" in capsys.readouterr().out
     assert main([*args[:-4], "--fresh", str(tmp_path / "empty")]) == 2
+
+
+def test_runs_from_another_cpu_model_are_named_with_the_way_to_compare_them(tmp_path, capsys):
+    fresh = copy_records(tmp_path / "fresh", [("ce", seed) for seed in (1, 2, 3)])
+    args = ["verify", "--preset", "quick", "--fresh", str(fresh), "--committed", str(COMMITTED)]
+
+    def on_another_cpu(record):
+        record["environment"].update(device_name="Other CPU", cpu_capability="AVX2")
+        record["final"]["test_acc"] -= 0.002
+
+    for seed in (1, 2, 3):
+        edit(fresh, "ce", seed, on_another_cpu)
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "note: the committed runs were trained on cpu x86_64 (instruction set not " \
+           "recorded); these on cpu Other CPU (AVX2)" in out
+    assert "--tolerance 0.6" in out
+    assert main([*args, "--tolerance", "0.6"]) == 0
+    assert "note:" not in capsys.readouterr().out  # all match: nothing to explain
+    edit(fresh, "ce", 1, lambda r: r["final"].__setitem__("test_acc", 0.5))
+    assert main(args) == 1
+    assert "note:" in capsys.readouterr().out

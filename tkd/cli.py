@@ -28,7 +28,7 @@ from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
 from tkd.results import make_record, provenance, save_record
 from tkd.train import TrainConfig, fit, pick_device, seed_everything
-from tkd.verify import compare_runs, summary_line
+from tkd.verify import compare_runs, machine_note, summary_line
 
 
 def _integer(low: int, high: float, wanted: str):
@@ -260,7 +260,12 @@ def verify_command(args: argparse.Namespace) -> int:
     frame = compare_runs(args.fresh, args.committed, args.preset, args.tolerance)
     print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     print(summary_line(frame))
-    return 0 if len(frame) and frame["match"].all() else 1
+    matched = bool(len(frame) and frame["match"].all())
+    note = machine_note(load_records(args.preset, args.fresh),
+                        load_records(args.preset, args.committed))
+    if note and not matched:
+        print(f"note: {note}")
+    return 0 if matched else 1
 
 
 def equivalence_command(args: argparse.Namespace) -> int:

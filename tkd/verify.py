@@ -92,6 +92,31 @@ def summary_line(frame: pd.DataFrame) -> str:
     return line + ("; differ: " + ", ".join(differ) if differ else "")
 
 
+def machine(record: dict) -> str:
+    """Where a record was trained, e.g. ``cpu Intel(R) Xeon(R) Processor (AVX512)``: device
+    type, model name and, on the CPU, the vector instruction set ("set not recorded" in records
+    older than that field)."""
+    env = record.get("environment", {})
+    text = f"{device_type(record)} {env.get('device_name', 'model not recorded')}"
+    if device_type(record) == "cpu":
+        text += f" ({env.get('cpu_capability', 'instruction set not recorded')})"
+    return text
+
+
+def machine_note(fresh: list[dict], committed: list[dict]) -> str | None:
+    """A sentence naming the machines when the fresh runs come from another one than the
+    committed records (then runs may differ in the last bits, so exact matches are not
+    expected: compare with a tolerance); ``None`` when they name the same machine."""
+    old = sorted({machine(r) for r in committed})
+    new = sorted({machine(r) for r in fresh})
+    if old == new:
+        return None
+    return (f"the committed runs were trained on {', '.join(old)}; these on {', '.join(new)}. "
+            "Kernels chosen by CPU model or device round differently, so exact matches are "
+            "expected only on the same machine: `python -m tkd verify --tolerance 0.6` "
+            "compares the final accuracies within 0.6 points")
+
+
 def _why(row) -> str:
     if np.isnan(row.fresh_acc):
         return f"{row.experiment} seed {row.seed} (no fresh run)"
