@@ -617,7 +617,7 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     for kind in SWEEP_NAMES:
         frame = sweep_frame(runs, kind)
         if len(frame) > 1:  # a sweep needs two values at least
-            atomic_write_csv(frame, folder / f"{kind}_sweep.csv", float_format="%.4f")
+            atomic_write_csv(frame, folder / f"{kind}_sweep.csv", float_format="%.6f")
             written += [folder / f"{kind}_sweep.csv",
                         _save(plot_sweep(runs, kind, table), folder / f"{kind}_sweep.png")]
     return written
