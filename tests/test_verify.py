@@ -110,7 +110,7 @@ def test_runs_from_another_cpu_model_are_named_with_the_way_to_compare_them(tmp_
     out = capsys.readouterr().out
     assert "note: the committed runs were trained on cpu x86_64 (instruction set not " \
            "recorded); these on cpu Other CPU (AVX2)" in out
-    assert "--tolerance 0.6" in out
+    assert f"verify --preset quick --fresh {fresh} --tolerance 0.6" in out
     assert main([*args, "--tolerance", "0.6"]) == 0
     assert "note:" not in capsys.readouterr().out  # all match: nothing to explain
     edit(fresh, "ce", 1, lambda r: r["final"].__setitem__("test_acc", 0.5))

@@ -106,15 +106,14 @@ def machine(record: dict) -> str:
 def machine_note(fresh: list[dict], committed: list[dict]) -> str | None:
     """A sentence naming the machines when the fresh runs come from another one than the
     committed records (then runs may differ in the last bits, so exact matches are not
-    expected: compare with a tolerance); ``None`` when they name the same machine."""
+    expected); ``None`` when they name the same machine."""
     old = sorted({machine(r) for r in committed})
     new = sorted({machine(r) for r in fresh})
     if old == new:
         return None
     return (f"the committed runs were trained on {', '.join(old)}; these on {', '.join(new)}. "
             "Kernels chosen by CPU model or device round differently, so exact matches are "
-            "expected only on the same machine: `python -m tkd verify --tolerance 0.6` "
-            "compares the final accuracies within 0.6 points")
+            "expected only on the same machine")
 
 
 def _why(row) -> str:
