@@ -252,7 +252,8 @@ def figures_command(args: argparse.Namespace) -> int:
 def verify_command(args: argparse.Namespace) -> int:
     """Run ``tkd verify``: the fresh runs' table, each run beside its committed record, and one
     summary line; exit code 0 if every run matches, else 1."""
-    fresh = runs_frame(load_records(args.preset, args.fresh))
+    fresh_records = load_records(args.preset, args.fresh)
+    fresh = runs_frame(fresh_records)
     if not len(fresh):
         raise FileNotFoundError(f"no runs of preset {args.preset!r} under {args.fresh}")
     print(f"fresh runs in {args.fresh}:")
@@ -261,9 +262,9 @@ def verify_command(args: argparse.Namespace) -> int:
     print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     print(summary_line(frame))
     matched = bool(len(frame) and frame["match"].all())
-    note = machine_note(load_records(args.preset, args.fresh),
-                        load_records(args.preset, args.committed))
-    if note and not matched:
+    note = None if matched else machine_note(fresh_records,
+                                             load_records(args.preset, args.committed))
+    if note:
         print(f"note: {note}. To compare the final accuracies within 0.6 points: python -m tkd "
               f"verify --preset {args.preset} --fresh {args.fresh} --tolerance 0.6")
     return 0 if matched else 1
