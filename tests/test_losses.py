@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +8,8 @@ import torch.nn.functional as F
 from tkd.losses import (
     METHODS,
     ObjectiveConfig,
+    dist_loss,
+    dkd_loss,
     hint_loss,
     hint_regressor,
     kd_loss,
@@ -17,6 +20,7 @@ from tkd.losses import (
     pkt_loss,
     rkd_angle_loss,
     rkd_distance_loss,
+    standardize_logits,
     triplet_angles,
     triplet_kd_loss,
 )
@@ -182,7 +186,11 @@ def test_methods_match_the_papers_recipes():
     rewrite = method_config("triplet-kd")
     assert (rewrite.kd_weight, rewrite.temperature, rewrite.triplet_weight) == (1.0, 1.0, 2.0)
     assert set(METHODS) == {"ce", "ce-mse", "logit-mse", "kd", "pair", "triplet", "triplet-kd",
-                            "rkd", "pkt", "hint"}
+                            "rkd", "pkt", "hint", "dkd", "dist", "kd-ls", "triplet-ls"}
+    dkd, dist, ls = method_config("dkd"), method_config("dist"), method_config("kd-ls")
+    assert (dkd.dkd_alpha, dkd.dkd_beta, dkd.temperature, dkd.dkd_warmup) == (1, 8, 4, 20 / 240)
+    assert (dist.dist_beta, dist.dist_gamma, dist.temperature) == (1, 1, 1)
+    assert (ls.ce_weight, ls.kd_weight, ls.temperature, ls.standardize) == (0.1, 9, 2, True)
     logit = method_config("logit-mse")  # Ba & Caruana: regression on the logits, no labels
     assert (logit.ce_weight, logit.mse_weight, logit.terms) == (0.0, 1.0, ["mse"])
     assert method_config("ce-mse").terms == ["ce", "mse"]
@@ -330,3 +338,113 @@ def test_relation_methods_carry_repdistillers_weights():
     assert method_config("pkt").pkt_weight == 30000 / 64
     assert method_config("hint").hint_weight == 100.0 and method_config("hint").needs_embeddings
     assert not method_config("triplet").in_batch and method_config("ce").terms == ["ce"]
+
+
+# ------------------------------------------------------------- DKD, DIST, standardization ----
+
+def test_standardize_logits_by_hand():
+    z = torch.tensor([[1.0, 2.0, 3.0, 6.0], [-2.0, 0.0, 0.0, 2.0]])
+    for row, out in zip(z.numpy(), standardize_logits(z).numpy()):
+        expected = (row - row.mean()) / (row.std(ddof=1) + 1e-7)
+        np.testing.assert_allclose(out, expected, rtol=1e-6)
+    scaled = standardize_logits(5 * z + 3)  # invariant to each row's scale and shift
+    torch.testing.assert_close(scaled, standardize_logits(z))
+
+
+def test_dkd_matches_explicit_binary_and_non_target_distributions():
+    s, t = logits(6, 5, seed=1), logits(6, 5, seed=2)
+    y = torch.tensor([0, 1, 2, 3, 4, 2])
+    alpha, beta, T = 1.5, 8.0, 4.0
+    total = 0.0
+    for i in range(len(y)):  # one sample at a time, in float64 numpy
+        p_s = np.exp(s[i].double().numpy() / T)
+        p_s /= p_s.sum()
+        p_t = np.exp(t[i].double().numpy() / T)
+        p_t /= p_t.sum()
+        b_s = np.array([p_s[y[i]], 1 - p_s[y[i]]])
+        b_t = np.array([p_t[y[i]], 1 - p_t[y[i]]])
+        rest = [c for c in range(5) if c != y[i]]
+        q_s, q_t = p_s[rest] / p_s[rest].sum(), p_t[rest] / p_t[rest].sum()
+        tckd = (b_t * np.log(b_t / b_s)).sum()
+        nckd = (q_t * np.log(q_t / q_s)).sum()
+        total += T**2 * (alpha * tckd + beta * nckd)
+    ours = dkd_loss(s, t, y, alpha=alpha, beta=beta, temperature=T)
+    assert ours.item() == pytest.approx(total / len(y), rel=1e-5)
+
+
+def test_dkd_with_alpha_equal_beta_is_not_hinton_kd_but_splits_it():
+    """KL(p^t || p^s) = TCKD + (1 - p^t_y) NCKD (DKD's eq. 3): with the teacher's mass off the
+    target, DKD at alpha = beta = 1 is an upper bound on Hinton's KD."""
+    s, t = logits(8, 6, seed=3), logits(8, 6, seed=4)
+    y = torch.randint(0, 6, (8,), generator=torch.Generator().manual_seed(0))
+    T = 2.0
+    assert dkd_loss(s, t, y, 1.0, 1.0, T).item() >= kd_loss(s, t, T).item() - 1e-5
+    assert dkd_loss(s, t, y, 1.0, 0.0, T).item() <= kd_loss(s, t, T).item() + 1e-5
+
+
+def test_dist_matches_numpy_corrcoef():
+    s, t = logits(7, 5, seed=5), logits(7, 5, seed=6)
+    for T, beta, gamma in ((1.0, 1.0, 1.0), (4.0, 2.0, 0.5)):
+        p_s = torch.softmax(s / T, 1).double().numpy()
+        p_t = torch.softmax(t / T, 1).double().numpy()
+        inter = 1 - np.mean([np.corrcoef(p_s[i], p_t[i])[0, 1] for i in range(7)])
+        intra = 1 - np.mean([np.corrcoef(p_s[:, c], p_t[:, c])[0, 1] for c in range(5)])
+        expected = T**2 * (beta * inter + gamma * intra)
+        ours = dist_loss(s, t, beta=beta, gamma=gamma, temperature=T)
+        assert ours.item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_new_losses_are_zero_on_the_teacher_and_have_gradients():
+    t = logits(8, 10, seed=7)
+    y = torch.arange(8) % 10
+    assert dkd_loss(t, t, y).item() == pytest.approx(0.0, abs=1e-5)
+    assert dist_loss(t, t).item() == pytest.approx(0.0, abs=1e-5)
+    assert dist_loss(t, 3 * t + 1, temperature=4.0).item() > 0  # probabilities change
+    s = logits(8, 10, seed=8).requires_grad_(True)
+    (dkd_loss(s, t, y) + dist_loss(s, t)).backward()
+    assert torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+
+
+def test_objective_standardizes_the_distillation_terms_only():
+    s, t, n = logits(6, 4, seed=9), logits(6, 4, seed=10), logits(6, 4, seed=11)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    parts = objective(method_config("kd-ls"), s, y, t)
+    torch.testing.assert_close(parts["ce"], F.cross_entropy(s, y))
+    zs, zt = standardize_logits(s), standardize_logits(t)
+    torch.testing.assert_close(parts["kd"], kd_loss(zs, zt, 2.0))
+    torch.testing.assert_close(parts["total"], 0.1 * parts["ce"] + 9.0 * parts["kd"])
+    parts = objective(method_config("triplet-ls"), s, y, t, n)
+    torch.testing.assert_close(parts["triplet"],
+                               triplet_kd_loss(zt, zs, standardize_logits(n), margin=1.0))
+
+
+def test_dkd_warmup_scales_its_weight_in_the_total():
+    s, t = logits(4, 5, seed=12), logits(4, 5, seed=13)
+    y = torch.tensor([0, 1, 2, 3])
+    config = method_config("dkd")
+    assert config.warmup_factor(1, 240) == pytest.approx(1 / 20)
+    assert config.warmup_factor(1, 30) == pytest.approx(0.4)
+    assert config.warmup_factor(3, 30) == 1.0
+    assert method_config("kd").warmup_factor(1, 30) == 1.0
+    parts = objective(config, s, y, t, warmup=torch.tensor(0.4))
+    torch.testing.assert_close(parts["total"], parts["ce"] + 0.4 * parts["dkd"])
+    with pytest.raises(ValueError, match="dkd_warmup"):
+        ObjectiveConfig(dkd_weight=1.0, dkd_warmup=1.5)
+    with pytest.raises(ValueError, match="dkd_beta"):
+        ObjectiveConfig(dkd_weight=1.0, dkd_beta=-1.0)
+    with pytest.raises(ValueError, match="batch of at least 2"):
+        dist_loss(s[:1], t[:1])
+
+
+def test_standardized_mining_ranks_in_the_standardized_space():
+    """A miner of a standardized triplet ranks the distances the loss pushes."""
+    t = logits(8, 5, seed=14)
+    s = logits(8, 5, seed=15) * torch.linspace(0.1, 10, 8)[:, None]  # rows of unequal scale
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    config = method_config("triplet-ls", negatives="batch-hard")
+    _, _, valid = select_negatives(config, y, t, s, None, None, None)
+    chosen, _, _ = select_negatives(config, y, t, s, None, None, None)
+    zs, zt = standardize_logits(s), standardize_logits(t)
+    distance = torch.cdist(zt, zs).masked_fill(y[:, None] == y[None, :], math.inf)
+    torch.testing.assert_close(chosen, s[distance.argmin(1)])
+    assert valid.all()

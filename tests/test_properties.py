@@ -21,6 +21,8 @@ from hypothesis.extra.numpy import arrays
 from tkd.losses import (
     METHODS,
     ObjectiveConfig,
+    dist_loss,
+    dkd_loss,
     hint_loss,
     kd_loss,
     logit_mse_loss,
@@ -30,6 +32,7 @@ from tkd.losses import (
     pkt_loss,
     rkd_angle_loss,
     rkd_distance_loss,
+    standardize_logits,
     triplet_kd_loss,
 )
 from tkd.miners import NEGATIVE_STRATEGIES
@@ -134,6 +137,8 @@ LOSSES = {
     "rkd_angle": lambda a, b, c: rkd_angle_loss(a, b),
     "pkt": lambda a, b, c: pkt_loss(a, b),
     "hint": lambda a, b, c: hint_loss(a, b),
+    "dkd": lambda a, b, c: dkd_loss(a, b, torch.zeros(len(a), dtype=torch.int64)),
+    "dist": lambda a, b, c: dist_loss(a, b),
 }
 
 
@@ -229,3 +234,26 @@ def test_relation_losses_are_finite_non_negative_and_zero_on_the_teacher(tensors
     regressed = student[:, :1].expand_as(teacher)
     finite_non_negative(hint_loss(teacher, regressed))
     assert hint_loss(teacher, teacher).item() == 0.0
+
+
+@FAST
+@given(logits(count=2), temperatures, st.floats(0.0, 10.0), st.floats(0.0, 10.0))
+def test_dkd_and_dist_are_finite_non_negative_and_zero_on_the_teacher(data, temperature,
+                                                                      first, second):
+    (student, teacher), labels = data
+    finite_non_negative(dkd_loss(student, teacher, labels, first, second, temperature))
+    assert dkd_loss(teacher, teacher, labels, first, second, temperature).item() < 1e-3
+    if len(labels) >= 2:
+        finite_non_negative(dist_loss(student, teacher, first, second, temperature))
+
+
+@FAST
+@given(logits(count=1))
+def test_standardized_rows_have_mean_zero_and_unit_spread(data):
+    (z,), _ = data
+    out = standardize_logits(z)
+    assert torch.isfinite(out).all()
+    assert out.mean(1).abs().max().item() < 1e-3
+    spread = z.std(1) > 1e-2 * z.abs().amax(1).clamp(min=1)  # rows that are not constant
+    torch.testing.assert_close(out.std(1)[spread], torch.ones(int(spread.sum())), atol=1e-3,
+                               rtol=1e-3)

@@ -171,6 +171,57 @@ PKT_GRID = [pkt_experiment(w).name for w in PKT_WEIGHTS]
 WEIGHT_GRIDS = {"pkt": PKT_GRID, "hint": HINT_GRID}
 """Per method whose weight is chosen on validation, its experiments over the weight grid."""
 
+DKD_BETAS = (8.0, 4.0, 2.0, 1.0)
+LS_MARGINS = (1.0, 0.5, 2.0)
+
+
+def dkd_experiment(beta: float) -> Experiment:
+    """DKD (CE + DKD, alpha 1, T = 4, warm-up over 20/240 of the schedule) at NCKD weight
+    ``beta``: ``dkd`` at the published 8, else ``dkd-b<beta>``."""
+    name = "dkd" if beta == DKD_BETAS[0] else f"dkd-b{_number(beta)}"
+    return Experiment(name, "dkd", f"DKD (CE + TCKD + {_number(beta)} NCKD, T=4)",
+                      {"dkd_beta": beta})
+
+
+def ls_triplet_experiment(base: str, margin: float) -> Experiment:
+    """``base`` (``triplet`` or ``triplet-batch-semihard``) on standardized logits at
+    ``margin``: ``<base>-ls`` at margin 1 (see ``triplet-ls`` in :data:`tkd.losses.METHODS`),
+    else ``<base>-ls-m<margin>``."""
+    name = f"{base}-ls" + ("" if margin == LS_MARGINS[0] else f"-m{_number(margin)}")
+    negatives = MAIN[base].overrides.get("negatives", "sample")
+    return Experiment(name, "triplet-ls", f"{MAIN[base].label}, standardized logits, "
+                                          f"margin {_number(margin)}",
+                      {"margin": margin, "negatives": negatives})
+
+
+MODERN = _experiments(
+    *(dkd_experiment(b) for b in DKD_BETAS),
+    Experiment("dist", "dist", "DIST (CE + inter + intra correlation, T=1)"),
+    Experiment("dist-t4", "dist", "DIST (CE + inter + intra correlation, T=4)",
+               {"temperature": 4.0}),
+    Experiment("kd-ls", "kd-ls", "Hinton KD, standardized logits (0.1 CE + 9 KD, T=2)"),
+    Experiment("kd-ls-w1", "kd-ls", "Hinton KD, standardized logits (CE + KD, T=2)",
+               {"ce_weight": 1.0, "kd_weight": 1.0}),
+    *(ls_triplet_experiment(b, m) for b in ("triplet", "triplet-batch-semihard")
+      for m in LS_MARGINS),
+)
+"""Today's logit distillation beside the triplet: DKD (Zhao et al., CVPR 2022), DIST (Huang
+et al., NeurIPS 2022) and logit standardization (Sun et al., CVPR 2024) applied to Hinton KD
+and to the paper's and the semi-hard triplet. Each starts from its published setting; the
+settings of :data:`MODERN_GRIDS` are chosen on validation, run with ``preset.headline_seeds``
+at the chosen one and 1-3 seeds elsewhere."""
+MODERN_GRIDS = {
+    "dkd": [dkd_experiment(b).name for b in DKD_BETAS],
+    "dist": ["dist", "dist-t4"],
+    "kd-ls": ["kd-ls", "kd-ls-w1"],
+    "triplet-ls": [ls_triplet_experiment("triplet", m).name for m in LS_MARGINS],
+    "triplet-batch-semihard-ls": [ls_triplet_experiment("triplet-batch-semihard", m).name
+                                  for m in LS_MARGINS],
+}
+"""Per method of :data:`MODERN`, its candidate settings, the published one first (for DKD the
+NCKD weight beta, DIST its temperature, KD+LS its loss weights, the standardized triplets
+their margin)."""
+
 LR_RATES = (0.01, 0.003, 0.001)
 
 
@@ -196,7 +247,8 @@ the one with the best mean validation accuracy over seeds is the family's chosen
 
 SWEEPS = _experiments(*(margin_experiment(m) for m in MARGINS),
                       *(temperature_experiment(t) for t in TEMPERATURES))
-EXPERIMENTS: dict[str, Experiment] = {**MAIN, **LR_SWEEP, **SWEEPS, **GENERALITY, **RELATIONS}
+EXPERIMENTS: dict[str, Experiment] = {**MAIN, **LR_SWEEP, **SWEEPS, **GENERALITY, **RELATIONS,
+                                      **MODERN}
 SWEEP_NAMES = {"margin": [margin_experiment(m).name for m in MARGINS],
                "temperature": [temperature_experiment(t).name for t in TEMPERATURES]}
 

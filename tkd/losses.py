@@ -168,6 +168,83 @@ def logit_mse_loss(student_logits: Tensor, teacher_logits: Tensor,
 
 
 # ---------------------------------------------------------------------------------------------
+# Logit distillation of 2022-2024 (DKD, DIST, logit standardization)
+# ---------------------------------------------------------------------------------------------
+
+
+def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
+    """Logit standardization (Sun et al., CVPR 2024): each row z-scored,
+    ``Z(z) = (z - mean_c z) / (std_c z + eps)`` with the unbiased standard deviation over the
+    classes. (batch, classes) -> (batch, classes); rows of mean 0 and standard deviation 1
+    (norm ``sqrt(classes - 1)``), so the KD temperature no longer has to match the two
+    networks' logit scales."""
+    centred = logits - logits.mean(dim=1, keepdim=True)
+    return centred / (logits.std(dim=1, keepdim=True) + eps)
+
+
+def _binary_and_rest(log_probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """From log-probabilities (batch, classes) and a (batch, classes) bool target mask: the
+    log of the binary distribution ``(p_y, 1 - p_y)`` (batch, 2) and the log-softmax of the
+    non-target classes alone (batch, classes - 1)."""
+    batch, classes = log_probs.shape
+    log_target = log_probs[target].view(batch, 1)
+    log_rest = log_probs.masked_fill(target, -math.inf).logsumexp(1, keepdim=True)
+    others = log_probs[~target].view(batch, classes - 1)
+    return torch.cat([log_target, log_rest], 1), F.log_softmax(others, dim=1)
+
+
+def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor,
+             alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
+             check_finite: bool = True) -> Tensor:
+    """Decoupled KD (Zhao et al., CVPR 2022): Hinton's KL split at the target class.
+
+    ``L = T^2 * (alpha * KL(b^t || b^s) + beta * KL(q^t || q^s))``, batch mean, with
+    ``p = softmax(z / T)``, the binary target-vs-rest distribution ``b = (p_y, 1 - p_y)``
+    (TCKD) and ``q`` the softmax of ``z / T`` over the non-target classes alone (NCKD).
+    student_logits, teacher_logits: (batch, classes); labels: (batch,) int64 (NCKD is 0 for two
+    classes, which leave one non-target class)."""
+    _check_logits(check_finite, student_logits=student_logits, teacher_logits=teacher_logits)
+    _check_temperature(temperature)
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        _check_weight(name, value)
+    target = F.one_hot(labels, student_logits.shape[1]).bool()
+    b_s, q_s = _binary_and_rest(F.log_softmax(student_logits / temperature, dim=1), target)
+    b_t, q_t = _binary_and_rest(F.log_softmax(teacher_logits.detach() / temperature, dim=1),
+                                target)
+    tckd = F.kl_div(b_s, b_t, reduction="batchmean", log_target=True)
+    nckd = F.kl_div(q_s, q_t, reduction="batchmean", log_target=True)
+    return (alpha * tckd + beta * nckd).clamp(min=0) * temperature**2
+
+
+def pearson_rows(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
+    """Pearson correlation of each row of ``x`` with the same row of ``y``: the cosine of the
+    centred rows. (n, d) x2 -> (n,)."""
+    x, y = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+    return (x * y).sum(1) / (x.norm(dim=1) * y.norm(dim=1) + eps)
+
+
+def dist_loss(student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0,
+              gamma: float = 1.0, temperature: float = 1.0, check_finite: bool = True) -> Tensor:
+    """DIST (Huang et al., NeurIPS 2022): correlation, not equality, of class probabilities.
+
+    ``L = T^2 * (beta * (1 - mean_i rho(p^s_i, p^t_i)) + gamma * (1 - mean_c rho(p^s_c, p^t_c)))``
+    with ``p = softmax(z / T)``, ``rho`` the Pearson correlation (:func:`pearson_rows`), ``p_i``
+    the row of sample ``i`` (inter-class relation) and ``p_c`` the column of class ``c`` over
+    the batch (intra-class relation). (batch >= 2, classes) x2 -> scalar in [0, 2 T^2 (beta +
+    gamma)]; 0 when the student's probabilities are the teacher's."""
+    _check_logits(check_finite, student_logits=student_logits, teacher_logits=teacher_logits)
+    _check_temperature(temperature)
+    if len(student_logits) < 2:
+        raise ValueError("dist_loss needs a batch of at least 2 (its intra-class term "
+                         "correlates each class over the batch)")
+    p_s = F.softmax(student_logits / temperature, dim=1)
+    p_t = F.softmax(teacher_logits.detach() / temperature, dim=1)
+    inter = 1 - pearson_rows(p_s, p_t).mean()
+    intra = 1 - pearson_rows(p_s.T, p_t.T).mean()
+    return (beta * inter + gamma * intra) * temperature**2
+
+
+# ---------------------------------------------------------------------------------------------
 # Relation- and feature-based distillation (RKD, PKT, FitNets hints)
 # ---------------------------------------------------------------------------------------------
 # Here teacher and student tensors are (batch, dim) rows: the 128-d embeddings before each
@@ -297,7 +374,8 @@ def _check_weight(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
-TERMS = ("ce", "kd", "mse", "triplet", "pair", "rkd_distance", "rkd_angle", "pkt", "hint")
+TERMS = ("ce", "kd", "mse", "triplet", "pair", "rkd_distance", "rkd_angle", "pkt", "hint",
+         "dkd", "dist")
 """The objective's terms, in logging order; each has a ``<term>_weight`` in ObjectiveConfig."""
 RELATION_TERMS = ("rkd_distance", "rkd_angle", "pkt")
 
@@ -307,8 +385,14 @@ class ObjectiveConfig:
 
     ``total = ce_weight*CE + kd_weight*KD_T + mse_weight*MSE + triplet_weight*Triplet_m
     + pair_weight*Pair_m + rkd_distance_weight*RKD_D + rkd_angle_weight*RKD_A
-    + pkt_weight*PKT + hint_weight*Hint``; a term with weight 0 is not computed.
+    + pkt_weight*PKT + hint_weight*Hint + w(epoch)*dkd_weight*DKD + dist_weight*DIST``; a
+    term with weight 0 is not computed. ``temperature`` softens KD, DKD and DIST alike.
     ``triplet_temperature=None`` puts the triplet on raw logits, as the paper does.
+    ``dkd_warmup``: the fraction of the schedule over which DKD's weight ``w`` rises
+    linearly to 1 (``w = min(epoch / (dkd_warmup * epochs), 1)``, epochs from 1; 0: none).
+    ``standardize``: z-score teacher, student and negative logits
+    (:func:`standardize_logits`) before every term that compares them with the teacher's
+    (KD, DKD, DIST, MSE, triplet, pair); the cross-entropy keeps the raw logits.
     ``relation_space``: where RKD and PKT compare samples, ``"embedding"`` (the 128-d rows
     before the classifier, as RKD's and PKT's papers do) or ``"logits"`` (the triplet's space);
     the hint always regresses embeddings.
@@ -329,6 +413,14 @@ class ObjectiveConfig:
     pkt_weight: float = 0.0
     hint_weight: float = 0.0
     relation_space: str = "embedding"
+    dkd_weight: float = 0.0
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 8.0
+    dkd_warmup: float = 0.0
+    dist_weight: float = 0.0
+    dist_beta: float = 1.0
+    dist_gamma: float = 1.0
+    standardize: bool = False
 
     def __post_init__(self) -> None:
         for name in TERMS:
@@ -337,6 +429,11 @@ class ObjectiveConfig:
             raise ValueError(f"relation_space must be 'embedding' or 'logits', "
                              f"got {self.relation_space!r}")
         _check_temperature(self.temperature)
+        for name in ("dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma"):
+            _check_weight(name, getattr(self, name))
+        if not 0 <= self.dkd_warmup <= 1:
+            raise ValueError(f"dkd_warmup is a fraction of the schedule in [0, 1], "
+                             f"got {self.dkd_warmup}")
         _check_margin(self.margin)
         check_strategy(self.negatives)
         _check_norm(self.p)
@@ -365,7 +462,7 @@ class ObjectiveConfig:
         """True when a term relates the samples of a batch (mined negatives, RKD, PKT): such
         terms are scored on batches of the training batch size."""
         mined = self.needs_negatives and self.negatives != "sample"
-        return mined or any(t in self.terms for t in RELATION_TERMS)
+        return mined or any(t in self.terms for t in (*RELATION_TERMS, "dist"))
 
     @property
     def needs_negatives(self) -> bool:
@@ -380,6 +477,13 @@ class ObjectiveConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def warmup_factor(self, epoch: int, epochs: int) -> float:
+        """DKD's weight factor in ``epoch`` (from 1) of ``epochs``: ``min(epoch / (dkd_warmup
+        * epochs), 1)``, 1 without warm-up."""
+        if self.dkd_warmup == 0:
+            return 1.0
+        return min(epoch / (self.dkd_warmup * epochs), 1.0)
+
 
 METHODS: dict[str, dict] = {
     "ce": {},
@@ -392,6 +496,11 @@ METHODS: dict[str, dict] = {
     "rkd": {"rkd_distance_weight": 25.0, "rkd_angle_weight": 50.0},
     "pkt": {"pkt_weight": 30000.0 / 64},
     "hint": {"hint_weight": 100.0},
+    "dkd": {"dkd_weight": 1.0, "temperature": 4.0, "dkd_alpha": 1.0, "dkd_beta": 8.0,
+            "dkd_warmup": 20 / 240},
+    "dist": {"dist_weight": 1.0, "temperature": 1.0, "dist_beta": 1.0, "dist_gamma": 1.0},
+    "kd-ls": {"ce_weight": 0.1, "kd_weight": 9.0, "temperature": 2.0, "standardize": True},
+    "triplet-ls": {"triplet_weight": 2.0, "margin": 1.0, "standardize": True},
 }
 """The methods the paper compares, as objective settings. ``triplet`` is the 2020 code's
 ``CE + 2 * triplet`` (margin 5); ``triplet-kd`` the 2022 rewrite's ``KL_{T=1} + CE + 2 * triplet``;
@@ -402,7 +511,13 @@ with the weights of RepDistiller (Tian et al., ICLR 2020), the common benchmark 
 methods: ``rkd`` = CE + 25 distance + 50 angle; ``pkt`` = CE + 30000 x the mean of the
 (batch, batch) KL matrix at its batch of 64, which is 30000 / 64 = 468.75 x
 :func:`pkt_loss` (a mean over anchors, so the weight no longer depends on the batch size);
-``hint`` = CE + 100 x :func:`hint_loss`."""
+``hint`` = CE + 100 x :func:`hint_loss`.
+
+Today's logit distillation, at its published defaults: ``dkd`` = CE + DKD (alpha 1, beta 8,
+T = 4, its weight warmed up over the first 20/240 of the schedule, as over 20 of 240 epochs);
+``dist`` = CE + DIST (beta = gamma = 1, T = 1); ``kd-ls`` = 0.1 CE + 9 KD at base T = 2 on
+standardized logits. ``triplet-ls`` is the paper's triplet on standardized logits, whose rows
+have norm ``sqrt(classes - 1)`` (3 for 10 classes), so the margin is 1, not 5."""
 
 
 def method_config(method: str, **overrides) -> ObjectiveConfig:
@@ -425,6 +540,7 @@ def objective(
     student_features: Tensor | None = None,
     teacher_features: Tensor | None = None,
     regressor: torch.nn.Module | None = None,
+    warmup: Tensor | float = 1.0,
 ) -> dict[str, Tensor]:
     """Weighted sum of the configured terms; returns ``{"total": ..., "ce": ..., ...}`` scalars.
 
@@ -433,7 +549,9 @@ def objective(
     (pair term) logits of each row's negative, chosen by :mod:`tkd.miners` or
     :class:`tkd.data.NegativeSampler`; ``valid`` (batch,) bool: rows that have a negative.
     student_features, teacher_features: (batch, dim) embeddings when
-    ``config.needs_embeddings``; ``regressor`` maps the student's to the teacher's (hint term)."""
+    ``config.needs_embeddings``; ``regressor`` maps the student's to the teacher's (hint term).
+    ``warmup``: DKD's weight factor this epoch (:meth:`ObjectiveConfig.warmup_factor`; a 0-d
+    tensor in the trainer, so that a captured step reads it)."""
     if labels.dim() != 1 or labels.shape[0] != student_logits.shape[0]:
         raise ValueError(
             f"labels must have shape ({student_logits.shape[0]},), got {tuple(labels.shape)}"
@@ -450,6 +568,16 @@ def objective(
     parts: dict[str, Tensor] = {}
     if config.ce_weight > 0:
         parts["ce"] = F.cross_entropy(student_logits, labels)
+    if config.standardize:
+        student_logits, teacher_logits, negative_logits, negative_teacher_logits = (
+            None if z is None else standardize_logits(z.float()) for z in
+            (student_logits, teacher_logits, negative_logits, negative_teacher_logits))
+    if config.dkd_weight > 0:
+        parts["dkd"] = dkd_loss(student_logits, teacher_logits, labels, config.dkd_alpha,
+                                config.dkd_beta, config.temperature, False)
+    if config.dist_weight > 0:
+        parts["dist"] = dist_loss(student_logits, teacher_logits, config.dist_beta,
+                                  config.dist_gamma, config.temperature, False)
     if config.kd_weight > 0:
         parts["kd"] = kd_loss(student_logits, teacher_logits, config.temperature, False)
     if config.mse_weight > 0:
@@ -470,7 +598,8 @@ def objective(
         )
     parts.update(_relation_terms(config, student_logits, teacher_logits, student_features,
                                  teacher_features, regressor, check_finite))
-    total = sum(getattr(config, f"{name}_weight") * value for name, value in parts.items())
+    total = sum(getattr(config, f"{name}_weight") * (warmup if name == "dkd" else 1) * value
+                for name, value in parts.items())
     return {"total": total, **parts}
 
 

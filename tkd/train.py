@@ -38,7 +38,7 @@ from tkd.checkpoint import (
     set_rng_state,
 )
 from tkd.data import Dataset, NegativeSampler, TensorSplit, augment, fixed_negatives, to_float
-from tkd.losses import ObjectiveConfig, hint_regressor, objective
+from tkd.losses import ObjectiveConfig, hint_regressor, objective, standardize_logits
 from tkd.miners import mine_negatives
 from tkd.precision import autocast_dtype, make_scaler, pick_precision, set_tf32
 
@@ -216,6 +216,7 @@ class Run:
     sums: Tensor = field(init=False)  # (steps + 1, terms) per-batch losses
     correct: Tensor = field(init=False)  # () correctly classified training images
     step: Tensor = field(init=False)  # (1,) the step counter the captured graph reads
+    warmup: Tensor = field(init=False)  # () DKD's warm-up factor this epoch, read by the step
     graph: object = None
     graph_lr: float | None = None
     eager_steps: int = 0
@@ -230,6 +231,7 @@ class Run:
         self.sums = torch.zeros(steps + 1, len(self.terms), device=self.device)
         self.correct = torch.zeros((), device=self.device)
         self.step = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.warmup = torch.ones((), device=self.device)
 
     @property
     def batches(self) -> int:
@@ -268,7 +270,8 @@ def train_step(run: Run, index: Tensor, negative: Tensor) -> None:
         t, t_feat = teacher_logits_of(run, index, x), teacher_features_of(run, index, x)
         t_neg = teacher_logits_of(run, negative, x_neg) if pair_sampled else None
     s_neg, t_neg, valid = select_negatives(obj, y, t, s, s_neg, t_neg, run.batch_generator)
-    parts = objective(obj, s, y, t, s_neg, t_neg, valid, False, s_feat, t_feat, run.regressor)
+    parts = objective(obj, s, y, t, s_neg, t_neg, valid, False, s_feat, t_feat, run.regressor,
+                      run.warmup)
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is None:
         parts["total"].backward()
@@ -321,13 +324,16 @@ def select_negatives(obj: ObjectiveConfig, labels: Tensor, teacher: Tensor | Non
 
     With the paper's sampled negatives they were computed by the caller; with an in-batch
     strategy a miner picks, per row, another row of the batch, ranked by the distance the loss
-    pushes: ``||t_i - s_j||`` for the triplet, ``||s_i - t_j||`` for the pair loss."""
+    pushes: ``||t_i - s_j||`` for the triplet, ``||s_i - t_j||`` for the pair loss (between
+    standardized logits when the objective standardizes them)."""
     if not obj.needs_negatives or obj.negatives == "sample":
         return student_neg, teacher_neg, None
+    t, s = ((standardize_logits(teacher), standardize_logits(student)) if obj.standardize
+            else (teacher, student))
     if "triplet" in obj.terms:
-        index, valid = mine_negatives(obj.negatives, labels, teacher, student, student, generator)
+        index, valid = mine_negatives(obj.negatives, labels, t, s, s, generator)
     else:
-        index, valid = mine_negatives(obj.negatives, labels, student, teacher, teacher, generator)
+        index, valid = mine_negatives(obj.negatives, labels, s, t, t, generator)
     return student[index], teacher[index], valid
 
 
@@ -415,7 +421,7 @@ def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
         embeddings = ((None, None) if features is None
                       else (features[rows], teacher_features[rows]))
         batch = objective(run.obj, s, y, t, s_neg, t_neg, valid, False, *embeddings,
-                          run.regressor)
+                          run.regressor, run.warmup)
         parts.append(torch.stack([batch[k] for k in run.terms]) * len(y))
     means = torch.stack(parts).sum(0) / len(split)
     metrics.update({k: v.item() for k, v in zip(run.terms, means)})
@@ -529,6 +535,7 @@ def _eval_splits(run: Run, data: Dataset, logits: tuple[Tensor, ...] | None) -> 
 def run_epoch(run: Run, epoch: int, splits: list[EvalSplit]) -> dict:
     """Train one epoch, then score every split; returns the epoch's history row."""
     run.model.train()
+    run.warmup.fill_(run.obj.warmup_factor(epoch, run.config.epochs))
     start = time.perf_counter()
     order = torch.randperm(len(run.train), generator=run.generators["order"])
     negatives = run.sampler.draw(run.train.labels.cpu()[order], run.generators["negatives"])
