@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU measurement and run of this project in one call on a lent GPU machine:
-#   1. bench/gpu_check.py: the captured step against the eager one, every strategy;
+#   1. bench/gpu_graph_check.py: the captured step against the eager one, every strategy;
 #   2. the Fashion-MNIST grid (teacher first), stopped by SIGINT after GRID_SECONDS (runs go
 #      seed by seed, so a stopped grid holds whole seeds of every method);
 #   3. bench/throughput.py and bench/grid.py.
@@ -21,7 +21,7 @@ if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d 2
 else
     echo "MPS: not available" | tee -a "$LOG"
 fi
-timeout 60 python bench/gpu_check.py --images 5000 --epochs 2 2>&1 | tee -a "$LOG"
+timeout 60 python bench/gpu_graph_check.py --images 5000 --epochs 2 2>&1 | tee -a "$LOG"
 start=$(date +%s)
 timeout -s INT -k 20 "$GRID_SECONDS" python -m tkd reproduce --preset fashion --jobs "$JOBS" \
     --no-figures > "$OUT/grid.log" 2>&1

@@ -5,7 +5,7 @@ trained with on-device augmentation and dropout) the same seed is trained twice 
 Fashion-MNIST slice, eagerly and through the captured graph; printed: final training loss and
 test accuracy of both, the largest difference of the per-epoch training loss, and images/s.
 
-    python bench/gpu_check.py [--images 10000] [--epochs 2]
+    python bench/gpu_graph_check.py [--images 10000] [--epochs 2]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Trains the paper's teacher for a few epochs (fp32 vs. bf16) and the paper's stud
 triplet objective under four settings, on full Fashion-MNIST, and prints one table: test
 accuracy, last-epoch images per second and peak device memory. Needs a CUDA device.
 
-    python bench/gpu_checks.py [--epochs 3]
+    python bench/gpu_precision_check.py [--epochs 3]
 """
 
 from __future__ import annotations
