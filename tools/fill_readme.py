@@ -1,11 +1,12 @@
-"""Copy the generated tables of ``figures/`` into the README's marked blocks.
+"""Copy the generated tables of ``figures/`` into the marked blocks of the README and of the
+pages in ``docs/``.
 
-Each block ``<!-- name -->`` … ``<!-- /name -->`` of README.md named in :data:`BLOCKS` is
-replaced by the file it names, as written by ``python -m tkd figures --preset fashion`` (and
-``--preset lesson``); each inline value named in :data:`INLINE` (a sweep's accuracies, the
-teacher's) is computed from the files it reads. Run from the repository root after
-regenerating the figures: ``python tools/fill_readme.py``. ``tests/test_readme.py`` checks
-that the README is current.
+Each block ``<!-- name -->`` … ``<!-- /name -->`` named in :data:`BLOCKS` is replaced by the file
+it names, as written by ``python -m tkd figures --preset fashion`` (and the other presets); each
+block of :data:`DERIVED` (the README's headline table) and each inline value of :data:`INLINE`
+(a sweep's accuracies, the teacher's) is computed from the files it reads. Every block lives on
+one page, named beside it. Run from the repository root after regenerating the figures:
+``python tools/fill_readme.py``. ``tests/test_readme.py`` checks that every page is current.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ from tkd.results import load_record
 ROOT = Path(__file__).resolve().parents[1]
 
 BLOCKS = {
-    "fashion-table": "figures/fashion/comparison.md",
-    "fashion-paired": "figures/fashion/paired.md",
-    "fashion-verdict": "figures/fashion/verdict.md",
-    "fashion-phases": "figures/fashion/phases.md",
-    "fashion-schedule": "figures/fashion/schedule.md",
-    "fashion-relations": "figures/fashion/relations.md",
-    "fashion-bn-table": "figures/fashion-bn/beside.md",
-    "lesson-table": "figures/lesson/beside.md",
-    "quick-table": "figures/quick/comparison.md",
-    "quick-paired": "figures/quick/paired.md",
+    "fashion-table": ("docs/results.md", "figures/fashion/comparison.md"),
+    "fashion-paired": ("docs/results.md", "figures/fashion/paired.md"),
+    "fashion-verdict": ("docs/results.md", "figures/fashion/verdict.md"),
+    "fashion-phases": ("docs/results.md", "figures/fashion/phases.md"),
+    "fashion-schedule": ("docs/schedule.md", "figures/fashion/schedule.md"),
+    "fashion-bn-table": ("docs/schedule.md", "figures/fashion-bn/beside.md"),
+    "fashion-relations": ("docs/relations.md", "figures/fashion/relations.md"),
+    "lesson-table": ("docs/lesson.md", "figures/lesson/beside.md"),
+    "quick-table": ("docs/digits.md", "figures/quick/comparison.md"),
+    "quick-paired": ("docs/digits.md", "figures/quick/paired.md"),
 }
-"""README block name -> the generated file (relative to the repository root) it shows."""
+"""Block name -> (the page that shows it, the generated file it shows), both relative to the
+repository root."""
 
 
 def sweep_line(path: Path) -> str:
@@ -49,35 +51,117 @@ def teacher_accuracy(path: Path) -> str:
 
 
 INLINE = {
-    "margin-line": ("figures/fashion/margin_sweep.csv", sweep_line),
-    "temperature-line": ("figures/fashion/temperature_sweep.csv", sweep_line),
-    "teacher-acc": ("results/fashion/teacher/1.json", teacher_accuracy),
+    "margin-line": ("docs/results.md", "figures/fashion/margin_sweep.csv", sweep_line),
+    "temperature-line": ("docs/results.md", "figures/fashion/temperature_sweep.csv", sweep_line),
+    "teacher-acc": ("docs/results.md", "results/fashion/teacher/1.json", teacher_accuracy),
 }
-"""README inline value name -> (the file it is computed from, how)."""
+"""Inline value name -> (the page that shows it, the file it is computed from, how)."""
+
+HEADLINE = (  # (the claim a > b, a, b): the README's one table
+    ("the paper: triplet > Hinton KD", "triplet", "kd-t4"),
+    ("the paper: Hinton KD > logit regression", "kd-t4", "logit-mse-lr0.003"),
+    ("the paper: logit regression > student alone", "logit-mse-lr0.003", "ce-wd0.007"),
+    ("triplet > student alone", "triplet", "ce-wd0.007"),
+    ("semi-hard triplet > Hinton KD", "triplet-batch-semihard", "kd-t4"),
+    ("semi-hard triplet > the paper's triplet", "triplet-batch-semihard", "triplet"),
+)
+"""The claims of the README's headline table, each a paired difference of ``fashion``."""
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _signed(value: float) -> str:
+    """``value`` with two decimals and its sign, as the generated tables write it ("+1.41",
+    "-1.03")."""
+    return f"{value:+.2f}"
+
+
+def headline_table(figures: Path) -> str | None:
+    """The README's headline table: for each claim of :data:`HEADLINE`, both methods' mean test
+    accuracy (``comparison.csv``), their paired difference with its 95 % interval
+    (``paired.csv``, either order) and whether the claim holds, is refuted or is not shown.
+    None when either file is missing; a claim whose pair is not in ``paired.csv`` is left out."""
+    comparison, paired = figures / "comparison.csv", figures / "paired.csv"
+    if not (comparison.is_file() and paired.is_file()):
+        return None
+    accuracy = {r["experiment"]: (float(r["test_mean"]), r["seeds"])
+                for r in _csv_rows(comparison)}
+    pairs = {(r["a"], r["b"]): r for r in _csv_rows(paired)}
+    lines = ["| claim (a > b) | a: test acc. | b: test acc. | seeds | a − b (points) | 95 % CI "
+             "| verdict |", "|---|---|---|---:|---:|---|---|"]
+    for claim, a, b in HEADLINE:
+        sign, row = (1, pairs.get((a, b))) if (a, b) in pairs else (-1, pairs.get((b, a)))
+        if row is None or a not in accuracy or b not in accuracy:
+            continue
+        diff = sign * float(row["difference"])
+        if row["ci_low"] and row["ci_high"]:
+            low, high = sorted((sign * float(row["ci_low"]), sign * float(row["ci_high"])))
+            interval = f"[{_signed(low)}, {_signed(high)}]"
+            status = "holds" if low > 0 else "**refuted**" if high < 0 else "not shown"
+        else:
+            interval, status = "– (one seed)", "not shown"
+        lines.append(f"| {claim} | `{a}` {accuracy[a][0]:.2f} % | `{b}` {accuracy[b][0]:.2f} % | "
+                     f"{row['seeds']} | {_signed(diff)} | {interval} | {status} |")
+    return "\n".join(lines)
+
+
+DERIVED = {
+    "headline": ("README.md", lambda root: headline_table(root / "figures" / "fashion")),
+}
+"""Block name -> (the page that shows it, how its text is computed from the repository root)."""
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """Every page that may hold blocks: README.md and the markdown pages of docs/."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
 def inline_value(name: str, root: Path = ROOT) -> str | None:
     """The text the inline value ``name`` of :data:`INLINE` should show, None when its file is
     missing."""
-    path, compute = INLINE[name]
+    _, path, compute = INLINE[name]
     return compute(root / path) if (root / path).is_file() else None
 
 
+def derived_value(name: str, root: Path = ROOT) -> str | None:
+    """The text the block ``name`` of :data:`DERIVED` should show, None when its files are
+    missing."""
+    return DERIVED[name][1](root)
+
+
 def block(text: str, name: str) -> str | None:
-    """The body of block ``name`` in ``text``, stripped; None when the README has no such
+    """The body of block ``name`` in ``text``, stripped; None when the text has no such
     block."""
     found = re.search(rf"<!-- {name} -->\n?(.*?)<!-- /{name} -->", text, flags=re.S)
     return found.group(1).strip() if found else None
 
 
+def strip_blocks(text: str) -> str:
+    """``text`` without the generated blocks of :data:`BLOCKS` and :data:`DERIVED` (the prose
+    around them stays)."""
+    for name in (*BLOCKS, *DERIVED):
+        text = re.sub(rf"<!-- {name} -->.*?<!-- /{name} -->", "", text, flags=re.S)
+    return text
+
+
 def fill(text: str, root: Path = ROOT) -> str:
-    """``text`` with every block of :data:`BLOCKS` whose file exists replaced by that file, and
-    every inline value of :data:`INLINE` by what its file gives."""
-    for name, path in BLOCKS.items():
+    """``text`` with every block of :data:`BLOCKS` whose file exists replaced by that file, every
+    block of :data:`DERIVED` by what its files give, and every inline value of :data:`INLINE`
+    by what its file gives; blocks that ``text`` does not hold are skipped."""
+    for name, (_, path) in BLOCKS.items():
         source = root / path
         if not source.is_file() or block(text, name) is None:
             continue
         text = _replace(text, name, f"\n{source.read_text().strip()}\n")
+    for name in DERIVED:
+        if block(text, name) is None:
+            continue
+        value = derived_value(name, root)
+        if value is not None:
+            text = _replace(text, name, f"\n{value.strip()}\n")
     for name in INLINE:
         value = inline_value(name, root)
         if value is not None and block(text, name) is not None:
@@ -91,10 +175,19 @@ def _replace(text: str, name: str, body: str) -> str:
     return re.sub(rf"<!-- {name} -->.*?<!-- /{name} -->", lambda _: new, text, flags=re.S)
 
 
+def fill_pages(root: Path = ROOT) -> list[Path]:
+    """Fill every page of :func:`pages` in place; returns the pages that changed."""
+    changed = []
+    for page in pages(root):
+        before = page.read_text()
+        after = fill(before, root)
+        if after != before:
+            atomic_write_text(page, after)
+            changed.append(page)
+    return changed
+
+
 if __name__ == "__main__":
-    readme = ROOT / "README.md"
-    before = readme.read_text()
-    after = fill(before)
-    if after != before:
-        atomic_write_text(readme, after)
-    sys.stdout.write("README.md " + ("updated\n" if after != before else "already current\n"))
+    changed = fill_pages()
+    names = ", ".join(str(p.relative_to(ROOT)) for p in changed)
+    sys.stdout.write(f"updated: {names}\n" if changed else "README.md and docs/ already current\n")
