@@ -133,6 +133,40 @@ def test_retrain_panel_reports_bad_settings(small):
     assert panel.runs[0]["objective"] == "1·CE"
 
 
+def test_explorer_snapshots_draw_what_the_sliders_draw(logits):
+    """The static pictures saved beside the live widgets: one panel per setting, titled with
+    the same numbers the slider's text line gives at that setting."""
+    teacher, student, labels = logits
+    temperature = widgets.TemperatureExplorer(teacher, student, labels, images=3)
+    fig = temperature.snapshot((1.0, 4.0))
+    assert len(fig.axes) == 2 * 3 and _is_png(widgets.figure_png(fig))
+    kd = temperature.values(4.0)["kd_loss"]
+    assert f"KD loss {kd:.3f}" in fig.axes[3].get_ylabel()
+    heights = [bar.get_height() for bar in fig.axes[3].patches]
+    np.testing.assert_allclose(heights, temperature.values(4.0)["probabilities"][0], rtol=1e-6)
+
+    margin = widgets.MarginExplorer(teacher, student, labels, batch_size=64)
+    fig = margin.snapshot((0.0, 5.0, 20.0))
+    assert len(fig.axes) == 3 and _is_png(widgets.figure_png(fig))
+    for ax, m in zip(fig.axes, (0.0, 5.0, 20.0)):
+        assert ax.get_title().startswith(f"m = {m:g}: {100 * margin.values(m)['active']:.0f} %")
+
+
+def test_retrain_panel_snapshot_shows_every_run(small):
+    data, teacher = small
+    panel = widgets.RetrainPanel(data, teacher, epochs=1, map_method="pca", background=False)
+    with pytest.raises(ValueError):
+        panel.snapshot()
+    panel.train()
+    panel.triplet_weight.value = 0.0
+    panel.train()
+    fig = panel.snapshot()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 2 and titles[0].startswith("run 1: 1·CE + 2·triplet(m=5)")
+    assert titles[1].startswith("run 2: 1·CE: accuracy")
+    assert _is_png(widgets.figure_png(fig))
+
+
 def test_panels_display_as_widgets(logits):
     teacher, student, labels = logits
     bundle = widgets.MarginExplorer(teacher, student, labels)._repr_mimebundle_()

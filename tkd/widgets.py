@@ -15,6 +15,12 @@ object) and plain methods that do the work, so everything can be driven from Pyt
 Figures are PNG bytes in ``ipywidgets.Image`` widgets: replacing a value is atomic, so a
 redraw never leaves a half-drawn plot.
 
+A widget draws nothing until a kernel runs it, and a saved notebook keeps only its model, not
+its pictures. So every panel also has ``snapshot(...)``: one matplotlib ``Figure`` showing what
+the panel draws at a few slider settings (the explorers) or for every run so far (the retrain
+panel), made by the same code as the live picture. Displayed beside the live widget, it is what
+a reader sees on GitHub or before the kernel starts.
+
 Works with ipywidgets 7.7 (Colab's) and 8 (JupyterLab 4): only widgets, traits and options
 that both versions share are used, and a panel displays through :func:`widget_bundle`, which
 ipywidgets 7 (whose widgets have no ``_repr_mimebundle_``) needs as much as 8.
@@ -29,13 +35,25 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from tkd.data import Dataset, fixed_negatives
 from tkd.embed import collect, logit_metrics, shared_map
 from tkd.losses import ObjectiveConfig, distance, kd_loss, triplet_kd_loss
 from tkd.models import build_model
-from tkd.plots import figure_png, plot_margin, plot_soft_targets, plot_students
+from tkd.plots import (
+    _class_legend,
+    _class_palette,
+    _finish,
+    _margin_axes,
+    _pair_lines,
+    _scatter,
+    figure_png,
+    plot_margin,
+    plot_soft_targets,
+    plot_students,
+)
 from tkd.train import TrainConfig, fit, pick_device
 
 STYLE = {"description_width": "110px"}
@@ -114,6 +132,34 @@ class TemperatureExplorer(_SliderPanel):
                 "entropy": float(entropy),
                 "kd_loss": float(kd_loss(self.student, self.teacher, temperature))}
 
+    def snapshot(self, temperatures=(1.0, 2.0, 4.0, 20.0)) -> Figure:
+        """What the slider draws at each of ``temperatures``: one row of bar panels per
+        temperature (the chosen images' soft targets, the true class in red), the row's mean
+        entropy and KD loss in its panels' titles."""
+        names = self.class_names or [str(c) for c in range(self.teacher.shape[1])]
+        images, classes = len(self.chosen), self.teacher.shape[1]
+        fig = Figure(figsize=(3.3 * images + 0.4, 2.1 * len(temperatures) + 1.3))
+        axes = fig.subplots(len(temperatures), images, sharex=True, sharey=True, squeeze=False)
+        true = self.labels[self.chosen]
+        for row, temperature in zip(axes, temperatures):
+            values = self.values(temperature)
+            for i, ax in enumerate(row):
+                colours = ["C3" if c == true[i] else "C0" for c in range(classes)]
+                ax.bar(range(classes), values["probabilities"][i], color=colours)
+                ax.set_ylim(0, 1)
+                ax.set_title(f"T = {temperature:g}, image {i + 1} ({names[true[i]]})", fontsize=9)
+                ax.grid(axis="y", alpha=0.3)
+            row[0].set_ylabel(f"probability\nentropy {values['entropy']:.2f} nats\n"
+                              f"KD loss {values['kd_loss']:.3f}", fontsize=9)
+        for ax in axes[-1]:
+            ax.set_xticks(range(classes), names, rotation=90 if max(map(len, names)) > 3 else 0)
+            ax.set_xlabel("class (red: the true one)")
+        fig.suptitle("The temperature slider at a few settings: the teacher's soft targets "
+                     "softmax(t / T)\n(row label: mean entropy over all images, the student's "
+                     "KD loss T²·KL)")
+        fig.tight_layout()
+        return fig
+
     def update(self, temperature: float) -> dict:
         """Recompute at ``temperature`` and redraw; returns :meth:`values`."""
         values = self.values(temperature)
@@ -158,6 +204,27 @@ class MarginExplorer(_SliderPanel):
         return {"margin": float(margin), "loss": float(loss), "active": float(active.mean()),
                 "anchor_positive": float(self.anchor_positive.mean()),
                 "anchor_negative": float(self.anchor_negative.mean())}
+
+    def snapshot(self, margins=(0.0, 5.0, 10.0, 20.0)) -> Figure:
+        """What the slider draws at each of ``margins``, side by side on the same axes: each
+        triplet at (d(a,p), d(a,n)), active ones red, the line ``d(a,n) = d(a,p) + m``."""
+        fig = Figure(figsize=(4.2 * len(margins), 4.6))
+        axes = fig.subplots(1, len(margins), sharex=True, sharey=True, squeeze=False)[0]
+        for ax, margin in zip(axes, margins):
+            values = self.values(margin)
+            _margin_axes(ax, self.anchor_positive, self.anchor_negative, margin,
+                         title=f"m = {margin:g}: {100 * values['active']:.0f} % active, "
+                               f"loss {values['loss']:.3f}")
+            ax.xaxis.label.set_fontsize(8)
+            ax.yaxis.label.set_fontsize(8)
+        top = float(max(self.anchor_positive.max(), self.anchor_negative.max(), max(margins)))
+        axes[0].set_ylim(0, top * 1.1)
+        for ax in axes[1:]:
+            ax.set_ylabel("")
+        fig.suptitle(f"The margin slider at a few settings: the {len(self.anchor)} triplets of "
+                     "the batch (red: active, loss > 0)")
+        fig.tight_layout()
+        return fig
 
     def update(self, margin: float) -> dict:
         """Recompute at ``margin`` and redraw; returns :meth:`values`."""
@@ -213,6 +280,7 @@ class RetrainPanel(_Panel):
                            self.triplet_weight, self.epochs, W.HBox([self.button, self.progress])])
         self.widget = W.VBox([controls, self.status, self.map, self.table])
         self.runs: list[dict] = []
+        self.maps: list[pd.DataFrame] = []  # each run's map (tkd.embed.shared_map), in order
         self.ignored_clicks = 0
         self.error: BaseException | None = None
         self._lock = threading.Lock()
@@ -293,6 +361,8 @@ class RetrainPanel(_Panel):
         fig = plot_students(table, ["student"], class_names=self.data.class_names,
                             titles={"student": title})
         self.map.value = figure_png(fig)
+        table.attrs["title"] = title
+        self.maps.append(table)
         row = {"run": len(self.runs) + 1, "objective": self._describe(objective),
                "epochs": epochs, **numbers, "train_s": train_seconds,
                "total_s": time.perf_counter() - start}
@@ -305,6 +375,30 @@ class RetrainPanel(_Panel):
                              f"mean distance {numbers['distance']:.2f} "
                              f"({row['total_s']:.1f} s)")
         return row
+
+    def snapshot(self, pairs: int = 30) -> Figure:
+        """The maps of every run so far, side by side (``ValueError`` before the first run):
+        each panel is the map the panel drew after that run — the teacher's test logits faint,
+        the student's as crosses, ``pairs`` teacher–student pairs joined. Each run has its own
+        map, fitted on its teacher and student logits, so positions are not comparable across
+        panels; which classes a student's crosses fall on is."""
+        if not self.maps:
+            raise ValueError("no run yet: train one first")
+        palette = _class_palette(self.maps[0])
+        fig = Figure(figsize=(4.4 * len(self.maps) + 1.2, 4.6))
+        axes = fig.subplots(1, len(self.maps), squeeze=False)[0]
+        for i, (ax, table) in enumerate(zip(axes, self.maps)):
+            teacher, student = table[table.model == "teacher"], table[table.model == "student"]
+            _pair_lines(ax, teacher, student, pairs, seed=0)
+            _scatter(ax, teacher, palette, alpha=0.2, size=10)
+            _scatter(ax, student, palette, marker="X", size=20)
+            _finish(ax, f"run {i + 1}: {table.attrs['title']}", table, ylabel=i == 0)
+            ax.title.set_fontsize(9)
+        _class_legend(fig, palette, self.data.class_names)
+        fig.suptitle("The retrain panel's map after each run: teacher (faint dots) and student "
+                     f"(crosses), {pairs} pairs joined")
+        fig.tight_layout(rect=(0, 0, 1 - 1.3 / fig.get_figwidth(), 1))
+        return fig
 
     @staticmethod
     def _describe(objective: ObjectiveConfig) -> str:
