@@ -26,7 +26,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+NOTEBOOKS = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb"))] + [
+    f"solutions/{p.name}" for p in sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))]
 TIMEOUT = 600  # seconds per cell
 # Colab's versions (2024-25 runtimes) of what decides how notebooks and widgets behave.
 COLAB_PINS = ["ipywidgets==7.7.1", "notebook==6.5.5", "ipykernel==6.17.1", "matplotlib==3.8.4"]

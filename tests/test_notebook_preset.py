@@ -1,10 +1,14 @@
-"""tkd.notebooks: which preset "auto" means, TKD_PRESET, the banner, and the saved students."""
+"""tkd.notebooks: which preset "auto" means, TKD_PRESET, the banner, the saved students, the
+setup the setup cell calls, and how a solution notebook runs its lesson."""
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
+import subprocess
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
@@ -119,3 +123,81 @@ def test_saved_student_loads_a_current_one_trains_a_small_one_and_refuses_a_larg
     notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
     assert "other data" in messages[1]
     assert len(list(tmp_path.rglob("*.pt"))) == 1  # still only the saved one: nothing written
+
+
+# ------------------------------------------------ the setup cell and the solution notebooks ----
+
+def _git_repo(folder):
+    """A one-commit git repository holding ``notebooks/`` and ``results/``; its file:// URL."""
+    (folder / "notebooks").mkdir(parents=True)
+    (folder / "notebooks" / "00_x.ipynb").write_text("{}")
+    (folder / "results").mkdir()
+    (folder / "results" / "keep").write_text("")
+    for args in (["init", "-q"], ["add", "."],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x"]):
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+    return folder.as_uri()
+
+
+def test_setup_is_silent_where_records_are_in_reach(tmp_path, monkeypatch, capsys):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.delenv("TKD_RESULTS", raising=False)
+    assert notebooks.setup("file:///nowhere") == [] and capsys.readouterr().out == ""
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setenv("TKD_RESULTS", str(tmp_path / "results"))
+    assert notebooks.setup("file:///nowhere", installed_from="x.whl") == [
+        "installed tkd from x.whl"]
+    assert capsys.readouterr().out == "setup: installed tkd from x.whl\n"
+
+
+def test_setup_clones_the_repository_and_works_in_its_notebooks(tmp_path, monkeypatch, capsys):
+    repo = _git_repo(tmp_path / "src")
+    away = tmp_path / "content"  # as /content on Colab: no results/ at or above it
+    away.mkdir()
+    monkeypatch.chdir(away)
+    monkeypatch.delenv("TKD_RESULTS", raising=False)
+    monkeypatch.setenv("TKD_HOME", str(tmp_path / "home"))
+    if notebooks.records_in_reach():
+        pytest.skip("a results/ folder above the temporary folder")
+    done = notebooks.setup(repo)
+    assert done == [f"working in {tmp_path / 'home' / 'notebooks'} (a clone of {repo})"]
+    assert Path.cwd() == tmp_path / "home" / "notebooks"
+    assert (tmp_path / "home" / "results" / "keep").is_file()
+    assert capsys.readouterr().out.startswith("setup: working in")
+    assert notebooks.setup(repo) == []  # now in the clone: nothing to do
+
+
+def test_setup_cell_is_short_and_calls_setup():
+    cell = (Path(__file__).resolve().parents[1] / "notebooks" / "setup_cell.py").read_text()
+    assert len(cell.splitlines()) <= 12
+    assert "setup(REPO, installed_from=tkd_source)" in cell
+
+
+def test_run_notebook_runs_the_lesson_hidden_with_the_callers_parameters(tmp_path):
+    """A solution notebook in ``solutions/`` runs its lesson notebook (one folder up): the
+    lesson's variables are there, its outputs are not, and the caller's parameters win."""
+    from nbclient import NotebookClient
+
+    lesson = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("raise RuntimeError('the setup cell is skipped')"),
+        nbformat.v4.new_code_cell("A = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("B = 2 * A\nprint('lesson output')")])
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(lesson, tmp_path / "99_lesson.ipynb")
+    solutions = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from tkd.notebooks import run_notebook\n"
+        "path = run_notebook('99_lesson.ipynb', A=5)\nprint(B, path.name)")])
+    NotebookClient(solutions, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path / "solutions")}}).execute()
+    out = "".join(o.get("text", "") for o in solutions.cells[0].outputs)
+    assert out == "10 99_lesson.ipynb\n"
+    bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from tkd.notebooks import run_notebook\nrun_notebook('99_lesson.ipynb', "
+        "skip_setup=False)")])
+    from nbclient.exceptions import CellExecutionError
+
+    with pytest.raises(CellExecutionError, match="code cell 0 failed"):
+        NotebookClient(bad, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path / "solutions")}}).execute()

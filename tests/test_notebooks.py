@@ -1,5 +1,7 @@
 """Every notebook runs top to bottom under the presets "quick" and "fashion"; committed
-notebooks are clean and share one setup cell and one parameter convention.
+notebooks are clean and share one setup cell and one parameter convention; their exercises show
+the question and a hint only, the answers live in the solution notebooks
+(``notebooks/solutions/NN_solutions.ipynb``, run like the others after their lessons).
 
 The notebooks run in name order in one kernel each, sharing a temporary results folder per
 preset (``TKD_RESULTS``/``TKD_FIGURES``), so the committed ``results/`` and ``figures/`` are
@@ -24,6 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
 SETUP_CELL = ROOT / "notebooks" / "setup_cell.py"
 FASHION_FILES = Path("/usr/share/datasets/fashion-mnist")
 TIMEOUT = 600  # seconds per cell
@@ -65,6 +68,85 @@ def test_committed_notebook_is_valid_and_clean(path):
         assert heading in text, f"{path.name} lacks '{heading}'"
 
 
+EXERCISE = re.compile(r"^\*\*(\d+)\.", re.M)  # an exercise's title: "**2. The gap ...**"
+
+
+def _exercise_cells(nb) -> list[int]:
+    """Indices of the cells between the "## Exercises" heading and the next "## " heading."""
+    inside, cells = False, []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and re.search(r"^## ", cell.source, re.M):
+            heads = re.findall(r"^## (.*)", cell.source, re.M)
+            inside = heads[-1].strip().startswith("Exercises")
+            if inside:
+                cells.append(i)
+                continue
+        if inside:
+            cells.append(i)
+    return cells
+
+
+def _exercise_numbers(nb, cells=None) -> list[int]:
+    cells = range(len(nb.cells)) if cells is None else cells
+    return [int(n) for i in cells if nb.cells[i].cell_type == "markdown"
+            for n in EXERCISE.findall(nb.cells[i].source.split("## Exercises")[-1])]
+
+
+def _solutions_of(path: Path) -> Path:
+    return ROOT / "notebooks" / "solutions" / f"{path.name.split('_')[0]}_solutions.ipynb"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercises_show_the_question_and_a_hint_never_the_answer(path):
+    """Under "## Exercises" only Markdown (each question, its hint folded); no code cell there,
+    no solution anywhere in the notebook: the answers are in its solution notebook, which
+    answers the same exercises."""
+    nb = nbformat.read(path, as_version=4)
+    cells = _exercise_cells(nb)
+    numbers = _exercise_numbers(nb, cells)
+    assert numbers, f"{path.name} has no exercises under '## Exercises'"
+    assert all(nb.cells[i].cell_type == "markdown" for i in cells), (
+        f"{path.name}: a code cell among the exercises (a solution belongs in "
+        f"notebooks/solutions/)")
+    for cell in nb.cells:
+        assert not re.search(r"^#\s*Solution|<summary>\s*Solution", cell.source, re.M | re.I), (
+            f"{path.name} shows a solution: {cell.source[:80]!r}")
+    for i in cells:
+        if EXERCISE.search(nb.cells[i].source):
+            assert "<summary>Hint" in nb.cells[i].source, f"{path.name}: exercise without a hint"
+    solutions = _solutions_of(path)
+    assert solutions.is_file(), f"{path.name}: no {solutions.relative_to(ROOT)}"
+    assert _exercise_numbers(nbformat.read(solutions, as_version=4)) == numbers
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_notebook_runs_its_lesson_and_answers_each_exercise(path):
+    """A solution notebook: committed executed and clean, the setup cell first, a parameters
+    cell, its lesson run by ``tkd.notebooks.run_notebook`` with the caller's PRESET, and under
+    each exercise a solution whose output says "Answer: ..." (a sentence to check)."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == SETUP_CELL.read_text().rstrip("\n")
+    assert 'PRESET = "auto"' in nb.cells[_parameters_cell(nb)].source
+    lessons = [p for p in NOTEBOOKS if _solutions_of(p) == path]
+    assert len(lessons) == 1, f"{path.name}: no lesson notebook"
+    assert any(f'run_notebook("{lessons[0].name}", PRESET=PRESET)' in c.source for c in code)
+    assert any("choose_preset(PRESET)" in c.source for c in code)
+    assert all(c.get("execution_count") for c in code), f"{path.name} is not committed executed"
+    assert path.stat().st_size < MAX_BYTES
+    starts = [i for i, c in enumerate(nb.cells)
+              if c.cell_type == "markdown" and EXERCISE.search(c.source)]
+    assert starts, f"{path.name} answers no exercise"
+    for first, end in zip(starts, [*starts[1:], len(nb.cells)]):
+        said = ""
+        for cell in nb.cells[first:end]:
+            for output in cell.get("outputs", []):
+                assert output.output_type != "error", f"{path.name} holds an error output"
+                said += output.get("text", "") + output.get("data", {}).get("text/plain", "")
+        assert "Answer:" in said, f"{path.name}: exercise at cell {first} prints no 'Answer:'"
+
+
 @pytest.fixture(scope="module", params=["quick", "fashion"])
 def sandbox(request, tmp_path_factory):
     """Per preset: temporary results/figures roots, ``TKD_PRESET`` and a single-thread torch
@@ -95,7 +177,7 @@ def _banner(nb) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, sandbox):
     from nbclient import NotebookClient
 

@@ -1,4 +1,18 @@
-"""What the notebooks share: which preset a notebook runs, and the banner that says so.
+"""What the notebooks share: their setup, which preset a notebook runs, the banner that says
+so, and the solution notebooks.
+
+**Setup.** Every notebook's first code cell is ``notebooks/setup_cell.py``, word for word
+(``python notebooks/execute.py --sync-setup`` copies it). It is a few lines: if the kernel
+cannot import tkd it pip-installs it (``$TKD_SOURCE``, else ``git+$TKD_REPO``), then calls
+:func:`setup`, which clones the repository for its committed records when none are in reach
+(Colab) and works in the clone's ``notebooks/`` folder. In a checkout it prints nothing.
+
+**Solutions.** A notebook's exercise cells show the question and a hint only. The solutions
+live in ``notebooks/solutions/NN_solutions.ipynb``: after the setup and parameters cells,
+``run_notebook("NN_name.ipynb")`` runs the lesson notebook's code in the solutions kernel
+(its outputs hidden, :func:`run_notebook`), so each solution cell can use the lesson's
+variables; each solution ends with a printed sentence that answers its question.
+``notebooks/execute.py`` and the tests execute the solution notebooks like the others.
 
 Every notebook has one cell tagged ``parameters`` holding ``PRESET = "auto"`` (papermill may
 inject another value after it) and resolves it with :func:`choose_preset`:
@@ -15,6 +29,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from tkd import data as tkd_data
@@ -26,6 +43,93 @@ SMALL_TRAIN_SET = 10_000  # at most this many training images: a student trains 
 QUICK_NOTE = (f"the 8x8 digits ({QUICK_TEST_IMAGES} test images, one image = "
               f"{100 / QUICK_TEST_IMAGES:.2f} points): a fallback that runs anywhere; its "
               "numbers differ from the Fashion-MNIST verdict — see the boxes")
+
+
+DEFAULT_REPO = "https://github.com/tkd-project/tkd"
+
+
+def records_in_reach() -> bool:
+    """True when ``$TKD_RESULTS`` is set or a ``results/`` folder is at or above the working
+    folder."""
+    here = Path.cwd()
+    return bool(os.environ.get("TKD_RESULTS")) or any(
+        (folder / "results").is_dir() for folder in (here, *here.parents))
+
+
+def clone_home() -> Path:
+    """Where :func:`setup` clones the repository: ``$TKD_HOME``, else ``/content/tkd`` on
+    Colab, else ``~/tkd``."""
+    default = "/content/tkd" if "google.colab" in sys.modules else Path.home() / "tkd"
+    return Path(os.environ.get("TKD_HOME") or default).expanduser()
+
+
+def setup(repo: str | None = None, installed_from: str | None = None) -> list[str]:
+    """The notebooks' setup after tkd is importable (the setup cell installs it first). Where
+    no records are in reach (:func:`records_in_reach`), shallow-clones ``repo`` (default
+    ``$TKD_REPO``, else :data:`DEFAULT_REPO`) into :func:`clone_home` unless it is there and
+    works in its ``notebooks/`` folder; on Colab it turns on the widget manager. Prints one
+    line "setup: ..." naming what was done (nothing in a checkout); returns those parts."""
+    repo = repo or os.environ.get("TKD_REPO") or DEFAULT_REPO
+    done = []
+    if not records_in_reach():
+        home = clone_home()
+        if not (home / "notebooks").is_dir():
+            subprocess.run(["git", "clone", "-q", "--depth", "1", repo, str(home)], check=True)
+        os.chdir(home / "notebooks")
+        done.append(f"working in {home / 'notebooks'} (a clone of {repo})")
+    if installed_from:
+        done.append(f"installed tkd from {installed_from}")
+    if "google.colab" in sys.modules:  # lets ipywidgets draw in Colab
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+    if done:
+        print("setup: " + "; ".join(done))
+    return done
+
+
+def notebook_path(name: str) -> Path:
+    """The lesson notebook ``name`` (``"00_quickstart.ipynb"``): looked for in the working
+    folder, its parent, the project's ``notebooks/`` (:func:`tkd.experiments.project_root`)
+    and the ``notebooks/`` beside an editable install of tkd. ``FileNotFoundError`` if none."""
+    from tkd.experiments import project_root
+
+    here = Path.cwd()
+    for folder in (here, here.parent, project_root() / "notebooks",
+                   Path(__file__).resolve().parents[1] / "notebooks"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{name} is neither in {here}, its parent nor a notebooks/ folder")
+
+
+def run_notebook(name: str, skip_setup: bool = True, **parameters) -> Path:
+    """Run the code cells of the lesson notebook ``name`` in this kernel, in order, their
+    outputs (prints, tables, figures) hidden, so that the cells after this call can use its
+    variables: how a solution notebook starts. Skips the notebook's first code cell (the setup
+    cell, already run here) when ``skip_setup``; right after its cell tagged ``parameters``,
+    ``parameters`` (``PRESET="fashion"``) replace the values that cell set. Raises
+    ``RuntimeError`` naming the cell that failed. Returns the notebook's path."""
+    import nbformat
+    from IPython import get_ipython
+    from IPython.utils.capture import capture_output
+
+    shell = get_ipython()
+    if shell is None:
+        raise RuntimeError("run_notebook runs a notebook's cells in an IPython kernel")
+    path = notebook_path(name)
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    for index, cell in enumerate(code[1:] if skip_setup else code, start=int(skip_setup)):
+        with capture_output(display=True):
+            result = shell.run_cell(cell.source, store_history=False)
+        if not result.success:
+            raise RuntimeError(f"{path.name}: code cell {index} failed: "
+                               f"{result.error_in_exec or result.error_before_exec!r}")
+        if "parameters" in cell.metadata.get("tags", []):
+            shell.user_ns.update(parameters)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return path
 
 
 def fashion_folders() -> list[Path]:
@@ -134,3 +238,126 @@ def _show(markdown: str) -> None:
         display(Markdown(markdown))
     else:
         print(markdown.replace("**", "").replace("`", ""))
+
+
+# ---------------------------------------------------------- every number in the prose is true --
+
+PROSE_CONSTANTS = {
+    "5": "the margin m = 5 (the authors' code) and 5 seeds",
+    "2": "the triplet weight 2 (the authors' code)",
+    "4": "the temperature T = 4 of Hinton KD",
+    "1": "T = 1, seed 1, one seed",
+    "0.01": "the paper's learning rate and the weight decay of the student alone",
+    "0.007": "the paper's weight decay of the distilled students",
+    "0.9": "the paper's SGD momentum",
+    "100": "the paper's batch size",
+    "10": "the number of classes",
+    "28": "Fashion-MNIST's 28 x 28 images",
+    "8": "the digits' 8 x 8 images",
+    "95": "95 % intervals",
+    "83.75": "the teacher accuracy the authors' notebook records",
+    "80.91": "the triplet student accuracy the authors' notebook records",
+    "95.59": "the triplet student's training accuracy the authors' notebook records",
+    "500": "the authors' 500 epochs",
+    "120": "the lab's 120 minutes",
+}
+"""Numbers a notebook's prose may state without printing them: the paper's constants. Every
+other number in a Markdown cell must appear in the notebook's outputs
+(:func:`unsourced_numbers`)."""
+
+_REFERENCES = re.compile(r"^#+\s*References\b.*", re.S | re.M)
+_SKIPPED = re.compile(
+    r"`[^`]*`"  # code: identifiers and file names (kd-t4, results/fashion/1.json)
+    r"|\$\$.*?\$\$|\$[^$]*\$"  # formulas: definitions, not measurements
+    r"|\]\([^)]*\)|<[^>]+>|https?://\S+"  # link targets, HTML tags, addresses
+    r"|arXiv:\S+|\b(?:19|20)\d\d\b"  # citations: identifiers and years
+    r"|^\s*(?:[-*]\s+)?\**\d+\.(?=\s)"  # a numbered item or exercise title ("**2. The gap")
+    r"|\b0\d[a-z]?\b"  # a notebook's number: 00 ... 06, 03b
+    r"|§\s*\d+", re.S | re.M)
+_PROSE_NUMBER = re.compile(r"(?<![\w.,/-])[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w/-])")
+_OUTPUT_NUMBER = re.compile(r"[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _value(token: str) -> float:
+    return float(token.replace(",", "").replace("−", "-").lstrip("+"))
+
+
+def output_text(nb) -> str:
+    """Everything a notebook's code cells printed or displayed as text (streams, text/plain,
+    text/markdown, text/html), one string."""
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                parts.append(output.get("text", ""))
+            for kind in ("text/plain", "text/markdown", "text/html"):
+                parts.append(output.get("data", {}).get(kind, ""))
+    return "\n".join(parts)
+
+
+def prose_numbers(markdown: str) -> list[str]:
+    """The numbers of a Markdown cell's prose, as written: code spans, formulas, links, HTML,
+    citations and years, list and exercise numbers, notebook numbers (``03``, ``03b``) and a
+    "References" section are not prose numbers; nor a digit inside a word (CIFAR-10, T4)."""
+    text = _SKIPPED.sub(" ", _REFERENCES.sub("", markdown))
+    return [m.group().rstrip(".") for m in _PROSE_NUMBER.finditer(text)]
+
+
+def _matches(token: str, outputs: list[str]) -> bool:
+    """Whether the prose number ``token`` is one of ``outputs``: an integer exactly, a decimal
+    with d places when an output rounds to it at d places (prose 0.18 for a printed 0.176).
+    A leading minus sign is not required on either side ("−1.03 points" or "by 1.03")."""
+    value = abs(_value(token))
+    places = len(token.split(".")[1]) if "." in token else 0
+    for out in outputs:
+        number = abs(_value(out))
+        if places == 0 and "." not in out and number == value:
+            return True
+        if places and round(number, places) == round(value, places):
+            return True
+    return False
+
+
+def unsourced_numbers(nb, more_outputs: str = "", constants=None) -> list[tuple[int, str, str]]:
+    """The numbers in ``nb``'s Markdown cells that appear neither in its outputs (nor in
+    ``more_outputs``: for a solution notebook, its lesson's) nor in ``constants`` (default
+    :data:`PROSE_CONSTANTS`): ``(cell index, number, the words around it)`` for each. The
+    test ``tests/test_prose_numbers.py`` wants none; ``python notebooks/execute.py
+    --check-prose 03`` lists them."""
+    constants = PROSE_CONSTANTS if constants is None else constants
+    outputs = _OUTPUT_NUMBER.findall(output_text(nb) + "\n" + more_outputs)
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        text = _SKIPPED.sub(" ", _REFERENCES.sub("", cell.source))
+        for match in _PROSE_NUMBER.finditer(text):
+            token = match.group().rstrip(".")
+            plain = token.replace(",", "").lstrip("+-−")
+            if plain in constants or _matches(token, outputs):
+                continue
+            context = " ".join(text[max(0, match.start() - 40):match.end() + 25].split())
+            found.append((index, token, context))
+    return found
+
+
+def lesson_of(solutions: Path) -> Path:
+    """The lesson notebook a solution notebook ``notebooks/solutions/NN_solutions.ipynb``
+    answers: ``notebooks/NN_*.ipynb`` (``ValueError`` unless exactly one)."""
+    stem = solutions.name.removesuffix("_solutions.ipynb")
+    found = [p for p in solutions.parent.parent.glob(f"{stem}_*.ipynb")]
+    if len(found) != 1:
+        raise ValueError(f"{solutions.name}: {len(found)} lesson notebooks {stem}_*.ipynb")
+    return found[0]
+
+
+def prose_check(path: Path) -> list[tuple[int, str, str]]:
+    """:func:`unsourced_numbers` of the committed notebook at ``path``; a solution notebook's
+    prose may also use its lesson's outputs."""
+    import nbformat
+
+    path = Path(path)
+    more = ""
+    if path.parent.name == "solutions":
+        more = output_text(nbformat.read(lesson_of(path), as_version=4))
+    return unsourced_numbers(nbformat.read(path, as_version=4), more)
