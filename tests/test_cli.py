@@ -164,13 +164,19 @@ def test_exit_code_2_from_a_real_process(tmp_path):
 
 def test_reproduce_passes_jobs_and_main_only_to_the_library(tmp_path, monkeypatch):
     import tkd.cli
-    from tkd.experiments import MAIN
+    from tkd.experiments import MAIN, main_experiments
 
     calls = []
     monkeypatch.setattr(tkd.cli, "reproduce", lambda **kwargs: calls.append(kwargs))
     assert main(["reproduce", "--preset", "quick", "--main-only", "--jobs", "2",
-                 "--no-figures", "--results", str(tmp_path), "--tensorboard", "tb"]) == 0
-    assert calls[0]["experiments"] == list(MAIN) and calls[0]["jobs"] == 2
+                 "--no-figures", "--results", str(tmp_path), "--tensorboard", "tb",
+                 "--cpu-mode", "native"]) == 0
+    assert calls[0]["experiments"] == main_experiments("quick") and calls[0]["jobs"] == 2
+    assert "logit-mse" not in calls[0]["experiments"]  # lr 0.01 stays in the rate grid
+    assert "logit-mse-lr0.003" in calls[0]["experiments"]
+    assert main(["reproduce", "--preset", "fashion", "--main-only", "--no-figures",
+                 "--results", str(tmp_path)]) == 0  # native by default: no restart
+    assert calls[1]["experiments"] == list(MAIN)
     assert (calls[0]["root"], calls[0]["tensorboard"]) == (str(tmp_path), "tb")
 
 

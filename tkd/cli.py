@@ -18,7 +18,15 @@ import pandas as pd
 
 from tkd.checkpoint import CheckpointError, load_model, save_model
 from tkd.data import DATASETS, load_dataset
-from tkd.experiments import EXPERIMENTS, MAIN, PRESETS, plan, results_root
+from tkd.experiments import (
+    EXPERIMENTS,
+    MAIN,
+    PRESETS,
+    get_preset,
+    main_experiments,
+    plan,
+    results_root,
+)
 from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
 from tkd.files import atomic_write_text
 from tkd.grid import reproduce
@@ -26,9 +34,10 @@ from tkd.live import EpochLog
 from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
+from tkd.portable import MODES, is_portable, reexec_portable
 from tkd.results import make_record, provenance, save_record
 from tkd.train import TrainConfig, fit, pick_device, seed_everything
-from tkd.verify import compare_runs, machine_note, summary_line
+from tkd.verify import level_lines, levels, machine_note, reproduced
 
 
 def _integer(low: int, high: float, wanted: str):
@@ -187,6 +196,12 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--jobs", type=_positive_int, default=1,
                         help="runs trained side by side on this machine (default 1)")
+    parser.add_argument("--cpu-mode", choices=MODES, default=None,
+                        help="portable: cap ATen, oneDNN and MKL at AVX2 with fixed threads, so "
+                             "that any x86-64 CPU model trains the same bits (the command "
+                             "restarts itself with the caps set); native: the fastest kernels "
+                             "this CPU has. Default: portable for --preset quick, else native; "
+                             "--cpu-mode native turns it off. Runs on a GPU ignore it")
     parser.add_argument("--device", default=None)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
@@ -212,18 +227,41 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 def reproduce_command(args: argparse.Namespace) -> int:
     """Run ``tkd reproduce``: every planned run (teacher first) here or on a cluster, then
     rebuild the figures (unless ``--no-figures`` or the runs were only submitted)."""
-    experiments = list(MAIN) if args.main_only else args.experiments
+    experiments = main_experiments(args.preset) if args.main_only else args.experiments
+    threads = _apply_cpu_mode(args)
     if args.executor != "local":
         if not _submit(args, experiments):
             return 0  # submitted to slurm: the records land later
     else:
         reproduce(preset=args.preset, experiments=experiments, seeds=args.seeds,
                   root=args.results, device=args.device, data_root=args.data_root,
-                  threads=args.threads, jobs=args.jobs, tensorboard=args.tensorboard)
+                  threads=threads, jobs=args.jobs, tensorboard=args.tensorboard)
     if not args.no_figures:
         for path in build_figures(args.preset, args.results, args.figures):
             print(f"wrote {path}")
     return 0
+
+
+def _apply_cpu_mode(args: argparse.Namespace) -> int | None:
+    """The threads per run; in the portable CPU mode (:mod:`tkd.portable`) on the CPU, first
+    restart this command with its caps unless they are set. A call from Python (not the shell)
+    cannot restart: it gets a ``ValueError`` saying what to do instead."""
+    mode = args.cpu_mode or ("portable" if args.preset == "quick" else "native")
+    on_cpu = args.device == "cpu" or (args.device is None and pick_device().type == "cpu")
+    if mode != "portable" or args.executor != "local" or not on_cpu:
+        return args.threads
+    threads = args.threads or get_preset(args.preset).threads or 1
+    if not is_portable():
+        if args.entry_argv is None:
+            raise ValueError("--cpu-mode portable sets CPU caps that torch reads when it "
+                             "starts: run `python -m tkd reproduce ...` from a shell (it "
+                             "restarts itself with them), set the variables of "
+                             "tkd.portable.portable_environment() before Python starts, or "
+                             "pass --cpu-mode native")
+        print(f"portable CPU mode: restarting with ATen, oneDNN and MKL capped at AVX2, "
+              f"{threads} thread(s) per run (--cpu-mode native turns it off)")
+        reexec_portable(args.entry_argv, threads)
+    return threads
 
 
 def _submit(args: argparse.Namespace, experiments: list[str] | None) -> bool:
@@ -250,24 +288,23 @@ def figures_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    """Run ``tkd verify``: the fresh runs' table, each run beside its committed record, and one
-    summary line; exit code 0 if every run matches, else 1."""
+    """Run ``tkd verify``: the fresh runs' table, then the three levels of
+    :mod:`tkd.verify` (identical, within noise, same conclusions), one line each, and a last
+    line; exit code 0 when the results came out again (levels 2 and 3), else 1."""
     fresh_records = load_records(args.preset, args.fresh)
-    fresh = runs_frame(fresh_records)
+    fresh = runs_frame(fresh_records, check=False)
     if not len(fresh):
         raise FileNotFoundError(f"no runs of preset {args.preset!r} under {args.fresh}")
     print(f"fresh runs in {args.fresh}:")
     print(table_markdown(comparison_table(fresh, ["teacher", *MAIN, *EXPERIMENTS])))
-    frame = compare_runs(args.fresh, args.committed, args.preset, args.tolerance)
-    print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-    print(summary_line(frame))
-    matched = bool(len(frame) and frame["match"].all())
-    note = None if matched else machine_note(fresh_records,
-                                             load_records(args.preset, args.committed))
-    if note:
-        print(f"note: {note}. To compare the final accuracies within 0.6 points: python -m tkd "
-              f"verify --preset {args.preset} --fresh {args.fresh} --tolerance 0.6")
-    return 0 if matched else 1
+    result = levels(args.fresh, args.committed, args.preset)
+    print(result["identical"].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if not result["identical"].match.all():
+        note = machine_note(fresh_records, load_records(args.preset, args.committed))
+        if note:
+            print(f"note: {note}.")
+    print("\n".join(level_lines(result)))
+    return 0 if reproduced(result) else 1
 
 
 def equivalence_command(args: argparse.Namespace) -> int:
@@ -329,9 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fresh", required=True, help="results root of the fresh runs")
     check.add_argument("--committed", default=None, help="results root of the committed "
                        "records (default $TKD_RESULTS or ./results)")
-    check.add_argument("--tolerance", type=_non_negative, default=None,
-                       help="allowed |delta test acc| in points (default: 0 on the same device "
-                            "type, 0.5 across device types)")
     check.set_defaults(run=verify_command)
     _add_migration_commands(commands)
     return parser
@@ -341,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tkd`` and the ``tkd`` script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.entry_argv = sys.argv[1:] if argv is None else None  # a shell command can restart
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as error:

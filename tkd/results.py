@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from tkd.files import atomic_write_json
+from tkd.portable import cpu_mode
 from tkd.provenance import code_fingerprint
 
 
@@ -38,6 +39,8 @@ def environment_info(device: str | torch.device) -> dict:
         # the vector instructions torch's CPU kernels use: other ones can round differently
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+    if device.type == "cpu":
+        info["cpu_mode"] = cpu_mode()  # portable (capped at AVX2) or native kernels
     return {**info, **_cuda_info()} if device.type == "cuda" else info
 
 

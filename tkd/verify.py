@@ -1,21 +1,35 @@
 """Do fresh runs reproduce the committed records? (``python -m tkd verify``, ``make reproduce``)
 
-:func:`compare_runs` puts each committed run of the experiments the fresh folder holds beside
-its fresh twin: final test accuracy of both, ``|Δ|`` in points, and whether the per-epoch
-history is the same (timing columns ignored). On the same device type a run must reproduce
-exactly (tolerance 0: same accuracy, same history); across device types (e.g. CUDA against the
-committed CPU records) floating-point sums differ, so the final test accuracy may differ by
-:data:`CROSS_DEVICE_TOLERANCE` points and the history is reported but not required to match.
+Three levels, each answered on its own:
+
+1. **identical** (:func:`compare_runs`): every fresh run's per-epoch history equals its
+   committed twin's bit for bit (timing aside). Expected on the machine that trained the
+   records, and on any CPU model in the portable CPU mode (:mod:`tkd.portable`).
+2. **within noise** (:func:`noise_frame`): every fresh run's final test accuracy lies within
+   its experiment's bound of the committed one, the bound being the committed seeds' spread
+   (max - min) or :data:`IMAGE_FLOOR` test images, whichever is larger; and each experiment's
+   fresh mean lies inside the committed mean's 95 % t-interval widened by the same floor. A
+   run that ended at chance on one side and not on the other is a categorical mismatch.
+3. **same conclusions** (:func:`conclusion_frame`): every step of the preset's verdict (the
+   paper's ordering and the README's paired comparisons) reads the same (holds / refuted /
+   not shown) on the fresh runs as on the committed ones, with the same choices on
+   validation.
+
+The results came out again when levels 2 and 3 hold; level 1 says whether they came out to
+the bit.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from tkd.figures import load_records
+from tkd.figures import headline_pairs, load_records, runs_frame
+from tkd.verdict import NOT_SHOWN, ladder, paired
 
 TIMING_COLUMNS = ("epoch_seconds", "images_per_second")
 CROSS_DEVICE_TOLERANCE = 0.5  # points of test accuracy, fresh and committed on other devices
@@ -121,3 +135,141 @@ def _why(row) -> str:
         return f"{row.experiment} seed {row.seed} (no fresh run)"
     history = "" if row.history_match else ", history differs"
     return f"{row.experiment} seed {row.seed} (|Δacc| {row.delta:.2f}{history})"
+
+
+IMAGE_FLOOR = 3
+"""Test images: the smallest accuracy difference the "within noise" level tolerates, so that
+seeds that agree to the image (a zero spread) still allow a rounding-sized change."""
+
+
+def _final_points(runs: pd.DataFrame, experiment: str) -> pd.Series:
+    part = runs[runs.experiment == experiment]
+    return 100 * part.set_index("seed").test_acc
+
+
+def _test_images(records: list[dict]) -> int:
+    sizes = [r.get("provenance", {}).get("data", {}).get("sizes", {}).get("test")
+             for r in records]
+    sizes = [s for s in sizes if s]
+    if not sizes:
+        raise ValueError("the records do not state their test-set size (provenance.data.sizes)")
+    return int(sizes[0])
+
+
+def noise_frame(fresh: list[dict], committed: list[dict]) -> pd.DataFrame:
+    """Level 2, one row per experiment the fresh records hold (the teacher aside): ``seeds``,
+    ``bound`` (points: the committed seeds' spread, at least :data:`IMAGE_FLOOR` test images),
+    ``worst`` (largest per-run ``|fresh - committed|``), ``committed_mean`` and its widened
+    interval ``low``/``high``, ``fresh_mean``, ``categorical`` (seeds that ended at chance on
+    one side only), ``missing`` (committed seeds without a fresh run) and ``ok``."""
+    new, old = runs_frame(fresh, check=False), runs_frame(committed, check=False)
+    floor = 100 * IMAGE_FLOOR / _test_images(committed or fresh)
+    rows = []
+    for name in dict.fromkeys(new.experiment):
+        if name == "teacher" or name not in set(old.experiment):
+            continue
+        a, b = _final_points(new, name), _final_points(old, name)
+        seeds = b.index.intersection(a.index)
+        spread = float(b.max() - b.min()) if len(b) > 1 else 0.0
+        bound = max(spread, floor)
+        half = (float(stats.t.ppf(0.975, len(b) - 1) * b.std(ddof=1) / math.sqrt(len(b)))
+                if len(b) > 1 else 0.0)
+        low, high = b.mean() - half - floor, b.mean() + half + floor
+        chance_new = new[new.experiment == name].set_index("seed").at_chance
+        chance_old = old[old.experiment == name].set_index("seed").at_chance
+        categorical = [int(s) for s in seeds if chance_new[s] != chance_old[s]]
+        worst = float((a[seeds] - b[seeds]).abs().max()) if len(seeds) else math.nan
+        missing = [int(s) for s in b.index.difference(a.index)]
+        ok = (not categorical and not missing and worst <= bound + 1e-9
+              and low - 1e-9 <= a.mean() <= high + 1e-9)
+        rows.append({"experiment": name, "seeds": len(seeds), "bound": bound, "worst": worst,
+                     "committed_mean": float(b.mean()), "low": low, "high": high,
+                     "fresh_mean": float(a.mean()), "categorical": categorical,
+                     "missing": missing, "ok": bool(ok)})
+    return pd.DataFrame(rows, columns=["experiment", "seeds", "bound", "worst",
+                                       "committed_mean", "low", "high", "fresh_mean",
+                                       "categorical", "missing", "ok"])
+
+
+def verdict_steps(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The claims "a beats b" of a preset's verdict: the paper's ordering
+    (:func:`tkd.verdict.ladder`) and the README's paired comparisons
+    (:func:`tkd.figures.headline_pairs`), choices on validation made on ``runs``."""
+    steps = [(s["a"], s["b"]) for s in ladder(runs)] + headline_pairs(runs)
+    return list(dict.fromkeys(steps))
+
+
+def conclusion_frame(fresh: list[dict], committed: list[dict]) -> pd.DataFrame:
+    """Level 3, one row per step of either side's :func:`verdict_steps` (the committed runs
+    restricted to the fresh ones' experiments): ``a``, ``b``, ``committed`` and ``fresh``
+    (holds / refuted / not shown, or "not a step" where validation chose another method) and
+    ``ok`` (both read the same)."""
+    new = runs_frame(fresh, check=False)
+    old = runs_frame(committed, check=False)
+    old = old[old.experiment.isin(set(new.experiment))]
+    ours, theirs = verdict_steps(new), verdict_steps(old)
+    rows = []
+    for a, b in dict.fromkeys([*theirs, *ours]):
+        was = paired(old, a, b)["reading"] if (a, b) in theirs else "not a step"
+        now = paired(new, a, b)["reading"] if (a, b) in ours else "not a step"
+        rows.append({"a": a, "b": b, "committed": was, "fresh": now, "ok": was == now})
+    return pd.DataFrame(rows, columns=["a", "b", "committed", "fresh", "ok"])
+
+
+def levels(fresh_root, committed_root, preset: str) -> dict:
+    """All three levels for the fresh runs under ``fresh_root``: ``{"identical": frame,
+    "noise": frame, "conclusions": frame}`` (see :func:`compare_runs`, :func:`noise_frame`,
+    :func:`conclusion_frame`)."""
+    fresh = load_records(preset, fresh_root)
+    names = {r["config"]["experiment"] for r in fresh}
+    committed = [r for r in load_records(preset, committed_root)
+                 if r["config"]["experiment"] in names]
+    return {"identical": compare_runs(fresh_root, committed_root, preset),
+            "noise": noise_frame(fresh, committed),
+            "conclusions": conclusion_frame(fresh, committed)}
+
+
+def level_lines(result: dict) -> list[str]:
+    """One line per level saying whether it holds and, if not, what failed; then one last
+    line: whether the results came out again (levels 2 and 3)."""
+    exact, noise, steps = result["identical"], result["noise"], result["conclusions"]
+    one = bool(len(exact) and exact.match.all())
+    two = bool(len(noise) and noise.ok.all())
+    three = bool(steps.ok.all())
+    lines = [f"level 1, identical: {'yes' if one else 'no'}: " + summary_line(exact)]
+    bad = [_noise_why(r) for r in noise[~noise.ok].itertuples()]
+    lines.append(f"level 2, within noise: {'yes' if two else 'NO'}: {int(noise.ok.sum())}/"
+                 f"{len(noise)} experiments within their seed spread (at least "
+                 f"{IMAGE_FLOOR} test images)" + (f"; outside: {'; '.join(bad)}" if bad else ""))
+    flipped = [f"`{r.a}` > `{r.b}` {r.committed} -> {r.fresh}"
+               for r in steps[~steps.ok].itertuples()]
+    shown = int((steps.committed != NOT_SHOWN).sum())
+    lines.append(f"level 3, same conclusions: {'yes' if three else 'NO'}: {int(steps.ok.sum())}"
+                 f"/{len(steps)} verdict steps read the same ({shown} of them hold or are "
+                 f"refuted in the records)" + (f"; changed: {'; '.join(flipped)}"
+                                                 if flipped else ""))
+    if two and three:
+        lines.append("REPRODUCED: every run within noise and every conclusion the same ("
+                     + ("identical to the bit" if one else "not identical to the bit") + ")")
+    else:
+        lines.append("NOT REPRODUCED: " + " and ".join(
+            name for name, held in (("level 2 (within noise)", two),
+                                    ("level 3 (same conclusions)", three)) if not held)
+            + " failed; see the lines above")
+    return lines
+
+
+def reproduced(result: dict) -> bool:
+    """Whether levels 2 and 3 hold: the results came out again."""
+    return bool(len(result["noise"]) and result["noise"].ok.all()
+                and result["conclusions"].ok.all())
+
+
+def _noise_why(row) -> str:
+    if row.categorical:
+        return (f"{row.experiment} seeds {row.categorical} ended at chance on one side only "
+                "(a categorical mismatch)")
+    if row.missing:
+        return f"{row.experiment} seeds {row.missing} have no fresh run"
+    return (f"{row.experiment} (worst |Δ| {row.worst:.2f} > {row.bound:.2f} points, or mean "
+            f"{row.fresh_mean:.2f} outside [{row.low:.2f}, {row.high:.2f}])")

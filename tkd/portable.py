@@ -1,0 +1,65 @@
+"""The portable CPU mode: numerics that do not depend on the CPU model.
+
+Three libraries under torch choose their kernels by the instructions the CPU has, and kernels
+for other instructions round differently: ATen's vectorised kernels (``ATEN_CPU_CAPABILITY``),
+oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``) and MKL's BLAS (``MKL_CBWR``, its conditional
+numerical reproducibility, which also needs a fixed thread count and ``MKL_DYNAMIC=FALSE``).
+The portable mode caps all three at AVX2 (which Intel and AMD x86-64 CPUs of the last decade
+share) and fixes the threads, so that two machines of different CPU models can train the same
+bits. The caps are read when torch initialises, so they must be in the environment before
+``import torch``: :func:`reexec_portable` restarts the command with them, and worker processes
+(``--jobs``, spawned) inherit them. Each record states the mode it was trained in
+(``environment["cpu_mode"]``, see :func:`cpu_mode`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+LEVEL = "avx2"
+MODES = ("portable", "native")
+
+
+def portable_environment(threads: int = 1) -> dict[str, str]:
+    """The environment variables of the portable mode with ``threads`` threads per run."""
+    return {
+        "ATEN_CPU_CAPABILITY": LEVEL,
+        "ONEDNN_MAX_CPU_ISA": LEVEL.upper(),
+        "MKL_CBWR": f"{LEVEL.upper()},STRICT",
+        "MKL_DYNAMIC": "FALSE",
+        "MKL_NUM_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(threads),
+    }
+
+
+def is_portable(environ: dict | None = None) -> bool:
+    """Whether ``environ`` (default: this process's) holds every cap of the portable mode."""
+    environ = os.environ if environ is None else environ
+    wanted = portable_environment(1)
+    caps = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "MKL_DYNAMIC")
+    return all(environ.get(k, "").upper() == wanted[k].upper() for k in caps)
+
+
+def cpu_mode() -> dict:
+    """What a record states of the CPU numerics: ``mode`` (portable or native), the caps in
+    force (None where unset) and the instruction set ATen's kernels use now."""
+    import torch
+
+    keys = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "MKL_DYNAMIC",
+            "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+    return {"mode": "portable" if is_portable() else "native",
+            "aten": torch.backends.cpu.get_cpu_capability(),
+            **{k.lower(): os.environ.get(k) for k in keys}}
+
+
+def reexec_portable(argv: list[str], threads: int = 1) -> None:
+    """Restart ``python -m tkd <argv>`` in the portable mode, unless this process is already
+    in it (then return). The caps must precede torch's initialisation, which has happened by
+    the time a command is parsed, so the process replaces itself (``os.execve``)."""
+    if is_portable():
+        return
+    environ = {**os.environ, **portable_environment(threads)}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "tkd", *argv], environ)
