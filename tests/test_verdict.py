@@ -148,3 +148,21 @@ def test_a_step_with_one_common_seed_is_not_shown_and_counts_it():
     one = runs({"triplet": [0.90], "kd-t4": [0.91], "logit-mse": [0.5, 0.6],
                 "ce-wd0.007": [0.88]})
     assert "`triplet` > `kd-t4`: not shown (1 common seed)" in vd.verdict_text(one, "toy")
+
+
+def test_todays_logit_kd_enters_at_its_setting_chosen_on_validation():
+    table = runs({"kd-t4": [0.90, 0.91, 0.90], "triplet": [0.89, 0.89, 0.90],
+                  "triplet-batch-semihard": [0.93, 0.935, 0.94],
+                  "triplet-batch-hard": [0.91, 0.92, 0.92],
+                  "dkd": [0.91, 0.92, 0.91], "dkd-b2": [0.95, 0.95, 0.95],
+                  "triplet-ls": [0.90, 0.90, 0.91], "triplet-ls-m2": [0.93, 0.93, 0.93]},
+                 val={"dkd": 0.93, "dkd-b2": 0.90, "triplet-ls": 0.90, "triplet-ls-m2": 0.95,
+                      "triplet-batch-semihard": 0.93, "triplet-batch-hard": 0.92})
+    assert vd.modern_methods(table) == ["dkd", "triplet-ls-m2"]  # not dkd-b2: test is unseen
+    frame = vd.modern_frame(table).set_index(["a", "b"])
+    assert ("dkd-b2", "kd-t4") not in frame.index
+    assert frame.loc[("dkd", "kd-t4"), "mean"] == pytest.approx(1.0)
+    assert frame.loc[("dkd", "triplet-batch-semihard"), "reading"] == vd.REFUTED
+    assert frame.loc[("triplet-ls-m2", "triplet"), "reading"] == vd.HOLDS  # the raw twin
+    assert "`dkd` > `kd-t4`" in vd.modern_sentence(table)
+    assert vd.modern_sentence(runs({"kd-t4": [0.9]})) == ""

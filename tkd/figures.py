@@ -35,6 +35,7 @@ from tkd.experiments import (  # noqa: E402
     LR_SWEEP,
     MAIN,
     MINED,
+    MODERN,
     PRESETS,
     RELATIONS,
     SWEEP_NAMES,
@@ -61,6 +62,7 @@ from tkd.verdict import (  # noqa: E402
     STUDENT_ALONE,
     best_on_validation,
     chosen_rates,
+    modern_frame,
     relations_frame,
     relations_markdown,
     schedule_frame,
@@ -586,7 +588,7 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     warning = stale_warning(runs)
     if warning:
         log(warning)
-    compared = ["teacher", *MAIN, *LR_SWEEP, *RELATIONS, *GENERALITY]
+    compared = ["teacher", *MAIN, *LR_SWEEP, *RELATIONS, *GENERALITY, *MODERN]
     table = comparison_table(runs, compared, load_failures(name, root))
     written = [folder / "comparison.csv", folder / "comparison.md"]
     atomic_write_csv(table, written[0], float_format="%.4f")
@@ -600,10 +602,11 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     atomic_write_text(folder / "phases.md", phase_markdown(phase_table(runs, compared[1:])))
     written += [folder / "paired.csv", folder / "paired.md", folder / "verdict.md",
                 folder / "phases.md"]
-    relations = relations_frame(runs[runs.experiment != "teacher"])
-    if len(relations):
-        atomic_write_text(folder / "relations.md", relations_markdown(relations))
-        written.append(folder / "relations.md")
+    for kind, frame in (("relations", relations_frame), ("modern", modern_frame)):
+        rows = frame(runs[runs.experiment != "teacher"])
+        if len(rows):  # the same table shape: one row per method, one column per reference
+            atomic_write_text(folder / f"{kind}.md", relations_markdown(rows))
+            written.append(folder / f"{kind}.md")
     written += _schedule_outputs(name, root, folder)
     beside = beside_markdown(name, root)
     if beside:

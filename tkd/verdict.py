@@ -20,7 +20,7 @@ import math
 
 import pandas as pd
 
-from tkd.experiments import MINED, WEIGHT_GRIDS
+from tkd.experiments import MINED, MODERN_GRIDS, WEIGHT_GRIDS
 from tkd.stats import paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
@@ -147,7 +147,7 @@ def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = No
         tie = f" (tied on validation with {', '.join(others)})" if others else ""
         text += (f"The best mined triplet on validation{tie}: "
                  + _step_text(paired(runs, mined, "kd-t4")) + ". ")
-    text += relations_sentence(runs)
+    text += relations_sentence(runs) + modern_sentence(runs)
     if teacher_acc is not None:
         means = 100 * runs.groupby("experiment").test_acc.mean()
         above = sorted(means[means > 100 * teacher_acc].index)
@@ -252,3 +252,41 @@ def relations_sentence(runs: pd.DataFrame) -> str:
         return ""
     return "Relation- and feature-based KD (RepDistiller's weights; PKT's and the hint's " \
            "chosen on validation): " + "; ".join(parts) + ". "
+
+
+def modern_methods(runs: pd.DataFrame) -> list[str]:
+    """Today's logit distillation with runs (DKD, DIST, KD on standardized logits, the paper's
+    and the semi-hard triplet on standardized logits), each at its setting chosen on validation
+    from its grid in :data:`~tkd.experiments.MODERN_GRIDS`."""
+    chosen = [best_on_validation(runs, grid) for grid in MODERN_GRIDS.values()]
+    return [n for n in chosen if n]
+
+
+def modern_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each of :func:`modern_methods` against Hinton KD, the paper's triplet and the best mined
+    triplet on validation, and each standardized triplet against the same triplet on raw
+    logits: one row per pair, columns a, b, n, mean, low, high (points) and reading."""
+    mined = best_on_validation(runs, MINED)
+    present = set(runs.experiment)
+    references = [r for r in ["kd-t4", "triplet", mined] if r in present]
+    raw = {"triplet-ls": "triplet", "triplet-batch-semihard-ls": "triplet-batch-semihard"}
+    pairs = [(a, b) for a in modern_methods(runs) for b in references]
+    for family, base in raw.items():
+        chosen = best_on_validation(runs, MODERN_GRIDS[family])
+        if chosen and base in present:
+            pairs.append((chosen, base))
+    rows = [paired(runs, a, b) for a, b in dict.fromkeys(pairs)]
+    columns = ["a", "b", "n", "mean", "low", "high", "reading"]
+    return pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
+
+
+def modern_sentence(runs: pd.DataFrame) -> str:
+    """One sentence: each of today's logit-KD methods against Hinton KD and the best mined
+    triplet (empty when none has runs)."""
+    mined = best_on_validation(runs, MINED)
+    frame = modern_frame(runs)
+    parts = [_step_text(r) for r in frame.to_dict("records") if r["b"] in ("kd-t4", mined)]
+    if not parts:
+        return ""
+    return "Today's logit KD (DKD, DIST, logit standardization; settings chosen on " \
+           "validation): " + "; ".join(parts) + ". "
