@@ -361,3 +361,195 @@ def prose_check(path: Path) -> list[tuple[int, str, str]]:
     if path.parent.name == "solutions":
         more = output_text(nbformat.read(lesson_of(path), as_version=4))
     return unsourced_numbers(nbformat.read(path, as_version=4), more)
+
+
+# ------------------------------------------------------------------------------ the lab track --
+
+LAB_TRACK = [
+    # (notebook, sections, minutes, what the students do, what runs in the background)
+    ("00", "Setup; start the lesson run", 5,
+     "run the first cells with LIVE = True: the lesson run starts in the background",
+     "lesson run starts"),
+    ("00", "Knowledge distillation; the triplet; worked example; the answer", 20,
+     "read, run the triplet by hand, read the comparison and the verdict", "lesson run"),
+    ("01", "Inputs; the two networks; the teacher's recipe; why logits", 15,
+     "read, run; look at one right and one wrong image", "lesson run"),
+    ("02", "The three losses by hand; why T²; one Hinton-KD step; logit regression; "
+           "the weight-decay control; the verdict", 30,
+     "read, run the hand-written losses and the training step", "lesson run (ending)"),
+    ("03", "The triplet by hand; one triplet step; four negatives; why the term dies; "
+           "the comparison; the verdict", 30,
+     "read, run the triplet step and the miners", "—"),
+    ("00", "Your turn: the lesson run beside the full comparison", 10,
+     "read the lesson records just trained; do the directions agree?", "—"),
+    ("—", "Wrap-up: summaries; exercises and 'Going further' as homework", 10,
+     "choose two exercises for homework; solutions in notebooks/solutions/", "—"),
+]
+"""The 120-minute lab: one path through notebooks 00-03, in order. Everything else (the
+"Going further" sections at the end of 01-03, the exercises, notebooks 03b and 04-06) is
+self-study. :func:`lab_track` shows it with the measured times of ``lab_timing.json``."""
+
+LAB_TIMING = "lab_timing.json"  # in notebooks/: written by notebooks/time_lab.py
+
+
+def prose_words(path: Path) -> dict[str, int]:
+    """Words of prose (whitespace-separated tokens of the Markdown cells) of a notebook: in
+    its core part, and in its "Going further" part (from the first heading that starts
+    "Going further" to the end, References excluded). The counting rule of the lab track."""
+    import nbformat
+
+    core = further = 0
+    inside = False
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "markdown":
+            continue
+        text = _REFERENCES.sub("", cell.source)
+        start = None if inside else re.search(r"(?m)^#+\s*Going further", text)
+        if start:
+            core += len(text[:start.start()].split())
+            text, inside = text[start.start():], True
+        if inside:
+            further += len(text.split())
+        else:
+            core += len(text.split())
+    return {"core": core, "going further": further}
+
+
+def lab_track():
+    """The lab track as a table: per section its notebook, start and end minute, what the
+    students do and what runs in the background (:data:`LAB_TRACK`)."""
+    import pandas as pd
+
+    rows, start = [], 0
+    for notebook, sections, minutes, doing, background in LAB_TRACK:
+        rows.append({"from (min)": start, "to (min)": start + minutes, "notebook": notebook,
+                     "sections": sections, "what the students do": doing,
+                     "in the background": background})
+        start += minutes
+    return pd.DataFrame(rows).set_index(["from (min)", "to (min)"])
+
+
+def lab_timing(folder: Path | None = None) -> dict:
+    """The measured times of the lab track that ``notebooks/time_lab.py`` wrote to
+    ``notebooks/lab_timing.json`` ({} when it has not run): per notebook the seconds its cells
+    took, the lesson run's seconds, and the machine and its load while it ran."""
+    import json
+
+    folder = Path(folder) if folder else notebook_path("00_quickstart.ipynb").parent
+    path = folder / LAB_TIMING
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def lab_words(folder: Path | None = None):
+    """Words of prose per notebook, core part and "Going further" part (:func:`prose_words`),
+    for the notebooks of the lab track (00-03) and every other one, with totals."""
+    import pandas as pd
+
+    folder = Path(folder) if folder else notebook_path("00_quickstart.ipynb").parent
+    rows = {p.stem: prose_words(p) for p in sorted(folder.glob("*.ipynb"))}
+    frame = pd.DataFrame(rows).T
+    track = [name for name in frame.index if name[:2] in {"00", "01", "02", "03"}
+             and name[2] == "_"]
+    frame["in the lab track"] = ["core part" if n in track else "self-study"
+                                 for n in frame.index]
+    return frame
+
+
+class LessonRun:
+    """The lesson-sized comparison training in a background process (:func:`start_lesson_run`):
+    ``root`` (its results folder), ``log`` (its output), ``done()``, ``wait()``, ``seconds``."""
+
+    def __init__(self, root: Path, process, log: Path):
+        import time
+
+        self.root, self.process, self.log = root, process, log
+        self.started, self.ended = time.perf_counter(), None
+
+    def done(self) -> bool:
+        import time
+
+        if self.process.poll() is not None and self.ended is None:
+            self.ended = time.perf_counter()
+        return self.process.poll() is not None
+
+    def wait(self) -> int:
+        """Wait for the run to finish; its exit status (0: every run trained)."""
+        self.process.wait()
+        self.done()
+        return self.process.returncode
+
+    @property
+    def seconds(self) -> float:
+        import time
+
+        return (self.ended or time.perf_counter()) - self.started
+
+    def status(self) -> str:
+        """One line: running or finished, for how long, and the last line of its log."""
+        last = [line for line in self.log.read_text().splitlines() if line.strip()][-1:] \
+            if self.log.is_file() else []
+        state = (f"finished (exit status {self.process.returncode})" if self.done()
+                 else "still running")
+        return (f"lesson run {state} after {self.seconds / 60:.1f} min in {self.root}"
+                + (f"; last log line: {last[0]}" if last else ""))
+
+
+def start_lesson_run(experiments: list[str], seeds: list[int], jobs: int = 2,
+                     root: Path | None = None) -> LessonRun | str:
+    """Start ``python -m tkd reproduce --preset lesson`` for ``experiments`` x ``seeds`` in a
+    background process, into a fresh folder (default: a new temporary one) that gets a copy of
+    the saved teacher, so the committed records are never touched and the kernel stays free.
+    Returns the :class:`LessonRun`, or a sentence saying why nothing was started (no saved
+    teacher, or one that is stale for this version of tkd: retraining it takes hours)."""
+    import shutil
+    import tempfile
+
+    from tkd import experiments as ex
+    from tkd.grid import teacher_state
+
+    saved = ex.teacher_path(ex.PRESETS["lesson"]).parent
+    owner = ex.get_preset("lesson").teacher_preset or "lesson"
+    state, why = teacher_state("lesson", None, ex.load_data(owner).identity())
+    if state != "current":
+        return (f"The saved teacher is {state}" + (f" ({why})" if why else "") +
+                ": training the lesson runs would first retrain it, so nothing was started.")
+    root = Path(root) if root else Path(tempfile.mkdtemp(prefix="tkd-lesson-"))
+    shutil.copytree(saved, root / saved.relative_to(ex.results_root()), dirs_exist_ok=True)
+    log = root / "lesson-run.log"
+    command = [sys.executable, "-m", "tkd", "reproduce", "--preset", "lesson", "--experiments",
+               *experiments, "--seeds", *map(str, seeds), "--jobs", str(jobs), "--results",
+               str(root), "--no-figures"]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    return LessonRun(root, process, log)
+
+
+FULL_MINUTES = {"00": 45, "01": 40, "02": 60, "03": 75}
+"""Estimated minutes to work through each lab notebook in full: reading at about a hundred
+words a minute, its exercises and its "Going further" sections included."""
+
+
+def time_note(notebook: str) -> str:
+    """One Markdown line for the top of a lab notebook (``"03"``): its minutes in the lab track
+    (:data:`LAB_TRACK`), its time in full (:data:`FULL_MINUTES`), and how long its cells took
+    when ``notebooks/time_lab.py`` last timed the track (:func:`lab_timing`)."""
+    slots, start = [], 0
+    for name, _, minutes, _, _ in LAB_TRACK:
+        if name == notebook and slots and slots[-1][1] == start:
+            slots[-1] = (slots[-1][0], start + minutes)  # adjacent sections: one slot
+        elif name == notebook:
+            slots.append((start, start + minutes))
+        start += minutes
+    total = start
+    lab = sum(b - a for a, b in slots)
+    where = " and ".join(f"{a}–{b}" for a, b in slots)
+    note = (f"**Lab track:** {lab} min (minutes {where} of the {total}-minute lab, "
+            f"notebook 00's plan). **In full:** about {FULL_MINUTES[notebook]} min, the "
+            "exercises and 'Going further' included.")
+    timing = lab_timing()
+    seconds = timing.get("notebook seconds", {})
+    key = next((k for k in seconds if k.startswith(f"{notebook}_")), None)
+    if key:
+        note += (f" Its cells took {seconds[key]:.0f} s when the lab was last timed "
+                 f"({timing['machine']}, with the lesson run training beside it).")
+    return note
