@@ -21,6 +21,9 @@ TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seed
                            headline_seeds=(1,), sweep_seeds=(1,))
 
 
+QUICK = ex.PRESETS["quick"]
+
+
 def test_main_comparison_holds_the_papers_methods():
     assert set(ex.MAIN) == {
         "ce", "ce-wd0.007", "logit-mse", "logit-mse-lr0.001", "ce-mse", "kd-t1", "kd-t4",
@@ -30,12 +33,12 @@ def test_main_comparison_holds_the_papers_methods():
     assert ex.MAIN["logit-mse"].objective().terms == ["mse"]  # Ba & Caruana: no labels
     assert ex.MAIN["ce-mse"].objective().terms == ["ce", "mse"]
     # the two CE baselines differ only in weight decay: the preset's 0.01 and the KD runs' 0.007
-    assert ex.student_config("quick", "ce", 1).weight_decay == 0.01
-    assert ex.student_config("quick", "ce-wd0.007", 1).weight_decay == 0.007
-    assert ex.student_config("quick", "triplet", 1).weight_decay == 0.007
+    assert ex.student_config(QUICK, "ce", 1).weight_decay == 0.01
+    assert ex.student_config(QUICK, "ce-wd0.007", 1).weight_decay == 0.007
+    assert ex.student_config(QUICK, "triplet", 1).weight_decay == 0.007
     # Ba & Caruana's logit MSE also at lr 0.001, where the MSE to raw logits does not blow up
-    assert ex.student_config("quick", "logit-mse-lr0.001", 1).lr == 0.001
-    assert ex.student_config("quick", "logit-mse", 1).lr == ex.PRESETS["quick"].lr
+    assert ex.student_config(QUICK, "logit-mse-lr0.001", 1).lr == 0.001
+    assert ex.student_config(QUICK, "logit-mse", 1).lr == ex.PRESETS["quick"].lr
     triplet = ex.MAIN["triplet"].objective()
     assert (triplet.ce_weight, triplet.triplet_weight, triplet.margin) == (1.0, 2.0, 5.0)
     assert triplet.negatives == "sample" and triplet.kd_weight == 0
@@ -51,7 +54,7 @@ def test_ba_caruana_learning_rate_grid_reuses_the_main_runs():
         "logit-mse": ["logit-mse", "logit-mse-lr0.003", "logit-mse-lr0.001"],
         "ce-mse": ["ce-mse", "ce-mse-lr0.003", "ce-mse-lr0.001"]}
     for family, names in ex.LR_GRID.items():
-        assert [ex.student_config("quick", n, 1).lr for n in names] == list(ex.LR_RATES)
+        assert [ex.student_config(QUICK, n, 1).lr for n in names] == list(ex.LR_RATES)
         assert all(ex.EXPERIMENTS[n].objective() == ex.MAIN[family].objective()
                    for n in names)
     assert set(ex.LR_SWEEP) == {"logit-mse-lr0.003", "ce-mse-lr0.003", "ce-mse-lr0.001"}
@@ -95,7 +98,7 @@ def test_presets_follow_the_protocol():
 def test_results_root_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("TKD_RESULTS", str(tmp_path))
     assert ex.result_path("quick", "ce", 2) == tmp_path / "quick" / "ce" / "2.json"
-    assert ex.teacher_path("fashion") == tmp_path / "fashion" / "teacher" / "model.pt"
+    assert ex.teacher_path(ex.PRESETS["fashion"]) == tmp_path / "fashion" / "teacher" / "model.pt"
 
 
 def test_reproduce_trains_teacher_first_writes_records_and_skips_existing(tmp_path):

@@ -342,7 +342,14 @@ PRESETS["lesson"] = replace(
 
 
 def get_preset(preset: str | Preset) -> Preset:
-    """A :class:`Preset` by name (or the preset itself); ``ValueError`` for unknown names."""
+    """A :class:`Preset` by name (or the preset itself); ``ValueError`` for unknown names.
+
+    The functions a user or a notebook calls with a preset's name (:func:`load_data`,
+    :func:`result_path`, :func:`teacher_path`, :func:`train_teacher`, :func:`train_student`,
+    :func:`plan`, :func:`load_student`, ...) resolve it here once; the internals of a run they
+    call (:func:`teacher_owner`, :func:`teacher_config`, :func:`student_config`,
+    :func:`expected_run`, :func:`run_experiment`, :func:`stale_reason`) take the
+    :class:`Preset` itself."""
     if isinstance(preset, Preset):
         return preset
     if preset not in PRESETS:
@@ -418,10 +425,9 @@ def _relative(path: Path, root: str | Path | None) -> str:
     return Path(path).relative_to(results_root(root)).as_posix()
 
 
-def teacher_config(preset: str | Preset, device: str | None = None) -> TrainConfig:
+def teacher_config(preset: Preset, device: str | None = None) -> TrainConfig:
     """The teacher's recipe: SGD (momentum 0.9, wd 5e-4) with the preset's step schedule,
     on-device random crop and flip where the preset asks for them, seed 1."""
-    preset = get_preset(preset)
     return TrainConfig(epochs=preset.teacher_epochs, batch_size=preset.batch_size,
                        lr=preset.teacher_lr, weight_decay=preset.teacher_weight_decay,
                        lr_step=preset.teacher_lr_step, augment=preset.teacher_augment, seed=1,
@@ -436,7 +442,8 @@ def train_teacher(preset: str | Preset, data: Dataset | None = None,
     provenance holds the sha256 of that ``model.pt``). A preset that shares another's teacher
     (``teacher_preset``) trains it with that preset's recipe and data (``data`` is then
     ignored: it is the sharing preset's). Returns the model in eval mode."""
-    shared = get_preset(preset).teacher_preset is not None
+    preset = get_preset(preset)
+    shared = preset.teacher_preset is not None
     preset = teacher_owner(preset)
     path = teacher_path(preset, root)
     if path.is_file() and not force:
@@ -473,10 +480,10 @@ def student_path(preset: str | Preset, experiment: str, seed: int,
     return result_path(preset, experiment, seed, root).with_suffix(".pt")
 
 
-def student_config(preset: str | Preset, experiment: str | Experiment, seed: int,
+def student_config(preset: Preset, experiment: str | Experiment, seed: int,
                    device: str | None = None, epochs: int | None = None) -> TrainConfig:
     """The TrainConfig of one student run with the preset's recipe."""
-    preset, experiment = get_preset(preset), get_experiment(experiment)
+    experiment = get_experiment(experiment)
     weight_decay = experiment.weight_decay if experiment.weight_decay is not None else (
         preset.ce_weight_decay if experiment.method == "ce" else preset.weight_decay)
     return TrainConfig(epochs=epochs or preset.epochs, batch_size=preset.batch_size,
@@ -525,22 +532,21 @@ def train_student(preset: str | Preset, experiment: str | Experiment, seed: int,
     return model, history, config
 
 
-def expected_run(preset: str | Preset, experiment: str, seed: int,
+def expected_run(preset: Preset, experiment: str, seed: int,
                  epochs: int | None = None) -> dict:
     """The ``config`` a current record of this run must hold."""
-    preset, spec = get_preset(preset), get_experiment(experiment)
+    spec = get_experiment(experiment)
     return run_config(preset, spec.name, seed, student_config(preset, spec, seed, None, epochs),
                       spec.objective().to_dict(), preset.student_model, spec.label)
 
 
-def teacher_owner(preset: str | Preset) -> Preset:
+def teacher_owner(preset: Preset) -> Preset:
     """The preset whose teacher ``preset`` uses: the one named by ``teacher_preset``, else
     ``preset`` itself (its recipe and data split decide whether the shared teacher is current)."""
-    preset = get_preset(preset)
     return get_preset(preset.teacher_preset) if preset.teacher_preset else preset
 
 
-def expected_teacher_run(preset: str | Preset) -> dict:
+def expected_teacher_run(preset: Preset) -> dict:
     """The ``config`` a current record of the preset's teacher (``teacher/1.json``) must hold."""
     owner = teacher_owner(preset)
     return run_config(owner, "teacher", 1, teacher_config(owner), None, owner.teacher_model)
@@ -590,7 +596,7 @@ def code_reason(origin: dict, root: str | Path | None = None) -> str | None:
     return f"the code changed since it was recorded: {', '.join(changed[:3])}{more}"
 
 
-def stale_reason(record: dict, preset: str | Preset, experiment: str, seed: int,
+def stale_reason(record: dict, preset: Preset, experiment: str, seed: int,
                  teacher_sha256: str | None, epochs: int | None = None,
                  data_identity: dict | None = None, root: str | Path | None = None,
                  ) -> str | None:
@@ -617,7 +623,7 @@ def stale_reason(record: dict, preset: str | Preset, experiment: str, seed: int,
     return code_reason(origin, root)
 
 
-def run_experiment(preset: str | Preset, experiment: str | Experiment, seed: int,
+def run_experiment(preset: Preset, experiment: str | Experiment, seed: int,
                    data: Dataset, teacher: torch.nn.Module | None = None,
                    logits: tuple[torch.Tensor, ...] | None = None,
                    root: str | Path | None = None, device: str | None = None,
@@ -627,7 +633,7 @@ def run_experiment(preset: str | Preset, experiment: str | Experiment, seed: int
     ``<seed>.run/`` (resumed if there, with a live ``history.csv``); then save it
     (:func:`student_path`) beside its record ``<seed>.json`` (:func:`result_path`), the last
     file written, and remove the checkpoints. Returns the record."""
-    preset, experiment = get_preset(preset), get_experiment(experiment)
+    experiment = get_experiment(experiment)
     path = result_path(preset, experiment.name, seed, root)
     work = path.with_name(f"{seed}.run")
     log = EpochLog(work, tensorboard, f"{preset.name}/{experiment.name}/{seed}")

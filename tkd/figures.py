@@ -125,11 +125,12 @@ def record_stale_reason(record: dict, root: str | Path | None = None) -> str | N
     preset, name = config.get("preset"), config.get("experiment")
     if preset not in PRESETS or (name != "teacher" and name not in EXPERIMENTS):
         return f"it names no known preset and experiment ({preset}/{name})"
+    preset = PRESETS[preset]
     saved = teacher_path(preset, root)
     uses_teacher = name == "teacher" or EXPERIMENTS[name].objective().needs_teacher
     sha = _sha256(saved, saved.stat().st_mtime_ns) if uses_teacher and saved.is_file() else None
     return stale_reason(record, preset, name, config.get("seed"), sha,
-                        data_identity=_data_identity(preset), root=root)
+                        data_identity=_data_identity(preset.name), root=root)
 
 
 def runs_frame(records: list[dict], root: str | Path | None = None,
