@@ -63,6 +63,7 @@ from tkd.verdict import (  # noqa: E402
     best_on_validation,
     chosen_rates,
     modern_frame,
+    modern_summary,
     relations_frame,
     relations_markdown,
     schedule_frame,
@@ -608,6 +609,10 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
         if len(rows):  # the same table shape: one row per method, one column per reference
             atomic_write_text(folder / f"{kind}.md", relations_markdown(rows))
             written.append(folder / f"{kind}.md")
+    summary = modern_summary(runs[runs.experiment != "teacher"])
+    if summary:
+        atomic_write_text(folder / "modern_summary.md", summary)
+        written.append(folder / "modern_summary.md")
     written += _schedule_outputs(name, root, folder)
     beside = beside_markdown(name, root)
     if beside:

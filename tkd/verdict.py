@@ -290,3 +290,24 @@ def modern_sentence(runs: pd.DataFrame) -> str:
         return ""
     return "Today's logit KD (DKD, DIST, logit standardization; settings chosen on " \
            "validation): " + "; ".join(parts) + ". "
+
+
+def modern_summary(runs: pd.DataFrame) -> str:
+    """One sentence for the README: each of today's logit-KD methods (at its setting chosen on
+    validation) against Hinton KD and the best mined triplet, with its interval once it has
+    two seeds or more (empty when none has runs)."""
+    mined = best_on_validation(runs, MINED)
+    frame = modern_frame(runs)
+    cells = []
+    for a, group in frame.groupby("a", sort=False):
+        parts = []
+        for row in group[group.b.isin(["kd-t4", mined])].to_dict("records"):
+            gap = (f"{row['mean']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}] ({row['n']} "
+                   f"seeds, {row['reading']})" if row["n"] > 1 else f"{row['mean']:+.2f} (1 seed)")
+            parts.append(f"{gap} against `{row['b']}`")
+        if parts:
+            cells.append(f"`{a}` " + " and ".join(parts))
+    if not cells:
+        return ""
+    return ("Today's logit distillation under the same protocol, each at its setting chosen on "
+            "validation (points of test accuracy): " + "; ".join(cells) + ".\n")

@@ -29,6 +29,8 @@ BLOCKS = {
     "fashion-schedule": ("docs/schedule.md", "figures/fashion/schedule.md"),
     "fashion-bn-table": ("docs/schedule.md", "figures/fashion-bn/beside.md"),
     "fashion-relations": ("docs/relations.md", "figures/fashion/relations.md"),
+    "fashion-modern": ("docs/modern.md", "figures/fashion/modern.md"),
+    "fashion-modern-summary": ("README.md", "figures/fashion/modern_summary.md"),
     "lesson-table": ("docs/lesson.md", "figures/lesson/beside.md"),
     "quick-table": ("docs/digits.md", "figures/quick/comparison.md"),
     "quick-paired": ("docs/digits.md", "figures/quick/paired.md"),
