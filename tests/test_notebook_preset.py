@@ -201,3 +201,26 @@ def test_run_notebook_runs_the_lesson_hidden_with_the_callers_parameters(tmp_pat
     with pytest.raises(CellExecutionError, match="code cell 0 failed"):
         NotebookClient(bad, timeout=120, kernel_name="python3",
                        resources={"metadata": {"path": str(tmp_path / "solutions")}}).execute()
+
+
+def test_prose_words_splits_core_and_going_further(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title\n\none two three"),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("four five\n\n## Going further A: six"),
+        nbformat.v4.new_markdown_cell("seven eight"),
+        nbformat.v4.new_markdown_cell("## References\n\n- not counted")])
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    assert notebooks.prose_words(tmp_path / "n.ipynb") == {"core": 7, "going further": 7}
+
+
+def test_time_note_reads_the_plan_and_the_measured_times(tmp_path, monkeypatch):
+    monkeypatch.setattr(notebooks, "lab_timing", lambda: {})
+    note = notebooks.time_note("03")
+    starts = [m for m in notebooks.lab_track().index if m[0] >= 0]
+    assert "120-minute lab" in note and f"{notebooks.FULL_MINUTES['03']} min" in note
+    assert starts[-1][1] == 120 and "cells took" not in note
+    monkeypatch.setattr(notebooks, "lab_timing", lambda: {
+        "machine": "x86_64, 2 CPU cores", "notebook seconds": {"03_triplet_kd": 219.4}})
+    assert "Its cells took 219 s when the lab was last timed (x86_64, 2 CPU cores" in \
+        notebooks.time_note("03")

@@ -64,7 +64,7 @@ def test_committed_notebook_is_valid_and_clean(path):
         f"{path.name} must resolve PRESET with tkd.notebooks.choose_preset(PRESET)")
     assert all(c.get("execution_count") for c in code), f"{path.name} is not committed executed"
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    for heading in ("What you will learn", "How long it takes", "Exercises"):
+    for heading in ("What you will learn", "Prerequisites", "How long it takes", "Exercises"):
         assert heading in text, f"{path.name} lacks '{heading}'"
 
 
@@ -145,6 +145,23 @@ def test_solution_notebook_runs_its_lesson_and_answers_each_exercise(path):
                 assert output.output_type != "error", f"{path.name} holds an error output"
                 said += output.get("text", "") + output.get("data", {}).get("text/plain", "")
         assert "Answer:" in said, f"{path.name}: exercise at cell {first} prints no 'Answer:'"
+
+
+def test_the_lab_track_fits_two_hours_and_its_core_prose_is_8000_to_10000_words():
+    """The lab track (tkd.notebooks.LAB_TRACK) is 120 minutes through 00-03, opened by 00,
+    which shows its plan; the prose of its core parts (before "Going further") is 8,000 to
+    10,000 words; the lab notebooks keep everything else under "Going further"."""
+    from tkd import notebooks
+
+    plan = notebooks.lab_track()
+    assert plan.index[-1][1] == 120 and plan.index[0][0] == 0
+    assert set(plan.notebook) - {"—"} == {"00", "01", "02", "03"}
+    words = notebooks.lab_words(ROOT / "notebooks")
+    core = words[words["in the lab track"] == "core part"]
+    assert 8_000 <= core["core"].sum() <= 10_000, core
+    assert (core.loc[["01_teacher", "02_baselines", "03_triplet_kd"], "going further"] > 0).all()
+    opening = nbformat.read(ROOT / "notebooks" / "00_quickstart.ipynb", as_version=4)
+    assert any("lab_track()" in c.source for c in opening.cells if c.cell_type == "code")
 
 
 @pytest.fixture(scope="module", params=["quick", "fashion"])
