@@ -232,3 +232,17 @@ def test_longer_schedules_scale_every_phase_but_the_last():
         preset = ex.get_preset(name)
         assert (preset.epochs, preset.lr_step, preset.teacher_preset) == (epochs, step,
                                                                           "fashion")
+
+
+def test_quick_main_comparison_takes_ba_caruanas_rate_chosen_on_validation():
+    """``make reproduce`` trains logit regression at the rate the committed learning-rate grid
+    chooses on validation, not at 0.01, where digits runs sit at the edge of divergence."""
+    from tkd.figures import load_records, runs_frame
+    from tkd.verdict import best_on_validation
+
+    runs = runs_frame(load_records("quick"), check=False)
+    chosen = best_on_validation(runs, ex.LR_GRID["logit-mse"])
+    assert chosen == ex.lr_experiment("logit-mse", QUICK.mse_lr).name
+    main = ex.main_experiments(QUICK)
+    assert chosen in main and "logit-mse" not in main
+    assert ex.main_experiments("fashion") == list(ex.MAIN)
