@@ -224,3 +224,38 @@ def test_time_note_reads_the_plan_and_the_measured_times(tmp_path, monkeypatch):
         "machine": "x86_64, 2 CPU cores", "notebook seconds": {"03_triplet_kd": 219.4}})
     assert "Its cells took 219 s when the lab was last timed (x86_64, 2 CPU cores" in \
         notebooks.time_note("03")
+
+
+def test_start_lesson_run_copies_the_teacher_and_starts_the_cli_in_the_background(
+        tmp_path, monkeypatch):
+    """The command notebook 00 starts with LIVE = True: ``python -m tkd reproduce --preset
+    lesson`` into a fresh folder holding a copy of the saved teacher (the process is faked)."""
+    if not (tkd_data.DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    if not ex.teacher_path("lesson").is_file():
+        pytest.skip("needs the committed Fashion-MNIST teacher")
+    started = []
+
+    class FakeProcess:
+        returncode = 0
+
+        def __init__(self, command, stdout, stderr):
+            started.append(command)
+
+        def poll(self):
+            return 0
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(notebooks.subprocess, "Popen", FakeProcess)
+    run = notebooks.start_lesson_run(["ce-wd0.007", "kd-t4"], [1], jobs=2, root=tmp_path)
+    if isinstance(run, str):
+        pytest.skip(run)  # the saved teacher is stale for this checkout's code
+    (command,) = started
+    assert command[1:6] == ["-m", "tkd", "reproduce", "--preset", "lesson"]
+    assert command[command.index("--results") + 1] == str(tmp_path)
+    assert command[command.index("--seeds") + 1:command.index("--jobs")] == ["1"]
+    teacher = ex.teacher_path("lesson", tmp_path)
+    assert teacher.is_file() and teacher.read_bytes() == ex.teacher_path("lesson").read_bytes()
+    assert run.wait() == 0 and run.done() and "finished (exit status 0)" in run.status()

@@ -507,9 +507,10 @@ def start_lesson_run(experiments: list[str], seeds: list[int], jobs: int = 2,
     from tkd import experiments as ex
     from tkd.grid import teacher_state
 
-    saved = ex.teacher_path(ex.PRESETS["lesson"]).parent
-    owner = ex.get_preset("lesson").teacher_preset or "lesson"
-    state, why = teacher_state("lesson", None, ex.load_data(owner).identity())
+    lesson = ex.get_preset("lesson")
+    saved = ex.teacher_path(lesson).parent
+    owner = lesson.teacher_preset or lesson.name
+    state, why = teacher_state(lesson, None, ex.load_data(owner).identity())
     if state != "current":
         return (f"The saved teacher is {state}" + (f" ({why})" if why else "") +
                 ": training the lesson runs would first retrain it, so nothing was started.")
