@@ -236,13 +236,20 @@ def test_longer_schedules_scale_every_phase_but_the_last():
 
 def test_quick_main_comparison_takes_ba_caruanas_rate_chosen_on_validation():
     """``make reproduce`` trains logit regression at the rate the committed learning-rate grid
-    chooses on validation, not at 0.01, where digits runs sit at the edge of divergence."""
+    chooses on validation among the rates below 0.01, where digits runs sit at the edge of
+    divergence (a rounding difference sent a seed to chance on one CPU model and not another);
+    validation cannot tell 0.01 from the chosen rate apart: less than one validation image per
+    seed separates them."""
     from tkd.figures import load_records, runs_frame
-    from tkd.verdict import best_on_validation
+    from tkd.verdict import best_on_validation, validation_means
 
     runs = runs_frame(load_records("quick"), check=False)
-    chosen = best_on_validation(runs, ex.LR_GRID["logit-mse"])
+    stable = [n for n in ex.LR_GRID["logit-mse"] if n != "logit-mse"]
+    chosen = best_on_validation(runs, stable)
     assert chosen == ex.lr_experiment("logit-mse", QUICK.mse_lr).name
+    means = validation_means(runs, ex.LR_GRID["logit-mse"])
+    one_image = 1 / QUICK.validation
+    assert means.max() - means[chosen] < one_image
     main = ex.main_experiments(QUICK)
     assert chosen in main and "logit-mse" not in main
     assert ex.main_experiments("fashion") == list(ex.MAIN)
