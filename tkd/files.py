@@ -102,3 +102,12 @@ def portable_path(path: str | None) -> str | None:
         if not relative.startswith(".."):
             return relative if name is None else f"{name}/{relative}"
     return f"<out>/{os.path.basename(path)}"
+
+
+def open_stream_log(path: str | Path):
+    """A log file opened for writing that a child process streams into while it runs (its
+    stdout, read live by ``tail``): a growing text, not a result, so it is written in place
+    rather than atomically. Use as a context manager; returns the open file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w")

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from tkd import data as tkd_data
 from tkd.data import IDX_FILES, DatasetNotFoundError, load_dataset
+from tkd.files import open_stream_log
 
 AUTO = "auto"
 QUICK_TEST_IMAGES = 359  # the digits' test split (tkd.data.load_dataset("digits"))
@@ -520,7 +521,7 @@ def start_lesson_run(experiments: list[str], seeds: list[int], jobs: int = 2,
     command = [sys.executable, "-m", "tkd", "reproduce", "--preset", "lesson", "--experiments",
                *experiments, "--seeds", *map(str, seeds), "--jobs", str(jobs), "--results",
                str(root), "--no-figures"]
-    with log.open("w") as out:
+    with open_stream_log(log) as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     return LessonRun(root, process, log)
 
