@@ -337,8 +337,8 @@ PRESETS["lesson"] = replace(
     sweep_seeds=(1, 2, 3), teacher_preset="fashion",
     description="a lesson-sized Fashion-MNIST run: the fashion recipe (30 epochs, x0.1 at 10, "
                 "20) on 10,000 of its 55,000 training images, same validation and test sets and "
-                "the same teacher; the four LESSON methods of one seed take about 7 min on a "
-                "2-core CPU with --jobs 2")
+                "the same teacher; the four LESSON methods of one seed take about 7 min on an "
+                "idle 2-core CPU with --jobs 2 (35 min with other jobs sharing the cores)")
 
 
 def get_preset(preset: str | Preset) -> Preset:
