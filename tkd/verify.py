@@ -86,8 +86,14 @@ def compare_runs(fresh_root: str | Path, committed_root: str | Path | None, pres
     ``tolerance`` in points; ``None`` picks it per run: 0 on the same device type (and then the
     history must match too), :data:`CROSS_DEVICE_TOLERANCE` across device types.
     """
-    fresh = _by_run(load_records(preset, fresh_root))
-    committed = _by_run(load_records(preset, committed_root))
+    return compare_records(load_records(preset, fresh_root),
+                           load_records(preset, committed_root), tolerance)
+
+
+def compare_records(fresh_records: list[dict], committed_records: list[dict],
+                    tolerance: float | None = 0.0) -> pd.DataFrame:
+    """:func:`compare_runs` on records already loaded (same columns, same rules)."""
+    fresh, committed = _by_run(fresh_records), _by_run(committed_records)
     experiments = {name for name, _ in fresh}
     rows = [_row(key, record, fresh.get(key), tolerance)
             for key, record in committed.items() if key[0] in experiments]
@@ -224,7 +230,7 @@ def levels(fresh_root, committed_root, preset: str) -> dict:
     names = {r["config"]["experiment"] for r in fresh}
     committed = [r for r in load_records(preset, committed_root)
                  if r["config"]["experiment"] in names]
-    return {"identical": compare_runs(fresh_root, committed_root, preset),
+    return {"identical": compare_records(fresh, committed),
             "noise": noise_frame(fresh, committed),
             "conclusions": conclusion_frame(fresh, committed)}
 
