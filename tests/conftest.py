@@ -1,10 +1,19 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules.
+
+``HYPOTHESIS_PROFILE=ci`` (set by ``.ci/run``) makes the property tests draw the same examples
+on every run, so that a CI result does not depend on the draw; without it each run draws anew."""
+
+import os
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from tkd.data import load_dataset
 from tkd.live import EpochLog
+
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="module")

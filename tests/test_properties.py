@@ -58,8 +58,10 @@ def logits(draw, count: int = 3, min_classes: int = 2):
     return tensors, labels
 
 
-def finite_non_negative(value: torch.Tensor) -> None:
-    assert value.dim() == 0 and math.isfinite(value.item()) and value.item() >= 0, value
+def finite_non_negative(value: torch.Tensor, rounding: float = 0.0) -> None:
+    """A finite scalar >= 0, or >= -rounding where the loss is a difference of float32 terms
+    that cancel exactly only in exact arithmetic (a KL divergence of two near-equal rows)."""
+    assert value.dim() == 0 and math.isfinite(value.item()) and value.item() >= -rounding, value
 
 
 @FAST
@@ -226,11 +228,18 @@ def rows(draw):
 
 @FAST
 @given(rows())
+@example([torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]),
+          torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, 0.0], [1.0, -48.0, 1.0]])])
 def test_relation_losses_are_finite_non_negative_and_zero_on_the_teacher(tensors):
     teacher, student = tensors
-    for loss in (rkd_distance_loss, rkd_angle_loss, pkt_loss):
+    for loss in (rkd_distance_loss, rkd_angle_loss):
         finite_non_negative(loss(teacher, student))
         assert loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    # PKT sums p log(p / q) over a row: each log ratio of float32 probabilities near 1 carries
+    # ~1e-7 of rounding, so a student whose similarities equal the teacher's up to rounding can
+    # give -1e-7 (one such case is pinned below)
+    finite_non_negative(pkt_loss(teacher, student), rounding=1e-6)
+    assert pkt_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
     regressed = student[:, :1].expand_as(teacher)
     finite_non_negative(hint_loss(teacher, regressed))
     assert hint_loss(teacher, teacher).item() == 0.0
@@ -244,7 +253,9 @@ def test_dkd_and_dist_are_finite_non_negative_and_zero_on_the_teacher(data, temp
     finite_non_negative(dkd_loss(student, teacher, labels, first, second, temperature))
     assert dkd_loss(teacher, teacher, labels, first, second, temperature).item() < 1e-3
     if len(labels) >= 2:
-        finite_non_negative(dist_loss(student, teacher, first, second, temperature))
+        # 1 - rho with rho a float32 cosine: rho can round to 1 + 1e-7, scaled by T^2 (b + g)
+        finite_non_negative(dist_loss(student, teacher, first, second, temperature),
+                            rounding=1e-6 * temperature**2 * (first + second))
 
 
 @FAST
