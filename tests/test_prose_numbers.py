@@ -60,8 +60,9 @@ def test_a_planted_wrong_number_in_a_committed_notebook_fails():
 def test_what_is_not_a_prose_number():
     text = ("See notebook 03 and `03b`, CIFAR-10, `kd-t4` at $T^2 = 16$ ([link](a/1.json)), "
             "Hinton et al. (2015), arXiv:1503.02531, §3.\n\n**2. The gap.** It took 7.2 min.\n"
-            "1. first item with 3 seeds\n\n## References\n- 1999, 42 pages")
-    assert notebooks.prose_numbers(text) == ["7.2", "3"]
+            "1. first item with 3 seeds at lr 0.01 (not notebook 01)\n\n## References\n"
+            "- 1999, 42 pages")
+    assert notebooks.prose_numbers(text) == ["7.2", "3", "0.01"]
 
 
 def test_rounding_and_sign():

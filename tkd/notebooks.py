@@ -273,7 +273,7 @@ _SKIPPED = re.compile(
     r"|\]\([^)]*\)|<[^>]+>|https?://\S+"  # link targets, HTML tags, addresses
     r"|arXiv:\S+|\b(?:19|20)\d\d\b"  # citations: identifiers and years
     r"|^\s*(?:[-*]\s+)?\**\d+\.(?=\s)"  # a numbered item or exercise title ("**2. The gap")
-    r"|\b0\d[a-z]?\b"  # a notebook's number: 00 ... 06, 03b
+    r"|(?<![\d.,])\b0\d[a-z]?\b(?!\.\d)"  # a notebook's number: 00 ... 06, 03b (not 0.01)
     r"|§\s*\d+", re.S | re.M)
 _PROSE_NUMBER = re.compile(r"(?<![\w.,/-])[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w/-])")
 _OUTPUT_NUMBER = re.compile(r"[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
