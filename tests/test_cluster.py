@@ -14,6 +14,7 @@ from tkd import cluster
 from tkd import experiments as ex
 from tkd.cli import main
 from tkd.grid import reproduce
+from tkd.portable import portable_environment
 from tkd.results import load_record
 
 TINY = dataclasses.replace(ex.PRESETS["quick"], teacher_epochs=3, epochs=2)
@@ -25,7 +26,8 @@ def test_submit_grid_on_the_local_executor_writes_the_records(tmp_path, capsys):
     root = tmp_path / "results"
     runs = [("ce", 1), ("triplet", 1)]
     submitted = cluster.submit_grid(TINY, runs, executor="submitit-local",
-                                    folder=tmp_path / "logs", root=root, time_min=10, epochs=2)
+                                    folder=tmp_path / "logs", root=root, time_min=10, epochs=2,
+                                    environment=portable_environment(1))
     finals = cluster.wait(submitted)
     assert submitted["teacher_job_id"] and len(submitted["run_job_ids"]) == 2
     assert ex.teacher_path(TINY, root).is_file()
@@ -34,6 +36,7 @@ def test_submit_grid_on_the_local_executor_writes_the_records(tmp_path, capsys):
         assert ex.student_path(TINY, name, seed, root).is_file()
         assert math.isfinite(final["test_acc"]) and 0 <= final["test_acc"] <= 1
         assert record["final"] == final and len(record["history"]["epoch"]) == 2
+        assert record["environment"]["cpu_mode"]["mode"] == "portable"  # set in the job
     out = capsys.readouterr().out
     assert "job array" in out and str(tmp_path / "logs") in out
     again = cluster.submit_grid(TINY, runs, executor="submitit-local",
@@ -56,6 +59,24 @@ def test_a_missing_submitit_gives_the_install_command(monkeypatch, tmp_path, cap
     code = main(["reproduce", "--preset", "quick", "--executor", "slurm", "--results",
                  str(tmp_path), "--experiments", "ce", "--seeds", "1"])
     assert code == 2 and "submitit is not installed" in capsys.readouterr().err
+
+
+def test_jobs_export_the_environment_before_python_starts(tmp_path):
+    pytest.importorskip("submitit")
+    job_executor = cluster.make_executor("submitit-local", tmp_path,
+                                         environment={"A": "b c", "MKL_CBWR": "AVX2,STRICT"})
+    assert job_executor._executor.parameters["setup"] == ["export A='b c'",
+                                                          "export MKL_CBWR=AVX2,STRICT"]
+
+
+@pytest.mark.parametrize("mode, expected", [([], portable_environment(1)),
+                                            (["--cpu-mode", "native"], None)])
+def test_the_portable_mode_travels_to_cluster_jobs(tmp_path, monkeypatch, mode, expected):
+    seen = {}
+    monkeypatch.setattr(cluster, "submit_grid", lambda *a, **kw: seen.update(kw) or {})
+    code = main(["reproduce", "--preset", "quick", "--executor", "slurm", "--results",
+                 str(tmp_path), "--experiments", "ce", "--seeds", "1", *mode])
+    assert code == 0 and seen["environment"] == expected
 
 
 def test_unknown_executor_is_refused(tmp_path):

@@ -34,7 +34,7 @@ from tkd.live import EpochLog
 from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
-from tkd.portable import MODES, is_portable, reexec_portable
+from tkd.portable import MODES, is_portable, portable_environment, reexec_portable
 from tkd.results import make_record, provenance, save_record
 from tkd.train import TrainConfig, fit, pick_device, seed_everything
 from tkd.verify import level_lines, levels, machine_note, reproduced
@@ -201,7 +201,8 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
                              "that any x86-64 CPU model trains the same bits (the command "
                              "restarts itself with the caps set); native: the fastest kernels "
                              "this CPU has. Default: portable for --preset quick, else native; "
-                             "--cpu-mode native turns it off. Runs on a GPU ignore it")
+                             "--cpu-mode native turns it off. Cluster jobs start with the caps "
+                             "set; runs on a GPU ignore them")
     parser.add_argument("--device", default=None)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
@@ -248,9 +249,11 @@ def _apply_cpu_mode(args: argparse.Namespace) -> int | None:
     cannot restart: it gets a ``ValueError`` saying what to do instead."""
     mode = args.cpu_mode or ("portable" if args.preset == "quick" else "native")
     on_cpu = args.device == "cpu" or (args.device is None and pick_device().type == "cpu")
+    threads = args.threads or get_preset(args.preset).threads or 1
+    if mode == "portable" and args.executor != "local":  # the jobs start with the caps set
+        args.job_environment = portable_environment(threads)
     if mode != "portable" or args.executor != "local" or not on_cpu:
         return args.threads
-    threads = args.threads or get_preset(args.preset).threads or 1
     if not is_portable():
         if args.entry_argv is None:
             raise ValueError("--cpu-mode portable sets CPU caps that torch reads when it "
@@ -273,7 +276,8 @@ def _submit(args: argparse.Namespace, experiments: list[str] | None) -> bool:
     submitted = submit_grid(args.preset, plan(args.preset, experiments, args.seeds),
                             executor=args.executor, folder=folder, partition=args.partition,
                             time_min=args.time_min, gpus_per_run=args.gpus_per_run,
-                            root=args.results, device=args.device, data_root=args.data_root)
+                            root=args.results, device=args.device, data_root=args.data_root,
+                            environment=getattr(args, "job_environment", None))
     if args.executor == "slurm":
         return False
     wait(submitted)

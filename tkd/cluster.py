@@ -12,6 +12,7 @@ Each array task is :func:`run_one`, which writes exactly the record (and student
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import torch
@@ -66,15 +67,21 @@ def run_one(preset: str | ex.Preset, experiment: str, seed: int,
 
 
 def make_executor(executor: str, folder: str | Path, partition: str | None = None,
-                  time_min: int = 60, gpus_per_run: int = 0, cpus_per_run: int = 2):
+                  time_min: int = 60, gpus_per_run: int = 0, cpus_per_run: int = 2,
+                  environment: dict[str, str] | None = None):
     """A ``submitit.AutoExecutor`` for ``executor`` ("slurm", or "submitit-local" / "local"
-    for submitit's local processes) with one run's resources."""
+    for submitit's local processes) with one run's resources. ``environment`` is exported in
+    each job's shell before Python starts (the portable CPU mode's caps,
+    :func:`tkd.portable.portable_environment`, must be set before torch is imported)."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     submitit = _submitit()
     job_executor = submitit.AutoExecutor(folder=str(folder), cluster=EXECUTORS[executor])
     job_executor.update_parameters(timeout_min=int(time_min), gpus_per_node=int(gpus_per_run),
                                    cpus_per_task=int(cpus_per_run), slurm_partition=partition)
+    if environment:
+        setup = [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
+        job_executor.update_parameters(slurm_setup=setup, local_setup=setup)
     return job_executor
 
 
@@ -83,13 +90,15 @@ def submit_grid(preset: str | ex.Preset, runs: list[tuple[str, int]], *,
                 partition: str | None = None, time_min: int = 60, gpus_per_run: int = 0,
                 cpus_per_run: int = 2, root: str | Path | None = None,
                 device: str | None = None, data_root: str | Path | None = None,
-                epochs: int | None = None, log=print) -> dict:
+                epochs: int | None = None, environment: dict[str, str] | None = None,
+                log=print) -> dict:
     """Submit the teacher job, then ``runs`` (``(experiment, seed)`` pairs, e.g. from
     :func:`tkd.experiments.plan`) as one job array after it. The teacher job runs only when
     the teacher is missing or stale, and only the runs without a current record are
     submitted: the same checks as a local reproduction (:func:`tkd.grid.teacher_state`,
     :func:`tkd.grid.pending_runs`). ``folder`` (default ``<results>/<preset>/_submitit``)
-    gets submitit's logs and pickles.
+    gets submitit's logs and pickles; ``environment`` is set in every job (see
+    :func:`make_executor`).
 
     Returns ``{"folder", "teacher_job_id" (None if the teacher was saved already),
     "run_job_ids", "runs", "jobs"}``; ``jobs`` holds the array's submitit jobs (see :func:`wait`).
@@ -97,7 +106,7 @@ def submit_grid(preset: str | ex.Preset, runs: list[tuple[str, int]], *,
     spec = ex.get_preset(preset)
     folder = Path(folder or ex.results_root(root) / spec.name / "_submitit")
     job_executor = make_executor(executor, folder, partition, time_min, gpus_per_run,
-                                 cpus_per_run)
+                                 cpus_per_run, environment)
     identity = ex.load_data(spec, data_root).identity()
     state, why = teacher_state(spec, root, identity)
     todo = pending_runs(spec, runs, root, epochs, identity, log, new_teacher=state != "current")
