@@ -253,3 +253,18 @@ def test_quick_main_comparison_takes_ba_caruanas_rate_chosen_on_validation():
     main = ex.main_experiments(QUICK)
     assert chosen in main and "logit-mse" not in main
     assert ex.main_experiments("fashion") == list(ex.MAIN)
+
+
+def test_todays_logit_kd_runs_its_seeds_at_the_settings_chosen_on_validation():
+    """``plan`` gives the headline seeds to the setting of each grid that validation chooses on
+    the committed Fashion-MNIST records (seed 1 of every candidate), never to one chosen by
+    test accuracy or by default."""
+    from tkd.figures import load_records, runs_frame
+    from tkd.verdict import best_on_validation
+
+    runs = runs_frame(load_records("fashion"), check=False)
+    for head, grid in zip(ex.MODERN_HEADS, ex.MODERN_GRIDS.values()):
+        assert head in grid and set(grid) <= set(runs.experiment), grid
+        assert best_on_validation(runs, grid) == head
+    assert ex.plan("fashion", ["dkd-b4"]) == [("dkd-b4", s) for s in (1, 2, 3, 4, 5)]
+    assert ex.plan("fashion", ["dkd"]) == [("dkd", s) for s in (1, 2, 3)]
