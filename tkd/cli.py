@@ -229,11 +229,11 @@ def reproduce_command(args: argparse.Namespace) -> int:
     """Run ``tkd reproduce``: every planned run (teacher first) here or on a cluster, then
     rebuild the figures (unless ``--no-figures`` or the runs were only submitted)."""
     experiments = main_experiments(args.preset) if args.main_only else args.experiments
-    threads = _apply_cpu_mode(args)
     if args.executor != "local":
         if not _submit(args, experiments):
             return 0  # submitted to slurm: the records land later
     else:
+        threads = _apply_cpu_mode(args)
         reproduce(preset=args.preset, experiments=experiments, seeds=args.seeds,
                   root=args.results, device=args.device, data_root=args.data_root,
                   threads=threads, jobs=args.jobs, tensorboard=args.tensorboard)
@@ -243,17 +243,25 @@ def reproduce_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_mode(args: argparse.Namespace) -> str:
+    """The CPU mode of ``tkd reproduce``: ``--cpu-mode``, else portable for the quick preset."""
+    return args.cpu_mode or ("portable" if args.preset == "quick" else "native")
+
+
+def _portable_threads(args: argparse.Namespace) -> int:
+    """The threads per run that the portable mode fixes: ``--threads``, else the preset's."""
+    return args.threads or get_preset(args.preset).threads or 1
+
+
 def _apply_cpu_mode(args: argparse.Namespace) -> int | None:
-    """The threads per run; in the portable CPU mode (:mod:`tkd.portable`) on the CPU, first
-    restart this command with its caps unless they are set. A call from Python (not the shell)
-    cannot restart: it gets a ``ValueError`` saying what to do instead."""
-    mode = args.cpu_mode or ("portable" if args.preset == "quick" else "native")
+    """The threads per run of a local reproduction; in the portable CPU mode
+    (:mod:`tkd.portable`) on the CPU, first restart this command with its caps unless they are
+    set. A call from Python (not the shell) cannot restart: it gets a ``ValueError`` saying
+    what to do instead."""
     on_cpu = args.device == "cpu" or (args.device is None and pick_device().type == "cpu")
-    threads = args.threads or get_preset(args.preset).threads or 1
-    if mode == "portable" and args.executor != "local":  # the jobs start with the caps set
-        args.job_environment = portable_environment(threads)
-    if mode != "portable" or args.executor != "local" or not on_cpu:
+    if _cpu_mode(args) != "portable" or not on_cpu:
         return args.threads
+    threads = _portable_threads(args)
     if not is_portable():
         if args.entry_argv is None:
             raise ValueError("--cpu-mode portable sets CPU caps that torch reads when it "
@@ -273,11 +281,13 @@ def _submit(args: argparse.Namespace, experiments: list[str] | None) -> bool:
     from tkd.cluster import submit_grid, wait
 
     folder = args.cluster_folder or results_root(args.results) / args.preset / "_submitit"
+    environment = (portable_environment(_portable_threads(args))  # set in each job's shell
+                   if _cpu_mode(args) == "portable" else None)
     submitted = submit_grid(args.preset, plan(args.preset, experiments, args.seeds),
                             executor=args.executor, folder=folder, partition=args.partition,
                             time_min=args.time_min, gpus_per_run=args.gpus_per_run,
                             root=args.results, device=args.device, data_root=args.data_root,
-                            environment=getattr(args, "job_environment", None))
+                            environment=environment)
     if args.executor == "slurm":
         return False
     wait(submitted)
