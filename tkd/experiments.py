@@ -290,6 +290,7 @@ class Preset:
     description: str = ""
     teacher_preset: str | None = None  # share another preset's saved teacher (same data)
     mse_lr: float | None = None  # Ba & Caruana's rate in the main comparison, if not 0.01
+    device: str = "cpu"  # the kind of device every student record of the preset comes from
 
 
 PRESETS: dict[str, Preset] = {
@@ -335,6 +336,11 @@ PRESETS["fashion-bn"] = replace(
     headline_seeds=(1, 2, 3), sweep_seeds=(1, 2, 3), teacher_preset="fashion",
     description="the fashion recipe with the 2022 student (3 convs with BatchNorm, channels "
                 "16, 32, 64, pooled to 4x4) and the fashion teacher")
+PRESETS["fashion-h200"] = replace(
+    PRESETS["fashion"], name="fashion-h200", teacher_preset="fashion", device="cuda",
+    description="the fashion recipe with every student trained on an NVIDIA H200 (CUDA): kept "
+                "apart from the CPU set of fashion, so that no comparison mixes devices; the "
+                "fashion teacher")
 PRESETS["lesson"] = replace(
     PRESETS["fashion"], name="lesson", subset=10_000, seeds=(1, 2, 3), headline_seeds=(1, 2, 3),
     sweep_seeds=(1, 2, 3), teacher_preset="fashion",
