@@ -21,6 +21,7 @@ from tkd.losses import (
     rkd_angle_loss,
     rkd_distance_loss,
     standardize_logits,
+    student_triplet_loss,
     triplet_angles,
     triplet_kd_loss,
 )
@@ -186,7 +187,8 @@ def test_methods_match_the_papers_recipes():
     rewrite = method_config("triplet-kd")
     assert (rewrite.kd_weight, rewrite.temperature, rewrite.triplet_weight) == (1.0, 1.0, 2.0)
     assert set(METHODS) == {"ce", "ce-mse", "logit-mse", "kd", "pair", "triplet", "triplet-kd",
-                            "rkd", "pkt", "hint", "dkd", "dist", "kd-ls", "triplet-ls"}
+                            "rkd", "pkt", "hint", "dkd", "dist", "kd-ls", "triplet-ls",
+                            "triplet-self"}
     dkd, dist, ls = method_config("dkd"), method_config("dist"), method_config("kd-ls")
     assert (dkd.dkd_alpha, dkd.dkd_beta, dkd.temperature, dkd.dkd_warmup) == (1, 8, 4, 20 / 240)
     assert (dist.dist_beta, dist.dist_gamma, dist.temperature) == (1, 1, 1)
@@ -448,3 +450,38 @@ def test_standardized_mining_ranks_in_the_standardized_space():
     distance = torch.cdist(zt, zs).masked_fill(y[:, None] == y[None, :], math.inf)
     torch.testing.assert_close(chosen, s[distance.argmin(1)])
     assert valid.all()
+
+
+# ---------------------------------------------------------------- the teacher-free control ----
+
+
+def test_student_triplet_loss_is_torchs_triplet_margin_loss_with_gradients_everywhere():
+    g = torch.Generator().manual_seed(3)
+    a, p, n = (torch.randn(16, 10, generator=g, requires_grad=True) for _ in range(3))
+    ours = student_triplet_loss(a, p, n, margin=5.0)
+    torch.testing.assert_close(ours, F.triplet_margin_loss(a, p, n, margin=5.0, p=2, eps=0))
+    ours.backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (a, p, n))
+
+
+def test_teacher_free_objective_needs_no_teacher_and_uses_the_positive():
+    config = method_config("triplet-self")
+    assert not config.needs_teacher and config.anchor == "student"
+    g = torch.Generator().manual_seed(0)
+    s, pos, neg = (torch.randn(8, 10, generator=g) for _ in range(3))
+    labels = torch.randint(0, 10, (8,), generator=g)
+    parts = objective(config, s, labels, negative_logits=neg, positive_logits=pos)
+    torch.testing.assert_close(parts["triplet"], student_triplet_loss(s, pos, neg, 5.0))
+    torch.testing.assert_close(parts["total"], parts["ce"] + 2 * parts["triplet"])
+    with pytest.raises(ValueError, match="positive_logits"):
+        objective(config, s, labels, negative_logits=neg)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"negatives": "sample"}, "in-batch negatives"),
+    ({"kd_weight": 1.0}, "no term but ce and triplet"),
+    ({"anchor": "nobody"}, "anchor must be"),
+])
+def test_teacher_free_settings_that_cannot_work_are_refused(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        method_config("triplet-self", **overrides)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tkd.miners import batch_hard, batch_random, batch_semihard, mine_negatives
+from tkd.miners import batch_hard, batch_positives, batch_random, batch_semihard, mine_negatives
 
 
 def batch(n=32, classes=4, dim=6, seed=0):
@@ -127,3 +127,19 @@ def test_mine_negatives_ranks_by_distance_to_the_candidates():
         moved, _ = mine_negatives("batch-hard", labels, student, teacher, candidates=other)
         differs += moved.tolist() != hard.tolist()
     assert differs > 0  # the candidates, not the positives, are what is ranked
+
+
+def test_batch_positives_pick_another_sample_of_the_same_class():
+    for seed in range(20):
+        labels, _, _ = batch(seed=seed)
+        index, valid = batch_positives(labels, torch.Generator().manual_seed(seed))
+        counts = torch.bincount(labels, minlength=4)
+        assert (valid == (counts[labels] > 1)).all()
+        assert (labels[index] == labels).all()
+        assert (index[valid] != torch.arange(len(labels))[valid]).all()
+
+
+def test_a_sample_alone_in_its_class_has_no_positive():
+    index, valid = batch_positives(torch.tensor([0, 1, 1, 2]))
+    assert valid.tolist() == [False, True, True, False]
+    assert index.tolist()[1:3] == [2, 1]

@@ -17,6 +17,7 @@ from tkd.models import build_model
 from tkd.train import (
     NonFiniteLossError,
     TrainConfig,
+    fidelity,
     fingerprint,
     fit,
     pick_device,
@@ -293,3 +294,42 @@ def test_embedding_terms_need_forward_features(small, teacher):
     plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     with pytest.raises(ValueError, match="forward_features"):
         fit(plain, small, config(epochs=1), method_config("rkd"), teacher)
+
+
+# ------------------------------------------------------------------------------ fidelity ----
+
+
+def test_fidelity_is_agreement_and_kl_from_teacher_to_student_written_out():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(50, 10, generator=g) * 3, torch.randn(50, 10, generator=g) * 3
+    got = fidelity(s, t)
+    p_t = torch.softmax(t.double(), 1)
+    kl = sum(float((p_t[i] * (p_t[i].log() - torch.log_softmax(s[i].double(), 0))).sum())
+             for i in range(50)) / 50
+    assert got["teacher_kl"] == pytest.approx(kl, rel=1e-5)
+    assert got["teacher_agreement"] == pytest.approx(float((s.argmax(1) == t.argmax(1)).double()
+                                                           .mean()))
+    assert fidelity(t, t) == {"teacher_agreement": 1.0, "teacher_kl": pytest.approx(0, abs=1e-6)}
+
+
+@pytest.mark.parametrize("method", ["ce", "triplet-self", "kd"])
+def test_every_run_scores_its_fidelity_to_the_teacher_and_trains_as_without(small, teacher,
+                                                                           method):
+    """Fidelity only reads the model: the history's other columns and the weights are the
+    ones of a run that does not score it; a teacher-free run scores it against
+    ``reference_logits``."""
+    obj = method_config(method)
+    logits = tuple(predict(teacher, split.images) for split in (small.train, small.test))
+    runs = []
+    for reference in (None, logits):
+        model = student(1)
+        history = fit(model, small, config(epochs=2, seed=1), obj,
+                      teacher if obj.needs_teacher else None, None, reference_logits=reference)
+        runs.append((history, model))
+    (plain, plain_model), (scored, scored_model) = runs
+    assert {"test_teacher_agreement", "test_teacher_kl"} <= set(scored.columns)
+    assert scored.test_teacher_agreement.between(0, 1).all() and (scored.test_teacher_kl >= 0).all()
+    shared = [c for c in plain.columns if c not in TIMING]
+    pd.testing.assert_frame_equal(plain[shared], scored[shared])
+    for a, b in zip(plain_model.state_dict().values(), scored_model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -91,19 +91,31 @@ print(json.dumps(results))
 '''
 
 
+EQUIVALENCE_2022 = ("ce-wd0.007", "kd-t4", "triplet", "triplet-batch-semihard")
+"""The experiments the records hold for the 2022 student (preset ``fashion-bn``)."""
+
+
 def _runs() -> list[dict]:
-    """The teacher, every method of MAIN and the relation- and feature-based experiments, as
-    plain data for the worker."""
-    from tkd.experiments import MAIN, RELATIONS
+    """The teacher and every family of experiments the records hold, as plain data for the
+    worker: the main comparison, the relation- and feature-based methods, today's logit KD
+    (DKD, DIST, the standardized runs), the generality run, the fair comparison's author
+    settings (the teacher-free control among them), one margin and one temperature of the
+    sweeps, on the paper's student, and the experiments of the 2022 student."""
+    from tkd.experiments import AUTHOR_SETTINGS, GENERALITY, MAIN, MODERN, RELATIONS, SWEEPS
 
     runs = [{"name": "teacher", "method": None, "overrides": {}, "lr": 0.05,
              "weight_decay": 5e-4, "seed": 1, "model": "paper-student"}]
-    for spec in [*MAIN.values(), *RELATIONS.values()]:
+    specs = [*MAIN.values(), *RELATIONS.values(), *MODERN.values(), *GENERALITY.values(),
+             *AUTHOR_SETTINGS.values(), SWEEPS["triplet-m10"], SWEEPS["kd-t8"]]
+    models = [("paper-student", spec) for spec in specs]
+    models += [("student-2022", MAIN[name]) for name in EQUIVALENCE_2022]
+    for model, spec in models:
         weight_decay = spec.weight_decay if spec.weight_decay is not None else (
             0.01 if spec.method == "ce" else 0.007)
-        runs.append({"name": spec.name, "method": spec.method, "overrides": spec.overrides,
-                     "lr": spec.lr or 0.01, "weight_decay": weight_decay, "seed": 2,
-                     "model": "paper-student"})
+        suffix = "" if model == "paper-student" else f"@{model}"
+        runs.append({"name": spec.name + suffix, "method": spec.method,
+                     "overrides": spec.overrides, "lr": spec.lr or 0.01,
+                     "weight_decay": weight_decay, "seed": 2, "model": model})
     return runs
 
 

@@ -103,7 +103,7 @@ LESSON = ["ce-wd0.007", "kd-t4", "triplet", "triplet-batch-semihard"]
 """The lesson-sized live run (preset ``lesson``): the student alone at the distilled students'
 weight decay, Hinton KD, the paper's triplet and the best mined triplet."""
 
-MARGINS = (1.0, 2.0, 5.0, 10.0)
+MARGINS = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 
 
@@ -251,8 +251,58 @@ the one with the best mean validation accuracy over seeds is the family's chosen
 
 SWEEPS = _experiments(*(margin_experiment(m) for m in MARGINS),
                       *(temperature_experiment(t) for t in TEMPERATURES))
+
+AUTHOR_SETTINGS = _experiments(
+    Experiment("kd-t4-w0.9", "kd", "Hinton KD, T=4, 0.1 CE + 0.9 KD (mdistiller, RepDistiller)",
+               {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}),
+    Experiment("dist-w2", "dist", "DIST (CE + 2 x (inter + intra correlation), T=1)",
+               {"dist_weight": 2.0}),
+    Experiment("dist-t4-w2", "dist", "DIST (CE + 2 x (inter + intra correlation), T=4)",
+               {"temperature": 4.0, "dist_weight": 2.0}),
+    Experiment("triplet-self", "triplet-self",
+               "teacher-free control: CE + 2 triplet anchored on the student (batch-hard, m=5)"),
+)
+"""Settings the fair comparison adds: Hinton KD as the KD benchmarks train it (0.1 CE + 0.9 KD
+at T = 4), DIST at the weight 2 of its released configurations (at T = 1 and 4), and the
+teacher-free control of the mined triplet (``triplet-self``: no teacher anywhere in the run)."""
+
+SETTING_GRIDS = {
+    "kd": [temperature_experiment(t).name for t in TEMPERATURES] + ["kd-t4-w0.9"],
+    "triplet": [margin_experiment(m).name for m in MARGINS],
+    "mined": list(MINED),
+    "dkd": [dkd_experiment(b).name for b in DKD_BETAS],
+    "dist": ["dist", "dist-t4", "dist-w2", "dist-t4-w2"],
+}
+"""Per tuned method, its candidate settings (the authors' among them), chosen on validation
+before its learning rate: Hinton KD's temperature and weights, the paper's triplet's margin,
+the mined triplet's miner, DKD's NCKD weight, DIST's temperature and weight."""
+TUNED_METHODS = {"student": "ce-wd0.007", **{m: m for m in SETTING_GRIDS}}
+"""The methods whose learning rate is tuned, each named by its setting grid (the student
+alone has one setting)."""
+TUNED_RATES = (0.003, 0.01, 0.03)
+"""The learning-rate grid every tuned method gets, after its setting is chosen."""
+
+
+def rate_experiment(setting: str, lr: float) -> Experiment:
+    """``setting`` (an experiment run at the preset's rate 0.01) at learning rate ``lr``:
+    itself at 0.01, else ``<setting>-lr<lr>``."""
+    base = EXPERIMENTS[setting]
+    if lr == 0.01:
+        return base
+    return replace(base, name=f"{base.name}-lr{_number(lr)}",
+                   label=f"{base.label}, lr {_number(lr)}", lr=lr)
+
+
 EXPERIMENTS: dict[str, Experiment] = {**MAIN, **LR_SWEEP, **SWEEPS, **GENERALITY, **RELATIONS,
-                                      **MODERN}
+                                      **MODERN, **AUTHOR_SETTINGS}
+RATE_BASES = list(dict.fromkeys([TUNED_METHODS["student"], "triplet-self",
+                                 *(n for grid in SETTING_GRIDS.values() for n in grid)]))
+RATES = _experiments(*(rate_experiment(n, lr) for n in RATE_BASES for lr in TUNED_RATES
+                       if lr != 0.01))
+"""Every setting a tuned method may choose (and the teacher-free control) at the rates of
+:data:`TUNED_RATES` other than 0.01: ``<setting>-lr0.003``, ``<setting>-lr0.03``."""
+EXPERIMENTS.update(RATES)
+
 SWEEP_NAMES = {"margin": [margin_experiment(m).name for m in MARGINS],
                "temperature": [temperature_experiment(t).name for t in TEMPERATURES]}
 
@@ -538,8 +588,11 @@ def train_student(preset: str | Preset, experiment: str | Experiment, seed: int,
     seed_everything(seed)  # the initial weights depend on the seed only, not on run order
     model = build_model(preset.student_model, data.num_classes, data.in_channels,
                         data.image_size)
+    reference = (logits if logits is not None or teacher is None
+                 else teacher_logits(teacher, data, device))
     history = fit(model, data, config, objective, teacher if objective.needs_teacher else None,
-                  logits if objective.needs_teacher else None, on_epoch=on_epoch)
+                  logits if objective.needs_teacher else None, on_epoch=on_epoch,
+                  reference_logits=reference)
     return model, history, config
 
 
@@ -709,7 +762,7 @@ def plan(preset: str | Preset, experiments: list[str] | None = None,
             raise ValueError(f"unknown experiments {unknown}; choose from {', '.join(EXPERIMENTS)}")
         names = list(experiments)
     else:
-        names = [*MAIN, *LR_SWEEP, *RELATIONS, *SWEEPS, *MODERN]
+        names = [*MAIN, *LR_SWEEP, *RELATIONS, *SWEEPS, *MODERN, *AUTHOR_SETTINGS]
     main = [n for n in names if n in MAIN]
     groups = [main, [n for n in names if n not in MAIN]]
     runs = [(e, s) for group in groups

@@ -118,6 +118,31 @@ def triplet_kd_loss(
     return _weighted_mean(hinge.clamp(min=0), valid)
 
 
+def student_triplet_loss(
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    margin: float = 5.0,
+    p: float = 2.0,
+    valid: Tensor | None = None,
+    check_finite: bool = True,
+) -> Tensor:
+    """The triplet loss with no teacher: the control of the teacher-anchored triplet.
+
+    ``L = mean_i max(0, ||a_i - p_i|| - ||a_i - n_i|| + margin)`` with anchor ``a = student(x)``,
+    positive ``p = student(x+)`` (another image of the same class), negative ``n = student(x-)``
+    (another class); all three carry gradients, as in metric learning. anchor, positive,
+    negative: (batch, classes); ``valid`` (batch,) bool drops rows without a positive or a
+    negative. Equal to ``F.triplet_margin_loss(a, p, n, margin=margin, p=p)`` over valid rows.
+    """
+    _check_logits(check_finite, anchor=anchor, positive=positive, negative=negative)
+    _check_margin(margin)
+    _check_valid(valid, len(anchor))
+    _check_norm(p)
+    hinge = distance(anchor, positive, p) - distance(anchor, negative, p) + margin
+    return _weighted_mean(hinge.clamp(min=0), valid)
+
+
 def pair_kd_loss(
     teacher_logits: Tensor,
     student_logits: Tensor,
@@ -369,6 +394,19 @@ def hint_regressor(student_dim: int, teacher_dim: int) -> torch.nn.Module:
     return torch.nn.Linear(student_dim, teacher_dim)
 
 
+def _check_anchor(config) -> None:
+    """``ValueError`` unless ``config.anchor`` is ``"teacher"``, or ``"student"`` with the
+    triplet term alone beside CE and in-batch negatives (the positive comes from the batch)."""
+    if config.anchor not in ("teacher", "student"):
+        raise ValueError(f"anchor must be 'teacher' or 'student', got {config.anchor!r}")
+    if config.anchor == "student" and (config.negatives == "sample" or any(
+            t not in ("ce", "triplet") for t in config.terms)):
+        raise ValueError("anchor='student' (the teacher-free triplet) needs in-batch negatives "
+                         "(negatives='batch-random', 'batch-hard' or 'batch-semihard') and no "
+                         f"term but ce and triplet; got negatives={config.negatives!r}, "
+                         f"terms {config.terms}")
+
+
 def _check_weight(name: str, value: float) -> None:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -396,6 +434,9 @@ class ObjectiveConfig:
     ``relation_space``: where RKD and PKT compare samples, ``"embedding"`` (the 128-d rows
     before the classifier, as RKD's and PKT's papers do) or ``"logits"`` (the triplet's space);
     the hint always regresses embeddings.
+    ``anchor``: ``"teacher"`` (the paper's triplet, anchored on ``teacher(x)``) or
+    ``"student"``, the teacher-free control: the triplet anchored on ``student(x)`` with a
+    same-class positive from the batch (:func:`student_triplet_loss`; in-batch negatives only).
     """
 
     ce_weight: float = 1.0
@@ -421,6 +462,7 @@ class ObjectiveConfig:
     dist_beta: float = 1.0
     dist_gamma: float = 1.0
     standardize: bool = False
+    anchor: str = "teacher"
 
     def __post_init__(self) -> None:
         for name in TERMS:
@@ -436,6 +478,7 @@ class ObjectiveConfig:
                              f"got {self.dkd_warmup}")
         _check_margin(self.margin)
         check_strategy(self.negatives)
+        _check_anchor(self)
         _check_norm(self.p)
         if self.triplet_temperature is not None:
             _check_temperature(self.triplet_temperature)
@@ -449,7 +492,8 @@ class ObjectiveConfig:
 
     @property
     def needs_teacher(self) -> bool:
-        return any(t != "ce" for t in self.terms)
+        own = ("ce", "triplet") if self.anchor == "student" else ("ce",)
+        return any(t not in own for t in self.terms)
 
     @property
     def needs_embeddings(self) -> bool:
@@ -501,6 +545,8 @@ METHODS: dict[str, dict] = {
     "dist": {"dist_weight": 1.0, "temperature": 1.0, "dist_beta": 1.0, "dist_gamma": 1.0},
     "kd-ls": {"ce_weight": 0.1, "kd_weight": 9.0, "temperature": 2.0, "standardize": True},
     "triplet-ls": {"triplet_weight": 2.0, "margin": 1.0, "standardize": True},
+    "triplet-self": {"triplet_weight": 2.0, "margin": 5.0, "anchor": "student",
+                     "negatives": "batch-hard"},
 }
 """The methods the paper compares, as objective settings. ``triplet`` is the 2020 code's
 ``CE + 2 * triplet`` (margin 5); ``triplet-kd`` the 2022 rewrite's ``KL_{T=1} + CE + 2 * triplet``;
@@ -517,7 +563,11 @@ Today's logit distillation, at its published defaults: ``dkd`` = CE + DKD (alpha
 T = 4, its weight warmed up over the first 20/240 of the schedule, as over 20 of 240 epochs);
 ``dist`` = CE + DIST (beta = gamma = 1, T = 1); ``kd-ls`` = 0.1 CE + 9 KD at base T = 2 on
 standardized logits. ``triplet-ls`` is the paper's triplet on standardized logits, whose rows
-have norm ``sqrt(classes - 1)`` (3 for 10 classes), so the margin is 1, not 5."""
+have norm ``sqrt(classes - 1)`` (3 for 10 classes), so the margin is 1, not 5.
+
+``triplet-self`` is a control, not a distillation method: CE + 2 x the triplet anchored on the
+student's own logits (:func:`student_triplet_loss`), batch-hard negatives, margin 5, no
+teacher anywhere in the run."""
 
 
 def method_config(method: str, **overrides) -> ObjectiveConfig:
@@ -541,6 +591,7 @@ def objective(
     teacher_features: Tensor | None = None,
     regressor: torch.nn.Module | None = None,
     warmup: Tensor | float = 1.0,
+    positive_logits: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Weighted sum of the configured terms; returns ``{"total": ..., "ce": ..., ...}`` scalars.
 
@@ -551,7 +602,9 @@ def objective(
     student_features, teacher_features: (batch, dim) embeddings when
     ``config.needs_embeddings``; ``regressor`` maps the student's to the teacher's (hint term).
     ``warmup``: DKD's weight factor this epoch (:meth:`ObjectiveConfig.warmup_factor`; a 0-d
-    tensor in the trainer, so that a captured step reads it)."""
+    tensor in the trainer, so that a captured step reads it). ``positive_logits`` (batch,
+    classes): the student's logits of each row's same-class positive, for the teacher-free
+    triplet (``config.anchor == "student"``)."""
     if labels.dim() != 1 or labels.shape[0] != student_logits.shape[0]:
         raise ValueError(
             f"labels must have shape ({student_logits.shape[0]},), got {tuple(labels.shape)}"
@@ -569,9 +622,10 @@ def objective(
     if config.ce_weight > 0:
         parts["ce"] = F.cross_entropy(student_logits, labels)
     if config.standardize:
-        student_logits, teacher_logits, negative_logits, negative_teacher_logits = (
-            None if z is None else standardize_logits(z.float()) for z in
-            (student_logits, teacher_logits, negative_logits, negative_teacher_logits))
+        (student_logits, teacher_logits, negative_logits, negative_teacher_logits,
+         positive_logits) = (None if z is None else standardize_logits(z.float()) for z in
+                             (student_logits, teacher_logits, negative_logits,
+                              negative_teacher_logits, positive_logits))
     if config.dkd_weight > 0:
         parts["dkd"] = dkd_loss(student_logits, teacher_logits, labels, config.dkd_alpha,
                                 config.dkd_beta, config.temperature, False)
@@ -582,7 +636,14 @@ def objective(
         parts["kd"] = kd_loss(student_logits, teacher_logits, config.temperature, False)
     if config.mse_weight > 0:
         parts["mse"] = logit_mse_loss(student_logits, teacher_logits, False)
-    if config.triplet_weight > 0:
+    if config.triplet_weight > 0 and config.anchor == "student":
+        if negative_logits is None or positive_logits is None:
+            raise ValueError("positive_logits and negative_logits are required for the "
+                             "teacher-free triplet term")
+        parts["triplet"] = student_triplet_loss(
+            student_logits, positive_logits.float(), negative_logits.float(), config.margin,
+            config.p, valid, check_finite)
+    elif config.triplet_weight > 0:
         if negative_logits is None:
             raise ValueError("negative_logits are required for the triplet term")
         parts["triplet"] = triplet_kd_loss(

@@ -66,6 +66,26 @@ def batch_random(labels: Tensor, generator: torch.Generator | None = None) -> tu
     return _pick(noise, mask, largest=True)
 
 
+def same_class_mask(labels: Tensor) -> Tensor:
+    """(batch,) labels -> (batch, batch) bool, True where two *different* samples share a class."""
+    same = labels[:, None] == labels[None, :]
+    return same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+
+
+def batch_positives(labels: Tensor, generator: torch.Generator | None = None
+                    ) -> tuple[Tensor, Tensor]:
+    """A uniformly random *other* sample of the same class in the batch for each sample: the
+    positive of a triplet anchored on the student itself (no teacher).
+
+    labels: (batch,) int64. Returns ``(index, valid)``, each (batch,); ``valid`` is False where
+    the sample is the only one of its class in the batch.
+    """
+    mask = same_class_mask(labels)
+    where = generator.device if generator is not None else labels.device
+    noise = torch.rand(mask.shape, generator=generator, device=where).to(labels.device)
+    return _pick(noise, mask, largest=True)
+
+
 def batch_hard(anchor: Tensor, candidates: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """For each anchor row, the other-class candidate at the smallest distance.
 

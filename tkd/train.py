@@ -39,7 +39,7 @@ from tkd.checkpoint import (
 )
 from tkd.data import Dataset, NegativeSampler, TensorSplit, augment, fixed_negatives, to_float
 from tkd.losses import ObjectiveConfig, hint_regressor, objective, standardize_logits
-from tkd.miners import mine_negatives
+from tkd.miners import batch_positives, mine_negatives
 from tkd.precision import autocast_dtype, make_scaler, pick_precision, set_tf32
 
 
@@ -269,9 +269,10 @@ def train_step(run: Run, index: Tensor, negative: Tensor) -> None:
             s, s_neg = run.step_model(x).float(), run.step_model(x_neg).float()
         t, t_feat = teacher_logits_of(run, index, x), teacher_features_of(run, index, x)
         t_neg = teacher_logits_of(run, negative, x_neg) if pair_sampled else None
-    s_neg, t_neg, valid = select_negatives(obj, y, t, s, s_neg, t_neg, run.batch_generator)
-    parts = objective(obj, s, y, t, s_neg, t_neg, valid, False, s_feat, t_feat, run.regressor,
-                      run.warmup)
+    others = negatives_for(obj, y, t, s, s_neg, t_neg, run.batch_generator)
+    parts = objective(obj, s, y, t, check_finite=False, student_features=s_feat,
+                      teacher_features=t_feat, regressor=run.regressor, warmup=run.warmup,
+                      **others)
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is None:
         parts["total"].backward()
@@ -330,11 +331,41 @@ def select_negatives(obj: ObjectiveConfig, labels: Tensor, teacher: Tensor | Non
         return student_neg, teacher_neg, None
     t, s = ((standardize_logits(teacher), standardize_logits(student)) if obj.standardize
             else (teacher, student))
+    if obj.anchor == "student":
+        raise ValueError("the teacher-free triplet picks positives too: use select_triplet")
     if "triplet" in obj.terms:
         index, valid = mine_negatives(obj.negatives, labels, t, s, s, generator)
     else:
         index, valid = mine_negatives(obj.negatives, labels, s, t, t, generator)
     return student[index], teacher[index], valid
+
+
+def select_triplet(obj: ObjectiveConfig, labels: Tensor, student: Tensor,
+                   generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(positive logits, negative logits, valid)`` of the teacher-free triplet
+    (``obj.anchor == "student"``): per row a random other same-class row of the batch
+    (:func:`tkd.miners.batch_positives`), then the negative by ``obj.negatives`` with the
+    student's own logits ``student`` (batch, classes) as the anchor."""
+    s = standardize_logits(student) if obj.standardize else student
+    positive, has_positive = batch_positives(labels, generator)
+    negative, has_negative = mine_negatives(obj.negatives, labels, s, s[positive], s, generator)
+    return student[positive], student[negative], has_positive & has_negative
+
+
+def negatives_for(obj: ObjectiveConfig, labels: Tensor, teacher: Tensor | None,
+                  student: Tensor, student_neg: Tensor | None, teacher_neg: Tensor | None,
+                  generator: torch.Generator | None) -> dict:
+    """The objective's keyword arguments that name other rows: ``negative_logits``,
+    ``negative_teacher_logits``, ``positive_logits`` and ``valid``
+    (:func:`select_triplet` for the teacher-free triplet, else :func:`select_negatives`)."""
+    if obj.anchor == "student" and "triplet" in obj.terms:
+        positive, negative, valid = select_triplet(obj, labels, student, generator)
+        return {"negative_logits": negative, "negative_teacher_logits": None,
+                "positive_logits": positive, "valid": valid}
+    negative, teacher_negative, valid = select_negatives(obj, labels, teacher, student,
+                                                         student_neg, teacher_neg, generator)
+    return {"negative_logits": negative, "negative_teacher_logits": teacher_negative,
+            "positive_logits": None, "valid": valid}
 
 
 def train_epoch(run: Run, epoch_order: Tensor, epoch_negatives: Tensor) -> None:
@@ -396,17 +427,32 @@ def _replay(run: Run) -> None:
 
 
 @torch.no_grad()
+def fidelity(student_logits: Tensor, teacher_logits: Tensor) -> dict[str, float]:
+    """How closely a student matches its teacher (Stanton et al., NeurIPS 2021):
+    ``teacher_agreement`` = mean 1[argmax s = argmax t] (top-1 agreement) and ``teacher_kl`` =
+    mean_i KL(softmax(t_i) || softmax(s_i)) in nats. Both (N, classes)."""
+    log_t = torch.log_softmax(teacher_logits.float(), dim=1)
+    log_s = torch.log_softmax(student_logits.float(), dim=1)
+    agreement = (student_logits.argmax(1) == teacher_logits.argmax(1)).float().mean()
+    kl = (log_t.exp() * (log_t - log_s)).sum(1).mean()
+    return {"teacher_agreement": agreement.item(), "teacher_kl": kl.item()}
+
+
 def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
-             negatives: Tensor, teacher_features: Tensor | None = None) -> dict:
+             negatives: Tensor, teacher_features: Tensor | None = None,
+             reference: Tensor | None = None) -> dict:
     """Accuracy and every loss term on ``split`` with the run's own negative strategy: the
     split's fixed drawn negatives (``negatives``, (N,)) for the paper's sampling, the same
     miner over consecutive batches of ``batch_size`` for in-batch strategies and relation
-    terms. ``teacher_features`` (N, dim): the teacher's embeddings, for embedding terms."""
+    terms. ``teacher_features`` (N, dim): the teacher's embeddings, for embedding terms.
+    ``reference`` (N, classes): the teacher's logits; adds :func:`fidelity` when given."""
     args = (run.config.eval_batch_size, run.dtype, run.memory_format is not None)
     logits, features = (predict_features(run.model, split.images, *args)
                         if run.obj.needs_embeddings else (predict(run.model, split.images, *args),
                                                           None))
     metrics = {"acc": (logits.argmax(1) == split.labels).float().mean().item()}
+    if reference is not None:
+        metrics.update(fidelity(logits, reference))
     if run.teacher is None and run.obj.needs_teacher:
         return metrics
     size = run.config.batch_size if run.obj.in_batch else len(split)  # relations need batches
@@ -417,11 +463,12 @@ def evaluate(run: Run, split: TensorSplit, teacher_logits: Tensor | None,
         s, y, neg = logits[rows], split.labels[rows], negatives[rows]
         t, t_neg = ((None, None) if teacher_logits is None
                     else (teacher_logits[rows], teacher_logits[neg]))
-        s_neg, t_neg, valid = select_negatives(run.obj, y, t, s, logits[neg], t_neg, generator)
+        others = negatives_for(run.obj, y, t, s, logits[neg], t_neg, generator)
         embeddings = ((None, None) if features is None
                       else (features[rows], teacher_features[rows]))
-        batch = objective(run.obj, s, y, t, s_neg, t_neg, valid, False, *embeddings,
-                          run.regressor, run.warmup)
+        batch = objective(run.obj, s, y, t, check_finite=False, student_features=embeddings[0],
+                          teacher_features=embeddings[1], regressor=run.regressor,
+                          warmup=run.warmup, **others)
         parts.append(torch.stack([batch[k] for k in run.terms]) * len(y))
     means = torch.stack(parts).sum(0) / len(split)
     metrics.update({k: v.item() for k, v in zip(run.terms, means)})
@@ -508,10 +555,14 @@ class EvalSplit:
     teacher_logits: Tensor | None
     negatives: Tensor
     teacher_features: Tensor | None = None  # (N, dim), when a term compares embeddings
+    reference: Tensor | None = None  # (N, classes) the teacher's logits, for fidelity only
 
 
-def _eval_splits(run: Run, data: Dataset, logits: tuple[Tensor, ...] | None) -> list[EvalSplit]:
-    """``val`` (when the dataset has a validation split) and ``test``."""
+def _eval_splits(run: Run, data: Dataset, logits: tuple[Tensor, ...] | None,
+                 reference: tuple[Tensor, ...] | None = None) -> list[EvalSplit]:
+    """``val`` (when the dataset has a validation split) and ``test``. ``reference``: the
+    teacher's logits (train, test[, validation]) that fidelity is scored against when the
+    run itself has no teacher (its own teacher's logits otherwise)."""
     named = [("val", data.validation, 2), ("test", data.test, 1)]
     out = []
     for name, split, position in named:
@@ -528,7 +579,10 @@ def _eval_splits(run: Run, data: Dataset, logits: tuple[Tensor, ...] | None) -> 
         features = (predict_features(run.teacher, split.images, run.config.eval_batch_size,
                                      run.dtype, run.memory_format is not None)[1]
                     if run.teacher is not None and run.obj.needs_embeddings else None)
-        out.append(EvalSplit(name, split, teacher, negatives.to(run.device), features))
+        fidelity = (teacher if teacher is not None else
+                    reference[position].to(run.device).float()
+                    if reference is not None and len(reference) > position else None)
+        out.append(EvalSplit(name, split, teacher, negatives.to(run.device), features, fidelity))
     return out
 
 
@@ -553,7 +607,7 @@ def run_epoch(run: Run, epoch: int, splits: list[EvalSplit]) -> dict:
     row["train_acc"] = run.correct.item() / len(run.train)
     for part in splits:
         scores = evaluate(run, part.split, part.teacher_logits, part.negatives,
-                          part.teacher_features)
+                          part.teacher_features, part.reference)
         row.update({f"{part.name}_{k}": v for k, v in scores.items()})
     row["epoch_seconds"] = seconds
     row["images_per_second"] = len(run.train) / seconds
@@ -569,6 +623,7 @@ def fit(
     teacher: nn.Module | None = None,
     teacher_logits: tuple[Tensor, ...] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    reference_logits: tuple[Tensor, ...] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on ``data`` and return the per-epoch history.
 
@@ -579,13 +634,17 @@ def fit(
     images_per_second``. ``teacher_logits=(train, test[, validation])``, each (N, classes),
     reuses logits computed earlier. ``on_epoch(row)`` is called after each finished (and
     checkpointed) epoch. Ctrl-C returns the history so far; ``history.attrs["interrupted"]``.
+    Fidelity to the teacher (:func:`fidelity`: columns ``val_/test_teacher_agreement``,
+    ``val_/test_teacher_kl``) is scored against the teacher's logits, or against
+    ``reference_logits`` (train, test[, validation]) for a run without a teacher; it only
+    reads the model and changes nothing of the training.
     """
     config = config or TrainConfig()
     obj = objective_config or ObjectiveConfig()
     _check_inputs(model, data, config, obj, teacher, teacher_logits)
     seed_everything(config.seed, config.deterministic)
     run = setup(model, data, config, obj, teacher, teacher_logits)
-    splits = _eval_splits(run, data, teacher_logits)
+    splits = _eval_splits(run, data, teacher_logits, reference_logits)
     provenance = {"teacher": fingerprint(teacher), "data": data.identity()}
     rows, last = (_resume(run, provenance) if config.resume else ([], None))
     callbacks = [c for c in (on_epoch, _tensorboard(config)) if c is not None]
