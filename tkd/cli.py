@@ -339,6 +339,21 @@ def backfill_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def fair_plan_command(args: argparse.Namespace) -> int:
+    """Run ``tkd fair-plan``: the runs a stage of ``tools/fair_grid.sh`` still needs, one line
+    per seed set: ``"<seeds> <experiments...>"`` (nothing when the stage is complete)."""
+    from tkd.fair import pending
+    from tkd.figures import load_records, runs_frame
+
+    runs = runs_frame(load_records(args.preset, args.results), args.results, check=False)
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name, seeds in pending(runs, args.stage):
+        groups.setdefault(seeds, []).append(name)
+    for seeds, names in groups.items():
+        print(f"{' '.join(map(str, seeds))} {' '.join(names)}")
+    return 0
+
+
 def _add_migration_commands(commands) -> None:
     same = commands.add_parser("equivalence", help="show that an old commit's code trains "
                                "bit for bit as today's; then its records stay current")
@@ -354,6 +369,13 @@ def _add_migration_commands(commands) -> None:
     backfill.add_argument("--results", default=None, help="results root (default "
                           "$TKD_RESULTS or ./results)")
     backfill.set_defaults(run=backfill_command)
+    fair = commands.add_parser("fair-plan", help="the runs a stage of the fair comparison's "
+                               "grid (tools/fair_grid.sh) still needs")
+    fair.add_argument("stage", type=int, choices=[2, 3])
+    fair.add_argument("--preset", default="fashion", choices=list(PRESETS))
+    fair.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
+                      "or ./results)")
+    fair.set_defaults(run=fair_plan_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -260,7 +260,7 @@ AUTHOR_SETTINGS = _experiments(
     Experiment("dist-t4-w2", "dist", "DIST (CE + 2 x (inter + intra correlation), T=4)",
                {"temperature": 4.0, "dist_weight": 2.0}),
     Experiment("triplet-self", "triplet-self",
-               "teacher-free control: CE + 2 triplet anchored on the student (batch-hard, m=5)"),
+               "teacher-free control: CE + 2 triplet anchored on the student (semi-hard, m=5)"),
 )
 """Settings the fair comparison adds: Hinton KD as the KD benchmarks train it (0.1 CE + 0.9 KD
 at T = 4), DIST at the weight 2 of its released configurations (at T = 1 and 4), and the

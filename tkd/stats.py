@@ -21,20 +21,62 @@ CONVERGENCE_TOLERANCE = 0.2  # points of validation accuracy
 def paired_difference(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> dict:
     """``a - b`` over the seeds both have (Series indexed by seed, values in points).
 
-    Returns ``{"n", "mean", "std", "low", "high"}``; with one common seed the interval is
-    undefined (NaN), with none every value is NaN.
+    Returns ``{"n", "mean", "std", "low", "high", "p"}``, ``p`` the two-sided p-value of the
+    paired t-test of mean 0 (1 when every difference is 0); with one common seed the interval
+    and ``p`` are undefined (NaN), with none every value is NaN.
     """
     common = a.index.intersection(b.index)
     d = (a.loc[common] - b.loc[common]).astype(float)
     n = len(d)
+    nan = math.nan
     if n == 0:
-        return {"n": 0, "mean": math.nan, "std": math.nan, "low": math.nan, "high": math.nan}
+        return {"n": 0, "mean": nan, "std": nan, "low": nan, "high": nan, "p": nan}
     mean = float(d.mean())
-    std = float(d.std(ddof=1)) if n > 1 else math.nan
+    std = float(d.std(ddof=1)) if n > 1 else nan
     if n < 2:
-        return {"n": n, "mean": mean, "std": std, "low": math.nan, "high": math.nan}
+        return {"n": n, "mean": mean, "std": std, "low": nan, "high": nan, "p": nan}
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "low": mean - half, "high": mean + half}
+    return {"n": n, "mean": mean, "std": std, "low": mean - half, "high": mean + half,
+            "p": paired_p_value(mean, std, n)}
+
+
+def paired_p_value(mean: float, std: float, n: int) -> float:
+    """Two-sided p-value of the paired t-test: ``2 P(T_{n-1} > |mean| / (std / sqrt(n)))``."""
+    if std == 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * stats.t.sf(abs(mean) / (std / math.sqrt(n)), n - 1))
+
+
+def holm(p_values: list[float], alpha: float = 0.05) -> list[dict]:
+    """Holm's step-down procedure over ``p_values`` (NaN: a test without data, never decided).
+
+    Ordered p(1) <= ... <= p(m), the hypothesis of rank r is rejected ("decided") when
+    p(j) <= alpha / (m - j + 1) for every j <= r. Returns per input, in input order,
+    ``{"rank", "level", "decided"}`` with ``level = alpha / (m - rank + 1)``: the interval at
+    confidence ``1 - level`` is the Holm-consistent one."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: (math.isnan(p_values[i]), p_values[i]))
+    out: list[dict] = [{} for _ in p_values]
+    still = True
+    for rank, i in enumerate(order, start=1):
+        level = alpha / (m - rank + 1)
+        still = still and not math.isnan(p_values[i]) and p_values[i] <= level
+        out[i] = {"rank": rank, "level": level, "decided": still}
+    return out
+
+
+def benjamini_hochberg(p_values: list[float]) -> list[float]:
+    """Benjamini–Hochberg q-values (adjusted p-values) of ``p_values``; NaN stays NaN and does
+    not count in the family. ``q(i) = min_{j >= i} p(j) m / j`` over the ordered p-values."""
+    valid = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m = len(valid)
+    q = [math.nan] * len(p_values)
+    running = 1.0
+    for rank in range(m, 0, -1):
+        p, i = valid[rank - 1]
+        running = min(running, p * m / rank)
+        q[i] = running
+    return q
 
 
 def reading(difference: dict, a: str, b: str) -> str:

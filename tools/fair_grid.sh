@@ -3,26 +3,36 @@
 # resumes: finished records are skipped, a run stopped mid-way continues from its last epoch.
 # Run it from a checkout that does not move under it (`--jobs` workers import tkd afresh).
 # Usage: bash tools/fair_grid.sh [stage ...]
-#   1  seeds 2-5 of the rows no choice changes (ce-wd0.007, kd-t4, triplet at the paper's
-#      rate 0.01); the seed-1 candidates of every setting grid whose seed 1 is missing on the
-#      CPU; the seed-1 learning rates of the methods whose setting is already chosen; the
-#      teacher-free control at seed 1
-#   2  the seed-1 runs that depend on stage 1's choices (`python -m tkd fair-plan 2`)
-#   3  seeds 2-5 of every chosen (setting, rate) and of the control (`python -m tkd fair-plan 3`)
+#   1  seeds 2-5 of the paper's rows, which no choice changes (ce-wd0.007, kd-t4, triplet at
+#      the paper's rate 0.01)
+#   2  the seed-1 runs the choices need (`python -m tkd fair-plan 2`): every candidate setting,
+#      then each method's learning rates at its chosen setting, a larger margin while the
+#      largest is best, the teacher-free control at the mined triplet's rate; repeated until
+#      every choice is made
+#   3  seeds 2-5 of every chosen (setting, rate), of the control and of the mined triplet at
+#      0.01 (`python -m tkd fair-plan 3`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 run() { "$PY" -m tkd reproduce --preset fashion --jobs 2 --threads 1 --no-figures "$@"; }
+plan() {  # each line of `fair-plan`: "<seeds...> <experiments...>"; runs it, or fails if empty
+    local lines ran=1
+    lines=$("$PY" -m tkd fair-plan "$1")
+    while read -r line; do
+        [ -z "$line" ] && continue
+        ran=0
+        read -r -a words <<< "$line"
+        local seeds=() names=()
+        for w in "${words[@]}"; do [[ $w =~ ^[0-9]+$ ]] && seeds+=("$w") || names+=("$w"); done
+        run --seeds "${seeds[@]}" --experiments "${names[@]}"
+    done <<< "$lines"
+    return $ran
+}
 for stage in "${@:-1 2 3}"; do
     case $stage in
-        1) run --seeds 2 3 4 5 --experiments ce-wd0.007 kd-t4 triplet
-           run --seeds 1 --experiments triplet-m1 triplet-m2 triplet-m10 triplet-m20 \
-               triplet-m40 kd-t2 kd-t8 kd-t4-w0.9 dist-w2 dist-t4-w2 triplet-self
-           run --seeds 1 --experiments ce-wd0.007-lr0.003 ce-wd0.007-lr0.03 \
-               triplet-batch-hard-lr0.003 triplet-batch-hard-lr0.03 dkd-b4-lr0.003 dkd-b4-lr0.03 ;;
-        2|3) while read -r seeds experiments; do
-                 [ -n "$experiments" ] && run --seeds $seeds --experiments $experiments
-             done < <("$PY" -m tkd fair-plan "$stage") ;;
+        1) run --seeds 2 3 4 5 --experiments ce-wd0.007 kd-t4 triplet ;;
+        2) for _ in 1 2 3 4 5; do plan 2 || break; done ;;
+        3) plan 3 || true ;;
         *) echo "unknown stage $stage (1-3)" >&2; exit 2 ;;
     esac
 done

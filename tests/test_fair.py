@@ -1,0 +1,84 @@
+"""The fair comparison's rule: choices at seed 1 on validation, setting before rate, the
+margin sweep extended while its largest margin is best, Holm over the primary claims."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from tkd import fair
+from tkd.experiments import MARGINS, margin_experiment, rate_experiment
+from tkd.stats import benjamini_hochberg, holm
+
+
+def frame(rows):
+    """A runs table from (experiment, seed, val_acc, test_acc) rows."""
+    return pd.DataFrame(rows, columns=["experiment", "seed", "val_acc", "test_acc"])
+
+
+def test_choice_uses_seed_1_validation_only_and_waits_for_every_candidate():
+    runs = frame([("a", 1, 0.90, 0.1), ("b", 1, 0.91, 0.1), ("a", 2, 0.99, 0.99),
+                  ("b", 2, 0.80, 0.99)])
+    assert fair.choose(runs, ["a", "b"]) == "b"  # seed 2 and test accuracy play no part
+    assert fair.choose(runs, ["a", "b", "c"]) is None
+    tie = frame([("a", 1, 0.9, 0), ("b", 1, 0.9, 0)])
+    assert fair.choose(tie, ["b", "a"]) == "b"
+
+
+def test_the_margin_sweep_grows_while_its_largest_margin_is_best():
+    names = [margin_experiment(m).name for m in MARGINS]
+    rising = frame([(n, 1, 0.80 + 0.01 * i, 0) for i, n in enumerate(names[:6])])
+    assert fair.setting_candidates(rising, "triplet") == names[:7]
+    assert fair.chosen_setting(rising, "triplet") is None  # margin 80 not run yet
+    assert ("triplet-m80", (1,)) in fair.pending(rising, 2)
+    turned = pd.concat([rising, frame([(names[6], 1, 0.5, 0)])])
+    assert fair.chosen_setting(turned, "triplet") == names[5]
+    assert fair.setting_candidates(turned, "triplet") == names[:7]
+
+
+def test_the_rate_is_chosen_after_the_setting_and_the_control_follows_the_mined_rate():
+    rows = [(n, 1, 0.9, 0) for n in ("triplet-batch-random", "triplet-batch-hard")]
+    rows += [("triplet-batch-semihard", 1, 0.95, 0)]
+    runs = frame(rows)
+    assert fair.chosen_setting(runs, "mined") == "triplet-batch-semihard"
+    assert fair.tuned(runs, "mined") is None
+    assert ("triplet-batch-semihard-lr0.03", (1,)) in fair.pending(runs, 2)
+    runs = pd.concat([runs, frame([("triplet-batch-semihard-lr0.003", 1, 0.94, 0),
+                                   ("triplet-batch-semihard-lr0.03", 1, 0.96, 0)])])
+    assert fair.tuned(runs, "mined") == "triplet-batch-semihard-lr0.03"
+    assert fair.control(runs) == rate_experiment("triplet-self", 0.03).name
+    assert ("triplet-self-lr0.03", (1,)) in fair.pending(runs, 2)
+    stage3 = dict(fair.pending(runs, 3))
+    assert stage3["triplet-batch-semihard-lr0.03"] == (2, 3, 4, 5)
+    assert stage3["triplet-batch-semihard"] == (2, 3, 4, 5)
+    assert stage3["triplet-self-lr0.03"] == (1, 2, 3, 4, 5)
+
+
+def test_holm_steps_down_and_stops_at_the_first_failure():
+    p = [0.01, 0.04, 0.03, 0.005, math.nan]
+    out = holm(p)
+    assert [o["rank"] for o in out] == [2, 4, 3, 1, 5]
+    assert [o["decided"] for o in out] == [True, False, False, True, False]
+    assert out[3]["level"] == pytest.approx(0.01) and out[0]["level"] == pytest.approx(0.0125)
+    # 0.02 <= 0.05/2 would pass on its own, but the rank before it failed
+    assert [o["decided"] for o in holm([0.04, 0.02, 0.3])] == [False, False, False]
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule_written_out():
+    p = [0.01, 0.04, 0.03, 0.005, math.nan]
+    q = benjamini_hochberg(p)
+    assert q[:4] == pytest.approx([0.02, 0.04, 0.04, 0.02]) and math.isnan(q[4])
+
+
+def test_primary_claims_read_with_holm_intervals():
+    seeds = range(1, 6)
+    rows = [("triplet", s, 0, 0.90 + 0.001 * s) for s in seeds]
+    rows += [("kd-t4", s, 0, 0.91 + 0.0011 * s) for s in seeds]
+    rows += [("logit-mse", s, 0, 0.80 + (0.02 if s % 2 else -0.02)) for s in seeds]
+    rows += [("ce-wd0.007", s, 0, 0.85 + 0.0005 * s) for s in seeds]
+    claims = fair.primary_claims(frame(rows), "logit-mse").set_index("claim")
+    assert claims.loc["P1", "reading"] == "refuted"
+    assert claims.loc["P2", "reading"] == "holds"
+    assert claims.loc["P4", "reading"] == "not shown" and claims.loc["P4", "n"] == 0
+    unadjusted = claims.loc["P1", "mean"]
+    assert claims.loc["P1", "low"] < unadjusted < claims.loc["P1", "high"] < 0
