@@ -88,26 +88,6 @@ def test_fill_pages_fills_the_readme_and_every_docs_page(tmp_path):
     assert fill_readme.fill_pages(tmp_path) == []
 
 
-def test_the_headline_table_reads_either_order_and_names_each_verdict(tmp_path):
-    figures = tmp_path / "figures" / "fashion"
-    figures.mkdir(parents=True)
-    (figures / "comparison.csv").write_text(
-        "experiment,seeds,test_mean\ntriplet,5,89.66\nkd-t4,5,90.69\nce-wd0.007,5,88.25\n"
-        "triplet-batch-semihard,5,91.86\n")
-    (figures / "paired.csv").write_text(
-        "a,b,seeds,difference,std,ci_low,ci_high,reading\n"
-        "triplet,kd-t4,5,-1.03,0.1,-1.38,-0.68,kd-t4 beats triplet\n"
-        "ce-wd0.007,triplet,5,-1.41,0.1,-1.63,-1.18,triplet beats ce-wd0.007\n"
-        "triplet-batch-semihard,kd-t4,1,0.5,,,,no difference shown\n")
-    table = fill_readme.headline_table(figures).splitlines()
-    assert len(table) == 2 + 3  # header, rule, the three claims whose pairs exist
-    assert table[2].endswith("| `triplet` 89.66 % | `kd-t4` 90.69 % | 5 | -1.03 | "
-                             "[-1.38, -0.68] | **refuted** |")
-    assert "| +1.41 | [+1.18, +1.63] | holds |" in table[3]
-    assert table[4].endswith("| 1 | +0.50 | – (one seed) | not shown |")
-    assert fill_readme.headline_table(tmp_path / "nowhere") is None
-
-
 @pytest.mark.parametrize("name", sorted(fill_readme.INLINE))
 def test_each_inline_value_is_what_its_file_gives(name):
     page = fill_readme.INLINE[name][0]

@@ -15,6 +15,8 @@ import math
 import pandas as pd
 
 from tkd.experiments import (
+    EXPERIMENTS,
+    LR_GRID,
     MARGINS,
     SETTING_GRIDS,
     TUNED_METHODS,
@@ -162,9 +164,11 @@ def primary_claims(runs: pd.DataFrame, logit_regression: str) -> pd.DataFrame:
     1 − α/(m − rank + 1), and ``reading`` (holds, refuted, not shown)."""
     rows = []
     for claim, a, b in primary_pairs(runs, logit_regression):
-        d = (paired_difference(_accuracy(runs, a), _accuracy(runs, b))
-             if a and b else paired_difference(pd.Series(dtype=float), pd.Series(dtype=float)))
-        rows.append({"claim": claim, "statement": PRIMARY[claim], "a": a, "b": b, **d})
+        acc_a, acc_b = _accuracy(runs, a), _accuracy(runs, b)
+        common = acc_a.index.intersection(acc_b.index)
+        rows.append({"claim": claim, "statement": PRIMARY[claim], "a": a or "", "b": b or "",
+                     "a_mean": acc_a[common].mean(), "b_mean": acc_b[common].mean(),
+                     **paired_difference(acc_a, acc_b)})
     frame = pd.DataFrame(rows)
     adjusted = holm(frame.p.tolist(), ALPHA)
     frame["rank"] = [r["rank"] for r in adjusted]
@@ -192,3 +196,116 @@ def exploratory(differences: list[dict]) -> list[dict]:
                    "holds at FDR 5 %" if d["mean"] > 0 else "refuted at FDR 5 %")
         out.append({**d, "q": q, "bh_reading": reading, "family": len(differences)})
     return out
+
+
+def logit_regression(runs: pd.DataFrame) -> str:
+    """Ba & Caruana's learning rate, chosen on validation at seed 1 among the rates of its grid
+    (:data:`tkd.experiments.LR_GRID`) that have a seed-1 run (a rate whose runs diverged has
+    none); ``logit-mse`` when none has."""
+    candidates = [n for n in LR_GRID["logit-mse"]
+                  if len(runs[(runs.experiment == n) & (runs.seed == CHOICE_SEED)])]
+    return choose(runs, candidates) or "logit-mse" if candidates else "logit-mse"
+
+
+def _signed(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:+.2f}"
+
+
+def claims_markdown(runs: pd.DataFrame) -> str:
+    """The primary claims as the README's table: each side's mean test accuracy over the seeds
+    both have, their number, a − b with its Holm-adjusted interval, and the reading."""
+    frame = primary_claims(runs, logit_regression(runs))
+    lines = ["| | claim (a > b) | a | b | seeds | a − b (points) | Holm-adjusted interval "
+             "| reading |", "|---|---|---|---|---:|---:|---|---|"]
+    for r in frame.to_dict("records"):
+        sides = [("not chosen yet" if not name else f"`{name}` (no runs yet)" if r["n"] == 0
+                  else f"`{name}` {mean:.2f} %")
+                 for name, mean in ((r["a"], r["a_mean"]), (r["b"], r["b_mean"]))]
+        interval = (f"[{_signed(r['low'])}, {_signed(r['high'])}] "
+                    f"({100 * (1 - ALPHA / (len(frame) - r['rank'] + 1)):.1f} %)"
+                    if r["n"] >= 2 else "–")
+        reading = f"**{r['reading']}**" if r["reading"] == "refuted" else r["reading"]
+        lines.append(f"| {r['claim']} | {r['statement']} | {sides[0]} | {sides[1]} | {r['n']} "
+                     f"| {_signed(r['mean'])} | {interval} | {reading} |")
+    return "\n".join(lines) + "\n"
+
+
+UNTUNED = ("kd-ls", "triplet-ls-m2", "triplet-batch-semihard-ls", "rkd", "rkd-logits")
+"""Methods run at the paper's rate with their published (or validation-chosen) setting and no
+learning-rate tuning: labelled *untuned* wherever they appear."""
+
+
+def table_rows(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(role, experiment) of every row of the fair table: the paper's settings, each tuned
+    method at its chosen setting and rate, the mined triplet at the paper's rate, the
+    teacher-free control and the untuned methods."""
+    rows = [("paper's setting", name) for name in PAPER_ROWS]
+    rows += [(f"tuned: {method}", name) for method, name in tuned_rows(runs).items()
+             if name and method != "control"]
+    mined = chosen_setting(runs, "mined")
+    if mined:
+        rows.append(("mined triplet at the paper's rate", mined))
+    if control(runs):
+        rows.append(("teacher-free control", control(runs)))
+    rows += [("untuned", name) for name in UNTUNED]
+    present = set(runs.experiment)
+    return [(role, name) for role, name in dict.fromkeys(rows) if name in present]
+
+
+def tuned_markdown(runs: pd.DataFrame) -> str:
+    """The fair table: per row of :func:`table_rows` its learning rate, seeds, test accuracy
+    (mean ± sd, %) and its fidelity to the teacher on the test split (top-1 agreement, %, and
+    mean KL(teacher ‖ student), nats; exploratory; "–" for records that lack it)."""
+    lines = ["| role | experiment | lr | seeds | test acc. (%) | agreement with teacher (%) "
+             "| KL(teacher ‖ student) |", "|---|---|---:|---:|---|---:|---:|"]
+    for role, name in table_rows(runs):
+        part = runs[runs.experiment == name]
+        lr = EXPERIMENTS[name].lr or 0.01 if name in EXPERIMENTS else 0.01
+        acc = 100 * part.test_acc
+        spread = f" ± {acc.std():.2f}" if len(acc) > 1 else ""
+        agree, kl = part.test_teacher_agreement.dropna(), part.test_teacher_kl.dropna()
+        fidelity = (f"{100 * agree.mean():.2f} ({len(agree)})" if len(agree) else "–",
+                    f"{kl.mean():.3f} ({len(kl)})" if len(kl) else "–")
+        lines.append(f"| {role} | `{name}` | {lr:g} | {len(part)} | {acc.mean():.2f}{spread} "
+                     f"| {fidelity[0]} | {fidelity[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """Every exploratory comparison of the fair table (a, b): the teacher-free control against
+    the mined triplet and the student alone, each tuned method against its paper's setting,
+    the mined triplet against the other tuned methods, each untuned method against the tuned
+    Hinton KD and mined triplet. Pairs with an undecided side are left out."""
+    rows = tuned_rows(runs)
+    mined, kd, student = rows["mined"], rows["kd"], rows["student"]
+    pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student)]
+    pairs += [(rows[m], paper) for m, paper in (("student", "ce-wd0.007"), ("kd", "kd-t4"),
+                                                ("triplet", "triplet"))]
+    pairs += [(mined, rows[m]) for m in ("triplet", "dkd", "dist")]
+    pairs += [(name, ref) for name in UNTUNED for ref in (kd, mined)]
+    present = set(runs.experiment)
+    return [(a, b) for a, b in dict.fromkeys(pairs)
+            if a and b and a != b and a in present and b in present]
+
+
+def exploratory_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`exploratory_pairs` with their unadjusted paired 95 % intervals and the
+    Benjamini–Hochberg reading over all of them (:func:`exploratory`)."""
+    differences = [{"a": a, "b": b, **paired_difference(_accuracy(runs, a), _accuracy(runs, b))}
+                   for a, b in exploratory_pairs(runs)]
+    columns = ["a", "b", "n", "mean", "low", "high", "p", "q", "bh_reading", "family"]
+    return pd.DataFrame(exploratory(differences), columns=columns)
+
+
+def exploratory_markdown(frame: pd.DataFrame) -> str:
+    """:func:`exploratory_frame` as markdown, its family size stated."""
+    lines = [f"Exploratory: {len(frame)} intervals, unadjusted 95 %; Benjamini–Hochberg over "
+             "these intervals at a false-discovery rate of 5 %.", "",
+             "| a | b | seeds | a − b (points) | 95 % interval | p | BH q | BH reading |",
+             "|---|---|---:|---:|---|---:|---:|---|"]
+    for r in frame.to_dict("records"):
+        interval = f"[{_signed(r['low'])}, {_signed(r['high'])}]" if r["n"] >= 2 else "–"
+        lines.append(f"| `{r['a']}` | `{r['b']}` | {r['n']} | {_signed(r['mean'])} | "
+                     f"{interval} | {r['p']:.3f} | {r['q']:.3f} | {r['bh_reading']} |")
+    return "\n".join(lines) + "\n"

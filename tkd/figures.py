@@ -169,10 +169,25 @@ def runs_frame(records: list[dict], root: str | Path | None = None,
             if len(val) else False,
             "at_chance": at_chance(r["final"].get("val_acc", np.nan), config.get("dataset")),
             "device": r.get("environment", {}).get("device_name", ""),
+            "device_kind": str(r.get("environment", {}).get("device", "cpu")).split(":")[0],
+            **_fidelity(r),
             "wall_seconds": r["wall_seconds"],
             "stale": (record_stale_reason(r, root) or "") if check else "",
         })
     return pd.DataFrame(rows)
+
+
+def _fidelity(record: dict) -> dict:
+    """The final test fidelity of a record (``test_teacher_agreement``, ``test_teacher_kl``)
+    and where it comes from: ``"run"`` (scored at every evaluation), ``"saved weights"``
+    (added afterwards from the saved student, ``record["fidelity"]``) or ``""`` (neither)."""
+    final, later = record.get("final", {}), record.get("fidelity") or {}
+    keys = ("test_teacher_agreement", "test_teacher_kl")
+    if all(k in final for k in keys):
+        return {**{k: final[k] for k in keys}, "fidelity_source": "run"}
+    if all(k in later for k in keys):
+        return {**{k: later[k] for k in keys}, "fidelity_source": "saved weights"}
+    return {**{k: np.nan for k in keys}, "fidelity_source": ""}
 
 
 CLASSES = {"cifar100": 100}
@@ -613,6 +628,7 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     if summary:
         atomic_write_text(folder / "modern_summary.md", summary)
         written.append(folder / "modern_summary.md")
+    written += _fair_outputs(name, runs[runs.experiment != "teacher"], folder)
     written += _schedule_outputs(name, root, folder)
     beside = beside_markdown(name, root)
     if beside:
@@ -630,6 +646,24 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
             written += [folder / f"{kind}_sweep.csv",
                         _save(plot_sweep(runs, kind, table), folder / f"{kind}_sweep.png")]
     return written
+
+
+FAIR_PRESETS = ("fashion",)
+"""The presets whose comparison ``docs/claims.md`` declares: they get the fair comparison's
+tables (``claims.md``, ``fair.md``, ``exploratory.md``)."""
+
+
+def _fair_outputs(preset: str, runs: pd.DataFrame, folder: Path) -> list[Path]:
+    """The fair comparison's tables of a :data:`FAIR_PRESETS` preset (:mod:`tkd.fair`)."""
+    if preset not in FAIR_PRESETS:
+        return []
+    from tkd.fair import claims_markdown, exploratory_frame, exploratory_markdown, tuned_markdown
+
+    tables = {"claims.md": claims_markdown(runs), "fair.md": tuned_markdown(runs),
+              "exploratory.md": exploratory_markdown(exploratory_frame(runs))}
+    for file, text in tables.items():
+        atomic_write_text(folder / file, text)
+    return [folder / file for file in tables]
 
 
 BESIDE_PAIRS = [("kd-t4", "triplet"), ("triplet-batch-semihard", "kd-t4"),

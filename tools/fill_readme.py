@@ -3,7 +3,7 @@ pages in ``docs/``.
 
 Each block ``<!-- name -->`` … ``<!-- /name -->`` named in :data:`BLOCKS` is replaced by the file
 it names, as written by ``python -m tkd figures --preset fashion`` (and the other presets); each
-block of :data:`DERIVED` (the README's headline table) and each inline value of :data:`INLINE`
+block of :data:`DERIVED` (none at present) and each inline value of :data:`INLINE`
 (a sweep's accuracies, the teacher's) is computed from the files it reads. Every block lives on
 one page, named beside it. Run from the repository root after regenerating the figures:
 ``python tools/fill_readme.py``. ``tests/test_readme.py`` checks that every page is current.
@@ -30,7 +30,9 @@ BLOCKS = {
     "fashion-bn-table": ("docs/schedule.md", "figures/fashion-bn/beside.md"),
     "fashion-relations": ("docs/relations.md", "figures/fashion/relations.md"),
     "fashion-modern": ("docs/modern.md", "figures/fashion/modern.md"),
-    "fashion-modern-summary": ("README.md", "figures/fashion/modern_summary.md"),
+    "fashion-claims": ("README.md", "figures/fashion/claims.md"),
+    "fashion-fair": ("docs/fair.md", "figures/fashion/fair.md"),
+    "fashion-exploratory": ("docs/fair.md", "figures/fashion/exploratory.md"),
     "lesson-table": ("docs/lesson.md", "figures/lesson/beside.md"),
     "quick-table": ("docs/digits.md", "figures/quick/comparison.md"),
     "quick-paired": ("docs/digits.md", "figures/quick/paired.md"),
@@ -59,60 +61,7 @@ INLINE = {
 }
 """Inline value name -> (the page that shows it, the file it is computed from, how)."""
 
-HEADLINE = (  # (the claim a > b, a, b): the README's one table
-    ("the paper: triplet > Hinton KD", "triplet", "kd-t4"),
-    ("the paper: Hinton KD > logit regression", "kd-t4", "logit-mse-lr0.003"),
-    ("the paper: logit regression > student alone", "logit-mse-lr0.003", "ce-wd0.007"),
-    ("triplet > student alone", "triplet", "ce-wd0.007"),
-    ("semi-hard triplet > Hinton KD", "triplet-batch-semihard", "kd-t4"),
-    ("semi-hard triplet > the paper's triplet", "triplet-batch-semihard", "triplet"),
-)
-"""The claims of the README's headline table, each a paired difference of ``fashion``."""
-
-
-def _csv_rows(path: Path) -> list[dict]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def _signed(value: float) -> str:
-    """``value`` with two decimals and its sign, as the generated tables write it ("+1.41",
-    "-1.03")."""
-    return f"{value:+.2f}"
-
-
-def headline_table(figures: Path) -> str | None:
-    """The README's headline table: for each claim of :data:`HEADLINE`, both methods' mean test
-    accuracy (``comparison.csv``), their paired difference with its 95 % interval
-    (``paired.csv``, either order) and whether the claim holds, is refuted or is not shown.
-    None when either file is missing; a claim whose pair is not in ``paired.csv`` is left out."""
-    comparison, paired = figures / "comparison.csv", figures / "paired.csv"
-    if not (comparison.is_file() and paired.is_file()):
-        return None
-    accuracy = {r["experiment"]: (float(r["test_mean"]), r["seeds"])
-                for r in _csv_rows(comparison)}
-    pairs = {(r["a"], r["b"]): r for r in _csv_rows(paired)}
-    lines = ["| claim (a > b) | a: test acc. | b: test acc. | seeds | a − b (points) | 95 % CI "
-             "| verdict |", "|---|---|---|---:|---:|---|---|"]
-    for claim, a, b in HEADLINE:
-        sign, row = (1, pairs.get((a, b))) if (a, b) in pairs else (-1, pairs.get((b, a)))
-        if row is None or a not in accuracy or b not in accuracy:
-            continue
-        diff = sign * float(row["difference"])
-        if row["ci_low"] and row["ci_high"]:
-            low, high = sorted((sign * float(row["ci_low"]), sign * float(row["ci_high"])))
-            interval = f"[{_signed(low)}, {_signed(high)}]"
-            status = "holds" if low > 0 else "**refuted**" if high < 0 else "not shown"
-        else:
-            interval, status = "– (one seed)", "not shown"
-        lines.append(f"| {claim} | `{a}` {accuracy[a][0]:.2f} % | `{b}` {accuracy[b][0]:.2f} % | "
-                     f"{row['seeds']} | {_signed(diff)} | {interval} | {status} |")
-    return "\n".join(lines)
-
-
-DERIVED = {
-    "headline": ("README.md", lambda root: headline_table(root / "figures" / "fashion")),
-}
+DERIVED: dict = {}
 """Block name -> (the page that shows it, how its text is computed from the repository root)."""
 
 
