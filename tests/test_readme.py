@@ -134,7 +134,6 @@ def test_every_interval_in_the_prose_is_a_generated_one():
     quoted = {page.relative_to(ROOT): _intervals(fill_readme.strip_blocks(page.read_text()))
               for page in PAGES}
     assert sum(map(len, quoted.values())) > 20  # the answer and the results quote intervals
-    assert quoted[Path("README.md")]  # the front page's answer quotes its intervals too
     stale = {str(page): [q for q in found if q not in generated]
              for page, found in quoted.items()}
     stale = {page: found for page, found in stale.items() if found}

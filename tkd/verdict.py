@@ -185,7 +185,7 @@ def _ladder_text(runs: pd.DataFrame, preset: str) -> str:
     steps = ladder(runs)
     overall = ordering_reading([s["reading"] for s in steps])
     text = (f"**Paper's ordering (triplet > Hinton KD > logit MSE > student alone) on "
-            f"`{preset}`, at the paper's settings: {overall}** (unadjusted 95 % intervals). "
+            f"`{preset}`: {overall}.** At the paper's settings, unadjusted 95 % intervals: "
             + "; ".join(map(_step_text, steps)) + ". ")
     rates = chosen_rates(runs)
     if rates:
