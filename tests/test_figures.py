@@ -227,3 +227,12 @@ def test_schedule_plot_labels_each_length_with_its_seeds():
     fig = fg.plot_schedule_gaps(schedule_frame(by_length, [("kd-t4", "triplet")]))
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["10\n3 seeds", "40\n1 seed"]
+
+
+def test_fidelity_comes_from_the_run_or_from_the_saved_weights_or_is_missing():
+    scored = {"final": {"test_teacher_agreement": 0.9, "test_teacher_kl": 0.1}}
+    later = {"final": {}, "fidelity": {"test_teacher_agreement": 0.8, "test_teacher_kl": 0.2}}
+    assert fg._fidelity(scored)["fidelity_source"] == "run"
+    assert fg._fidelity(later) == {"test_teacher_agreement": 0.8, "test_teacher_kl": 0.2,
+                                   "fidelity_source": "saved weights"}
+    assert fg._fidelity({"final": {}})["fidelity_source"] == ""

@@ -114,3 +114,19 @@ def test_per_phase_rule_checks_the_plateau_before_every_decay():
     assert phases_converged(falling, lr_step=10)  # stopped rising: the rate had done its work
     assert not phases_converged(flat[:17] + [0.68] * 3, lr_step=10)  # but the end must be flat
     assert math.isnan(phase_gaps([0.5] * 24, lr_step=10)[-1])  # a last phase of 4 epochs
+
+
+def test_bh_readings_follow_the_q_values_and_the_sign():
+    from tkd.stats import bh_readings, exploratory_note
+
+    readings = bh_readings([1.0, -1.0, 0.5, 2.0], [0.001, 0.002, 0.5, float("nan")])
+    assert readings == ["holds", "refuted", "not shown", "not shown"]
+    assert "3 unadjusted" in exploratory_note(3)
+
+
+def test_paired_p_value_is_the_two_sided_t_test():
+    from scipy import stats as scipy_stats
+
+    a = pd.Series([1.0, 2.0, 3.5, 4.0], index=[1, 2, 3, 4])
+    b = pd.Series([0.5, 2.5, 2.0, 3.0], index=[1, 2, 3, 4])
+    assert paired_difference(a, b)["p"] == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue)

@@ -112,7 +112,7 @@ def test_relation_methods_meet_kd_the_triplet_and_the_best_mined_triplet():
     hard = frame[(frame.a == "rkd") & (frame.b == "triplet-batch-hard")].iloc[0]
     assert hard["mean"] == pytest.approx(-1.0) and hard.reading == vd.REFUTED
     text = vd.relations_markdown(frame)
-    assert "| `hint-w10` |" in text and "(3 seeds, refuted)" in text
+    assert "| `hint-w10` |" in text and "(3 seeds, refuted; BH: refuted)" in text
     assert "`rkd` > `kd-t4`: **holds**" in vd.relations_sentence(table)
     assert vd.relations_sentence(runs({"kd-t4": [0.9]})) == ""
 

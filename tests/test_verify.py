@@ -193,3 +193,14 @@ def test_runs_from_another_cpu_model_are_named(tmp_path, capsys):
     assert main(args) == 0  # within noise: the results came out again
     out = capsys.readouterr().out
     assert "these on cpu Other CPU (AVX2)" in out and "level 1, identical: no" in out
+
+
+def test_a_column_only_the_fresh_run_logs_is_not_a_difference():
+    from tkd.verify import history_matches
+
+    committed = {"history": {"test_acc": [0.5, 0.6], "epoch_seconds": [1.0, 2.0]}}
+    fresh = {"history": {"test_acc": [0.5, 0.6], "test_teacher_kl": [0.3, 0.2],
+                         "epoch_seconds": [3.0, 4.0]}}
+    assert history_matches(fresh, committed)
+    assert not history_matches(committed, fresh)  # a column the fresh run lost is a difference
+    assert not history_matches({"history": {"test_acc": [0.5, 0.7]}}, committed)

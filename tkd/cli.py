@@ -354,6 +354,14 @@ def fair_plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def backfill_fidelity_command(args: argparse.Namespace) -> int:
+    """Run ``tkd backfill-fidelity``: fidelity to the teacher from the saved students."""
+    from tkd.fair import backfill_fidelity
+
+    backfill_fidelity(args.preset, args.results)
+    return 0
+
+
 def _add_migration_commands(commands) -> None:
     same = commands.add_parser("equivalence", help="show that an old commit's code trains "
                                "bit for bit as today's; then its records stay current")
@@ -369,6 +377,13 @@ def _add_migration_commands(commands) -> None:
     backfill.add_argument("--results", default=None, help="results root (default "
                           "$TKD_RESULTS or ./results)")
     backfill.set_defaults(run=backfill_command)
+    fidelity = commands.add_parser("backfill-fidelity", help="add the fidelity to the teacher "
+                                   "to records made before it was scored, from their saved "
+                                   "students (idempotent)")
+    fidelity.add_argument("--preset", default="fashion", choices=list(PRESETS))
+    fidelity.add_argument("--results", default=None, help="results root (default "
+                          "$TKD_RESULTS or ./results)")
+    fidelity.set_defaults(run=backfill_fidelity_command)
     fair = commands.add_parser("fair-plan", help="the runs a stage of the fair comparison's "
                                "grid (tools/fair_grid.sh) still needs")
     fair.add_argument("stage", type=int, choices=[2, 3])

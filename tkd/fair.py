@@ -309,3 +309,50 @@ def exploratory_markdown(frame: pd.DataFrame) -> str:
         lines.append(f"| `{r['a']}` | `{r['b']}` | {r['n']} | {_signed(r['mean'])} | "
                      f"{interval} | {r['p']:.3f} | {r['q']:.3f} | {r['bh_reading']} |")
     return "\n".join(lines) + "\n"
+
+
+def backfill_fidelity(preset: str = "fashion", root=None, log=print) -> dict:
+    """Add the final fidelity to the teacher (:func:`tkd.train.fidelity` on the validation and
+    test splits) to every record of ``preset`` that was made before fidelity was scored and
+    whose saved student ``<seed>.pt`` is current (:func:`tkd.experiments.load_student`), as
+    ``record["fidelity"]`` with the sha256 of the weights it was computed from. Records without
+    saved weights are left as they are (their tables show "–"). Idempotent. Returns counts:
+    ``{"added", "present", "no weights"}``."""
+    from tkd.experiments import (
+        load_data,
+        load_student,
+        result_path,
+        student_path,
+        teacher_logits,
+        train_teacher,
+    )
+    from tkd.files import atomic_write_json
+    from tkd.results import file_sha256, load_record
+    from tkd.train import fidelity, predict
+
+    data = load_data(preset)
+    reference = teacher_logits(train_teacher(preset, data, root), data)
+    splits = {"test": (data.test, reference[1]), "val": (data.validation, reference[2])}
+    counts = {"added": 0, "present": 0, "no weights": 0}
+    for path in sorted(result_path(preset, "x", 1, root).parent.parent.glob("*/[0-9]*.json")):
+        record = load_record(path)
+        experiment, seed = record["config"]["experiment"], record["config"]["seed"]
+        if experiment == "teacher" or path.name.endswith(".failed.json"):
+            continue
+        if "test_teacher_kl" in record.get("final", {}) or record.get("fidelity"):
+            counts["present"] += 1
+            continue
+        weights = student_path(preset, experiment, seed, root)
+        if not weights.is_file():
+            counts["no weights"] += 1
+            continue
+        model = load_student(preset, experiment, seed, root, data_identity=data.identity())
+        scores = {"weights_sha256": file_sha256(weights)}
+        for name, (split, teacher) in splits.items():
+            scores.update({f"{name}_{k}": v for k, v in
+                           fidelity(predict(model, split.images), teacher).items()})
+        atomic_write_json(path, {**record, "fidelity": scores})
+        counts["added"] += 1
+    log(f"fidelity from saved weights: {counts['added']} added, {counts['present']} present, "
+        f"{counts['no weights']} records without saved weights")
+    return counts

@@ -50,7 +50,9 @@ from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.plots import save_figure  # noqa: E402
 from tkd.results import file_sha256, history_frame, load_record  # noqa: E402
 from tkd.stats import (  # noqa: E402
+    bh_readings,
     convergence_gap,
+    exploratory_note,
     has_converged,
     paired_difference,
     phase_gaps,
@@ -342,21 +344,25 @@ def paired_table(preset: str, root: str | Path | None = None) -> pd.DataFrame:
                for name in (a, b)}
         d = paired_difference(acc[a], acc[b])
         rows.append({"a": a, "b": b, "seeds": d["n"], "difference": d["mean"], "std": d["std"],
-                     "ci_low": d["low"], "ci_high": d["high"], "reading": reading(d, a, b)})
-    return pd.DataFrame(rows, columns=["a", "b", "seeds", "difference", "std", "ci_low",
-                                       "ci_high", "reading"])
+                     "ci_low": d["low"], "ci_high": d["high"], "p": d["p"],
+                     "reading": reading(d, a, b)})
+    table = pd.DataFrame(rows, columns=["a", "b", "seeds", "difference", "std", "ci_low",
+                                        "ci_high", "p", "reading"])
+    table["bh_reading"] = bh_readings(table.difference.tolist(), table.p.tolist())
+    return table
 
 
 def paired_markdown(table: pd.DataFrame) -> str:
     """The paired table as markdown: difference [95 % CI] in points, and what it allows."""
-    lines = ["| a | b | seeds | a − b (points) | 95 % CI | reading |",
-             "|---|---|---:|---:|---|---|"]
+    lines = ["| a | b | seeds | a − b (points) | 95 % CI | reading | after BH |",
+             "|---|---|---:|---:|---|---|---|"]
     for row in table.itertuples():
         interval = ("– (one seed)" if np.isnan(row.ci_low)
                     else f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]")
         lines.append(f"| `{row.a}` | `{row.b}` | {row.seeds} | {row.difference:+.2f} | "
-                     f"{interval} | {row.reading} |")
-    return "\n".join(lines) + "\n"
+                     f"{interval} | {row.reading} | {getattr(row, 'bh_reading', '–')} |")
+    shown = int(table.ci_low.notna().sum())
+    return exploratory_note(shown) + "\n".join(lines) + "\n"
 
 
 def verdict(preset: str, root: str | Path | None = None) -> str:

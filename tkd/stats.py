@@ -132,3 +132,18 @@ def phases_converged(val_acc, lr_step: int, window: int = CONVERGENCE_WINDOW,
     gaps = phase_gaps(val_acc, lr_step, window)
     return (bool(gaps) and not any(math.isnan(g) for g in gaps)
             and all(g <= tolerance for g in gaps[:-1]) and abs(gaps[-1]) <= tolerance)
+
+
+def bh_readings(means: list[float], p_values: list[float], rate: float = 0.05) -> list[str]:
+    """What each of a family of exploratory intervals says after Benjamini–Hochberg at
+    false-discovery rate ``rate``: "holds" / "refuted" where its q-value is at most ``rate``
+    (by the sign of its mean difference), else "not shown"."""
+    return ["not shown" if math.isnan(q) or q > rate else "holds" if m > 0 else "refuted"
+            for m, q in zip(means, benjamini_hochberg(p_values))]
+
+
+def exploratory_note(count: int) -> str:
+    """The line above a table of exploratory intervals."""
+    return (f"Exploratory: {count} unadjusted 95 % interval{'s' if count != 1 else ''}; the "
+            "reading after Benjamini–Hochberg over this table's intervals (false-discovery "
+            "rate 5 %) is beside each.\n\n")

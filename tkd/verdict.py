@@ -21,7 +21,7 @@ import math
 import pandas as pd
 
 from tkd.experiments import MINED, MODERN_GRIDS, WEIGHT_GRIDS
-from tkd.stats import paired_difference
+from tkd.stats import bh_readings, exploratory_note, paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
 STUDENT_ALONE = "ce-wd0.007"
@@ -224,15 +224,17 @@ def schedule_frame(runs_by_length: dict[int, pd.DataFrame],
             step = paired(runs[runs.seed.isin(common if len(have) >= min_seeds else have)], a, b)
             rows.append({"a": a, "b": b, "first_phase": length, "n": step["n"],
                          "mean": step["mean"], "low": step["low"], "high": step["high"],
-                         "reading": step["reading"]})
+                         "p": step["p"], "reading": step["reading"]})
     return pd.DataFrame(rows, columns=["a", "b", "first_phase", "n", "mean", "low", "high",
-                                       "reading"])
+                                       "p", "reading"])
 
 
 def schedule_markdown(frame: pd.DataFrame) -> str:
     """:func:`schedule_frame` as a markdown table: one row per gap, one column per length
     (each gap over the same seeds at every length)."""
     lengths = sorted(frame.first_phase.unique())
+    p = frame.p if "p" in frame else pd.Series(math.nan, index=frame.index)
+    frame = frame.assign(bh=bh_readings(frame["mean"].tolist(), p.tolist()))
     lines = ["| gap (points) | " + " | ".join(f"first phase {n} epochs" for n in lengths) + " |",
              "|---|" + "---|" * len(lengths)]
     for (a, b), group in frame.groupby(["a", "b"], sort=False):
@@ -244,9 +246,9 @@ def schedule_markdown(frame: pd.DataFrame) -> str:
                 continue
             r = row.iloc[0]
             cells.append(f"{r['mean']:+.2f} [{r.low:+.2f}, {r.high:+.2f}] ({r.n} seeds, "
-                         f"{r.reading})" if r.n > 1 else f"{r['mean']:+.2f} (1 seed)")
+                         f"{r.reading}; BH: {r.bh})" if r.n > 1 else f"{r['mean']:+.2f} (1 seed)")
         lines.append(f"| `{a}` − `{b}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return exploratory_note(int((frame.n > 1).sum())) + "\n".join(lines) + "\n"
 
 
 def relation_methods(runs: pd.DataFrame) -> list[str]:
@@ -265,7 +267,7 @@ def relations_frame(runs: pd.DataFrame) -> pd.DataFrame:
     mined = best_on_validation(runs, MINED)
     references = [r for r in [*RELATION_REFERENCES, mined] if r in set(runs.experiment)]
     rows = [paired(runs, a, b) for a in relation_methods(runs) for b in references]
-    columns = ["a", "b", "n", "mean", "low", "high", "reading"]
+    columns = ["a", "b", "n", "mean", "low", "high", "p", "reading"]
     return pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
 
 
@@ -273,6 +275,8 @@ def relations_markdown(frame: pd.DataFrame) -> str:
     """:func:`relations_frame` as a markdown table, one row per method, one column per
     reference: ``mean [low, high] (n seeds, reading)``."""
     references = list(dict.fromkeys(frame.b))
+    p = frame.p if "p" in frame else pd.Series(math.nan, index=frame.index)
+    frame = frame.assign(bh=bh_readings(frame["mean"].tolist(), p.tolist()))
     lines = ["| method | " + " | ".join(f"− `{r}` (points)" for r in references) + " |",
              "|---|" + "---|" * len(references)]
     for a, group in frame.groupby("a", sort=False):
@@ -283,9 +287,10 @@ def relations_markdown(frame: pd.DataFrame) -> str:
             cells.append("–" if step is None else
                          f"{step['mean']:+.2f} (1 seed)" if step.n < 2 else
                          f"{step['mean']:+.2f} [{step.low:+.2f}, {step.high:+.2f}] "
-                         f"({step.n} seeds, {step.reading})")
+                         f"({step.n} seeds, {step.reading}; BH: {step.bh})")
         lines.append(f"| `{a}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    shown = int((frame.n >= 2).sum())
+    return exploratory_note(shown) + "\n".join(lines) + "\n"
 
 
 def relations_sentence(runs: pd.DataFrame) -> str:
@@ -322,7 +327,7 @@ def modern_frame(runs: pd.DataFrame) -> pd.DataFrame:
         if chosen and base in present:
             pairs.append((chosen, base))
     rows = [paired(runs, a, b) for a, b in dict.fromkeys(pairs)]
-    columns = ["a", "b", "n", "mean", "low", "high", "reading"]
+    columns = ["a", "b", "n", "mean", "low", "high", "p", "reading"]
     return pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
 
 

@@ -44,13 +44,15 @@ def device_type(record: dict) -> str:
 
 def history_matches(fresh: dict, committed: dict) -> bool:
     """Whether two records' per-epoch histories are equal, timing columns ignored (NaN equals
-    NaN)."""
+    NaN). A column only the fresh run logs (a reading added since, such as the fidelity to
+    the teacher) reports, it does not train: it is not compared; a committed column the fresh
+    run lacks is a difference."""
     a = {k: v for k, v in fresh.get("history", {}).items() if k not in TIMING_COLUMNS}
     b = {k: v for k, v in committed.get("history", {}).items() if k not in TIMING_COLUMNS}
-    if a.keys() != b.keys():
+    if not b.keys() <= a.keys():
         return False
     return all(np.array_equal(np.asarray(a[k], dtype=float), np.asarray(b[k], dtype=float),
-                              equal_nan=True) for k in a)
+                              equal_nan=True) for k in b)
 
 
 def _by_run(records: list[dict]) -> dict[tuple[str, int], dict]:
