@@ -268,3 +268,27 @@ def test_todays_logit_kd_runs_its_seeds_at_the_settings_chosen_on_validation():
         assert best_on_validation(runs, grid) == head
     assert ex.plan("fashion", ["dkd-b4"]) == [("dkd-b4", s) for s in (1, 2, 3, 4, 5)]
     assert ex.plan("fashion", ["dkd"]) == [("dkd", s) for s in (1, 2, 3)]
+
+
+def test_the_fair_comparison_offers_every_authors_setting_and_one_rate_grid():
+    """Each tuned method's grid holds its authors' setting; every setting it may choose exists
+    at every rate of the one grid; the teacher-free control has no teacher."""
+    grids = ex.SETTING_GRIDS
+    assert "kd-t4-w0.9" in grids["kd"] and "kd-t4" in grids["kd"]
+    kd = ex.EXPERIMENTS["kd-t4-w0.9"].objective()
+    assert (kd.ce_weight, kd.kd_weight, kd.temperature) == (0.1, 0.9, 4.0)
+    assert {"dist-w2", "dist-t4-w2"} <= set(grids["dist"])
+    assert ex.EXPERIMENTS["dist-w2"].objective().dist_weight == 2.0
+    assert ex.EXPERIMENTS["dist-t4-w2"].objective().temperature == 4.0
+    assert "triplet" in grids["triplet"] and "triplet-m40" in grids["triplet"]
+    assert ex.TUNED_RATES == (0.003, 0.01, 0.03)
+    for name in ex.RATE_BASES:
+        for lr in ex.TUNED_RATES:
+            spec = ex.rate_experiment(name, lr)
+            assert spec.name in ex.EXPERIMENTS and (spec.lr or 0.01) == lr
+            assert spec.objective() == ex.EXPERIMENTS[name].objective()
+    assert ex.rate_experiment("kd-t4", 0.01) is ex.EXPERIMENTS["kd-t4"]
+    assert ex.student_config(ex.PRESETS["fashion"], "ce-wd0.007-lr0.03", 1).weight_decay == 0.007
+    control = ex.EXPERIMENTS["triplet-self"].objective()
+    assert not control.needs_teacher and control.anchor == "student"
+    assert control.negatives == ex.EXPERIMENTS["triplet-batch-semihard"].objective().negatives
