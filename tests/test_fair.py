@@ -82,3 +82,10 @@ def test_primary_claims_read_with_holm_intervals():
     assert claims.loc["P4", "reading"] == "not shown" and claims.loc["P4", "n"] == 0
     unadjusted = claims.loc["P1", "mean"]
     assert claims.loc["P1", "low"] < unadjusted < claims.loc["P1", "high"] < 0
+
+
+def test_the_runs_moved_to_a_device_preset_are_rerun_on_the_cpu_once():
+    cpu = frame([("kd-t4", 1, 0.9, 0.9), ("kd-t4", 2, 0.9, 0.9)])
+    moved = frame([("kd-t4", 2, 0.9, 0.9), ("kd-t4", 3, 0.9, 0.9), ("ce", 4, 0.8, 0.8),
+                   ("teacher", 1, 0.9, 0.9)])
+    assert fair.pending_reruns(cpu, moved) == [("ce", (4,)), ("kd-t4", (3,))]

@@ -342,12 +342,17 @@ def backfill_command(args: argparse.Namespace) -> int:
 def fair_plan_command(args: argparse.Namespace) -> int:
     """Run ``tkd fair-plan``: the runs a stage of ``tools/fair_grid.sh`` still needs, one line
     per seed set: ``"<seeds> <experiments...>"`` (nothing when the stage is complete)."""
-    from tkd.fair import pending
+    from tkd.fair import pending, pending_reruns
     from tkd.figures import load_records, runs_frame
 
     runs = runs_frame(load_records(args.preset, args.results), args.results, check=False)
+    if args.stage == 4:
+        moved = runs_frame(load_records(f"{args.preset}-h200", args.results), check=False)
+        todo = pending_reruns(runs, moved) if len(moved) else []
+    else:
+        todo = pending(runs, args.stage)
     groups: dict[tuple[int, ...], list[str]] = {}
-    for name, seeds in pending(runs, args.stage):
+    for name, seeds in todo:
         groups.setdefault(seeds, []).append(name)
     for seeds, names in groups.items():
         print(f"{' '.join(map(str, seeds))} {' '.join(names)}")
@@ -386,7 +391,7 @@ def _add_migration_commands(commands) -> None:
     fidelity.set_defaults(run=backfill_fidelity_command)
     fair = commands.add_parser("fair-plan", help="the runs a stage of the fair comparison's "
                                "grid (tools/fair_grid.sh) still needs")
-    fair.add_argument("stage", type=int, choices=[2, 3])
+    fair.add_argument("stage", type=int, choices=[2, 3, 4])
     fair.add_argument("--preset", default="fashion", choices=list(PRESETS))
     fair.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
                       "or ./results)")

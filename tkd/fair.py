@@ -124,6 +124,17 @@ def pending(runs: pd.DataFrame, stage: int) -> list[tuple[str, tuple[int, ...]]]
     return [(name, seeds) for name, seeds in missing if seeds]
 
 
+def pending_reruns(runs: pd.DataFrame, moved: pd.DataFrame) -> list[tuple[str, tuple[int, ...]]]:
+    """The runs of ``moved`` (the records that left the CPU set for a device preset of their
+    own, e.g. ``fashion-h200``) that the CPU set ``runs`` still lacks: (experiment, seeds)."""
+    have = set(zip(runs.experiment, runs.seed))
+    missing: dict[str, list[int]] = {}
+    for name, seed in sorted(zip(moved.experiment, moved.seed)):
+        if name != "teacher" and (name, seed) not in have:
+            missing.setdefault(name, []).append(int(seed))
+    return [(name, tuple(seeds)) for name, seeds in missing.items()]
+
+
 def rival(runs: pd.DataFrame) -> str | None:
     """Today's logit KD at its strongest: the tuned DKD or the tuned DIST, whichever is better
     on validation at seed 1 (None while either is undecided)."""

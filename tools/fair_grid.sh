@@ -11,6 +11,8 @@
 #      every choice is made
 #   3  seeds 2-5 of every chosen (setting, rate), of the control and of the mined triplet at
 #      0.01 (`python -m tkd fair-plan 3`)
+#   4  every other run that was trained on an H200 (preset fashion-h200), again on the CPU
+#      (`python -m tkd fair-plan 4`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -28,11 +30,12 @@ plan() {  # each line of `fair-plan`: "<seeds...> <experiments...>"; runs it, or
     done <<< "$lines"
     return $ran
 }
-for stage in "${@:-1 2 3}"; do
+for stage in "${@:-1 2 3 4}"; do
     case $stage in
         1) run --seeds 2 3 4 5 --experiments ce-wd0.007 kd-t4 triplet ;;
         2) for _ in 1 2 3 4 5; do plan 2 || break; done ;;
         3) plan 3 || true ;;
-        *) echo "unknown stage $stage (1-3)" >&2; exit 2 ;;
+        4) plan 4 || true ;;
+        *) echo "unknown stage $stage (1-4)" >&2; exit 2 ;;
     esac
 done
