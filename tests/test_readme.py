@@ -127,13 +127,14 @@ def _intervals(text: str) -> list[tuple[float, float]]:
 def test_every_interval_in_the_prose_is_a_generated_one():
     """An interval quoted in the sentences of the README or of a docs page ("beats it by 0.87
     [0.71, 1.03]") must be one that the committed figures hold (either sign), so prose cannot
-    keep a number that new records changed."""
+    keep a number that new records changed. The pages quote none at present: they point to the
+    generated tables instead."""
     generated = {pair for path in sorted((ROOT / "figures").glob("*/*.md"))
                  for lo, hi in _intervals(path.read_text())
                  for pair in ((lo, hi), (round(-hi, 2), round(-lo, 2)))}
     quoted = {page.relative_to(ROOT): _intervals(fill_readme.strip_blocks(page.read_text()))
               for page in PAGES}
-    assert sum(map(len, quoted.values())) > 20  # the answer and the results quote intervals
+    assert generated  # the pattern finds the figures' intervals; the prose may quote none
     stale = {str(page): [q for q in found if q not in generated]
              for page, found in quoted.items()}
     stale = {page: found for page, found in stale.items() if found}
