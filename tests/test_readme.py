@@ -108,7 +108,7 @@ def test_fill_writes_inline_values_from_their_files(tmp_path):
             "<!-- teacher-acc --> old <!-- /teacher-acc -->; T <!-- temperature-line --> "
             "kept <!-- /temperature-line -->")
     assert fill_readme.fill(text, tmp_path) == (
-        "at <!-- margin-line --> 88.72 % (1 seed), 89.66 % (5 seeds) <!-- /margin-line -->; "
+        "at <!-- margin-line --> 1: 88.72 % (1 seed), 5: 89.66 % (5 seeds) <!-- /margin-line -->; "
         "teacher <!-- teacher-acc --> **92.61 %** <!-- /teacher-acc -->; T "
         "<!-- temperature-line --> kept <!-- /temperature-line -->")
 

@@ -212,7 +212,7 @@ settings of :data:`MODERN_GRIDS` are chosen on validation, run with ``preset.hea
 at the chosen one and 1-3 seeds elsewhere."""
 MODERN_GRIDS = {
     "dkd": [dkd_experiment(b).name for b in DKD_BETAS],
-    "dist": ["dist", "dist-t4"],
+    "dist": ["dist", "dist-t4", "dist-w2", "dist-t4-w2"],
     "kd-ls": ["kd-ls", "kd-ls-w1"],
     "triplet-ls": [ls_triplet_experiment("triplet", m).name for m in LS_MARGINS],
     "triplet-batch-semihard-ls": [ls_triplet_experiment("triplet-batch-semihard", m).name

@@ -42,11 +42,12 @@ repository root."""
 
 
 def sweep_line(path: Path) -> str:
-    """A sweep CSV (``value, seeds, test_mean, …``) as "88.72 % (3 seeds), 89.09 % (3 seeds), …"."""
+    """A sweep CSV (``value, seeds, test_mean, …``) as "1: 88.78 % (1 seed), 2: 89.09 % (2
+    seeds), …", each accuracy after the swept value it belongs to."""
     with path.open() as f:
         rows = list(csv.DictReader(f))
-    return ", ".join(f"{float(r['test_mean']):.2f} % ({r['seeds']} seed{'s' * (r['seeds'] != '1')})"
-                     for r in rows)
+    return ", ".join(f"{float(r['value']):g}: {float(r['test_mean']):.2f} % ({r['seeds']} "
+                     f"seed{'s' * (r['seeds'] != '1')})" for r in rows)
 
 
 def teacher_accuracy(path: Path) -> str:
