@@ -26,6 +26,10 @@ from tkd.experiments import (
 )
 from tkd.stats import benjamini_hochberg, holm, paired_difference
 
+FAIR_PRESETS = ("fashion",)
+"""The presets whose comparison ``docs/claims.md`` declares: their figures hold the fair
+comparison's tables (``claims.md``, ``fair.md``, ``exploratory.md``) and their verdict reads
+the primary claims."""
 CHOICE_SEED = 1
 SEEDS = (1, 2, 3, 4, 5)
 ALPHA = 0.05

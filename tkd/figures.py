@@ -654,17 +654,18 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     return written
 
 
-FAIR_PRESETS = ("fashion",)
-"""The presets whose comparison ``docs/claims.md`` declares: they get the fair comparison's
-tables (``claims.md``, ``fair.md``, ``exploratory.md``)."""
-
-
 def _fair_outputs(preset: str, runs: pd.DataFrame, folder: Path) -> list[Path]:
     """The fair comparison's tables of a :data:`FAIR_PRESETS` preset (:mod:`tkd.fair`)."""
+    from tkd.fair import (
+        FAIR_PRESETS,
+        claims_markdown,
+        exploratory_frame,
+        exploratory_markdown,
+        tuned_markdown,
+    )
+
     if preset not in FAIR_PRESETS:
         return []
-    from tkd.fair import claims_markdown, exploratory_frame, exploratory_markdown, tuned_markdown
-
     tables = {"claims.md": claims_markdown(runs), "fair.md": tuned_markdown(runs),
               "exploratory.md": exploratory_markdown(exploratory_frame(runs))}
     for file, text in tables.items():

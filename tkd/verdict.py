@@ -164,7 +164,7 @@ def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = No
     paper's ordering step by step (unadjusted 95 % intervals), the learning rates that were
     tuned, the best mined triplet against Hinton KD. Then whether any student reaches the
     teacher."""
-    from tkd.figures import FAIR_PRESETS
+    from tkd.fair import FAIR_PRESETS
 
     if preset in FAIR_PRESETS:
         text = _fair_text(runs, preset)
