@@ -319,6 +319,15 @@ def test_weights_that_are_not_their_records_are_refused(done, tmp_path):
         ex.load_student(TINY, "logit-mse", 1, root, data_identity=identity)
 
 
+def test_a_teacher_file_that_is_not_its_records_is_never_served(done, tmp_path):
+    root = copy_of(done, tmp_path)
+    model = ex.teacher_path(TINY, root)
+    shutil.copy(ex.student_path(TINY, "ce", 1, root), model)  # same network: it would load
+    with pytest.raises(ValueError, match="is not the teacher its record 1.json names"):
+        ex.train_teacher(TINY, root=root)
+    assert grid.teacher_state(TINY, root)[0] == "stale"  # reproduce retrains it
+
+
 def test_backfill_weights_vouches_for_records_made_before_weight_hashes(done, tmp_path):
     root = copy_of(done, tmp_path)
     path = ex.result_path(TINY, "ce", 1, root)

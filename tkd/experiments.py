@@ -468,6 +468,7 @@ def train_teacher(preset: str | Preset, data: Dataset | None = None,
     preset = teacher_owner(preset)
     path = teacher_path(preset, root)
     if path.is_file() and not force:
+        _check_teacher_file(path)
         return load_model(path, pick_device(device))
     data = load_data(preset) if shared or data is None else data
     run = run_config(preset, "teacher", seed=1, train=teacher_config(preset),
@@ -492,6 +493,19 @@ def train_teacher(preset: str | Preset, data: Dataset | None = None,
         save_record(path.with_name("1.json"), record)  # last: the teacher is done
         shutil.rmtree(work, ignore_errors=True)
     return load_model(path, pick_device(device))
+
+
+def _check_teacher_file(path: Path) -> None:
+    """``ValueError`` when the teacher's record ``1.json`` names another ``model.pt`` than the
+    one at ``path`` (replaced or damaged weights are never served as the recorded teacher)."""
+    record = path.with_name("1.json")
+    if not record.is_file():
+        return
+    recorded = (read_record(record).get("provenance") or {}).get("model_sha256")
+    if recorded is not None and recorded != file_sha256(path):
+        raise ValueError(f"{path} is not the teacher its record {record.name} names (sha256 "
+                         "differs): the file was replaced or damaged; restore it (git checkout) "
+                         "or run `python -m tkd reproduce` to retrain it")
 
 
 def _teacher_work(work: Path, stamp: dict) -> Path:
