@@ -181,12 +181,12 @@ def test_a_saved_student_with_a_stale_record_is_refused_or_retrained(saved_ce, c
     ex.load_student("short", "ce", root=root, data_identity=data.identity())  # current
     record = ex.result_path(SHORT, "ce", 1, root)
     if change == "settings":
-        edit_record(record, "config", "seed", 7)
+        edit_record(record, "config", "train", "lr", 0.5)
     elif change == "data":
         edit_record(record, "provenance", "data", {"name": "digits", "sizes": {}})
     else:
         edit_record(record, "provenance", "code", {"tkd.train.fit": "000000000000"})
-    reason = {"settings": r"settings changed \(seed\)", "data": "other data",
+    reason = {"settings": r"settings changed \(train\)", "data": "other data",
               "code": "code changed since it was recorded: tkd.train.fit"}[change]
     with pytest.raises(ValueError, match=reason):
         ex.load_student("short", "ce", root=root, data_identity=data.identity())

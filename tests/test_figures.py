@@ -138,11 +138,13 @@ def test_beside_puts_a_smaller_preset_next_to_its_teachers_owner(tmp_path):
     from tkd.results import save_record
 
     def record(preset, name, seed, acc):
-        return {"config": {"preset": preset, "experiment": name, "seed": seed, "objective": {}},
+        return {"config": {"preset": preset, "experiment": name, "seed": seed, "objective": {},
+                           "train": {"epochs": 1}},
                 "history": {"epoch": [1], "val_acc": [acc], "test_acc": [acc],
                             "train_acc": [acc]},
-                "final": {"test_acc": acc, "val_acc": acc, "train_acc": acc},
-                "environment": {"device_name": "cpu"}, "wall_seconds": 1.0}
+                "final": {"test_acc": acc, "val_acc": acc, "train_acc": acc, "epoch": 1.0},
+                "environment": {"device": "cpu", "device_name": "cpu"}, "wall_seconds": 1.0,
+                "interrupted": False, "provenance": {}}
 
     accuracy = {"lesson": {"kd-t4": 0.88, "triplet": 0.86}, "fashion": {"kd-t4": 0.90,
                                                                         "triplet": 0.91}}

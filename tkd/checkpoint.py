@@ -97,6 +97,8 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 def load_latest_checkpoint(directory: str | Path) -> dict | None:
     """Newest checkpoint in ``directory`` that loads; warns about and skips bad ones.
 
+    A checkpoint without its ``.sha256`` sidecar cannot be verified and is skipped too (the
+    first one of a run, killed before its sidecar was written, counts as no checkpoint).
     Returns ``None`` when the folder holds no checkpoint; raises :class:`CheckpointError` when
     checkpoints exist but none of them loads (the run must not silently start over).
     """
@@ -109,12 +111,21 @@ def load_latest_checkpoint(directory: str | Path) -> dict | None:
             problems.append(str(error))
             warnings.warn(f"skipping bad checkpoint: {error}", stacklevel=2)
             continue
+        if not path.with_name(path.name + ".sha256").is_file():
+            # written last: a kill inside the write leaves the newest one without it; anywhere
+            # else it was removed, and flipped bytes would load unnoticed
+            problems.append(f"{path} has no {path.name}.sha256 to verify it")
+            warnings.warn(f"skipping unverifiable checkpoint {path}: its .sha256 sidecar is "
+                          "missing", stacklevel=2)
+            continue
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             problems.append(f"{path} is not a tkd training checkpoint")
             warnings.warn(f"skipping {path}: not a tkd training checkpoint", stacklevel=2)
             continue
         state["path"] = str(path)
         return state
+    if len(problems) == 1 and len(paths) == 1 and "has no" in problems[0]:
+        return None  # the first checkpoint, killed before its sidecar: nothing to resume
     if problems:
         raise CheckpointError(
             "no usable checkpoint to resume from:\n  " + "\n  ".join(problems)

@@ -1,5 +1,5 @@
 """Command line: ``python -m tkd train | reproduce | figures | verify | equivalence |
-backfill-code``.
+backfill-code | backfill-weights``.
 
 Every sub-command is registered here, in :func:`build_parser`, and each one's work is a short
 ``*_command`` function that calls the library. Every value is checked before any data is
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tkd.checkpoint import CheckpointError, load_model, save_model
-from tkd.data import DATASETS, load_dataset
+from tkd.checkpoint import CheckpointError, load_latest_checkpoint, load_model, save_model
+from tkd.data import CIFAR, DATASETS, IDX_FILES, load_dataset
 from tkd.experiments import (
     EXPERIMENTS,
     MAIN,
@@ -28,7 +28,7 @@ from tkd.experiments import (
     results_root,
 )
 from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
-from tkd.files import atomic_write_text
+from tkd.files import BusyError, atomic_write_text, check_writable_folder, run_lock
 from tkd.grid import reproduce
 from tkd.live import EpochLog
 from tkd.losses import METHODS, method_config
@@ -127,6 +127,14 @@ def train_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
+    check_data_root(args.dataset, args.data_root)
+    check_writable_folder(out, create=False)  # a read-only location fails now, not later
+    with run_lock(out):  # BusyError: another `tkd train` writes into this --out
+        return _train(args, objective, weight_decay, out)
+
+
+def _train(args: argparse.Namespace, objective, weight_decay: float, out: Path) -> int:
+    """The body of :func:`train_command`, holding ``--out``'s lock."""
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=weight_decay,
         lr_step=args.lr_step, augment=args.augment, seed=args.seed,
@@ -136,6 +144,11 @@ def train_command(args: argparse.Namespace) -> int:
     )
     if not args.resume and any((out / "checkpoints").glob("epoch-*.pt")):
         raise ValueError(f"{out} already holds checkpoints: add --resume, or choose a new --out")
+    latest = load_latest_checkpoint(out / "checkpoints") if args.resume else None
+    if latest is not None and latest["epoch"] > args.epochs:
+        raise ValueError(f"--epochs {args.epochs} is fewer than the {latest['epoch']} epochs "
+                         f"{out} already ran: pass --epochs {latest['epoch']} or more to resume "
+                         "it, or choose a new --out")
     data = load_dataset(args.dataset, args.data_root)
     if args.validation:
         data = data.with_validation(args.validation, seed=0)
@@ -144,8 +157,8 @@ def train_command(args: argparse.Namespace) -> int:
     teacher = _load_teacher(args, data)
     seed_everything(args.seed)  # the same command builds the same initial weights
     model = build_model(args.model, data.num_classes, data.in_channels, data.image_size)
-    previous = (pd.read_csv(out / "history.csv").to_dict("records")
-                if args.resume and (out / "history.csv").is_file() else ())
+    # the live history.csv restarts from the checkpoint's history (a damaged csv is rebuilt)
+    previous = pd.DataFrame(latest["history"]).to_dict("records") if latest else ()
     start = time.perf_counter()
     with EpochLog(out, previous=previous) as live:  # history.csv rewritten after every epoch
         history = fit(model, data, config, objective, teacher, on_epoch=live)
@@ -217,10 +230,10 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
                          help="local: this process; slurm: one teacher job, then one job array "
                               "of the runs; submitit-local: the same with local processes")
     cluster.add_argument("--partition", default=None, help="slurm partition")
-    cluster.add_argument("--time-min", type=_positive_int, default=60,
+    cluster.add_argument("--time-min", type=_positive_int, default=None,
                          help="time limit per run in minutes (default 60)")
     cluster.add_argument("--gpus-per-run", type=_integer(0, float("inf"), "an integer >= 0"),
-                         default=0)
+                         default=None, help="GPUs per run (default 0)")
     cluster.add_argument("--cluster-folder", default=None,
                          help="submitit's logs (default <results>/<preset>/_submitit)")
 
@@ -229,18 +242,60 @@ def reproduce_command(args: argparse.Namespace) -> int:
     """Run ``tkd reproduce``: every planned run (teacher first) here or on a cluster, then
     rebuild the figures (unless ``--no-figures`` or the runs were only submitted)."""
     experiments = main_experiments(args.preset) if args.main_only else args.experiments
+    check_data_root(get_preset(args.preset).dataset, args.data_root)
+    given = [f"--{k.replace('_', '-')}" for k in CLUSTER_OPTIONS if getattr(args, k) is not None]
+    if args.executor == "local" and given:
+        raise ValueError(f"{', '.join(given)} only apply to a cluster: add --executor slurm "
+                         "(or submitit-local), or leave them out")
+    args.device = args.device or get_preset(args.preset).device  # the preset's kind of device
+    for key, default in CLUSTER_OPTIONS.items():
+        setattr(args, key, default if getattr(args, key) is None else getattr(args, key))
+    failed = []
     if args.executor != "local":
         if not _submit(args, experiments):
             return 0  # submitted to slurm: the records land later
     else:
         threads = _apply_cpu_mode(args)
-        reproduce(preset=args.preset, experiments=experiments, seeds=args.seeds,
-                  root=args.results, device=args.device, data_root=args.data_root,
-                  threads=threads, jobs=args.jobs, tensorboard=args.tensorboard)
+        failed = reproduce(preset=args.preset, experiments=experiments, seeds=args.seeds,
+                           root=args.results, device=args.device, data_root=args.data_root,
+                           threads=threads, jobs=args.jobs, tensorboard=args.tensorboard)
+        failed = getattr(failed, "failed", [])
     if not args.no_figures:
         for path in build_figures(args.preset, args.results, args.figures):
             print(f"wrote {path}")
+    if failed:
+        print(f"error: {len(failed)} run(s) FAILED (see above); fix the cause and run the same "
+              "command again: finished runs are kept", file=sys.stderr)
+        return 1
     return 0
+
+
+CLUSTER_OPTIONS = {"partition": None, "time_min": 60, "gpus_per_run": 0, "cluster_folder": None}
+"""The cluster options of ``tkd reproduce`` and their defaults (refused with the local
+executor, where they would do nothing)."""
+
+
+def check_data_root(dataset: str, data_root: str | None) -> None:
+    """Refuse a ``--data-root`` that points at the folder holding a dataset's files instead of
+    the folder above it: the files there would be passed by and another copy (the system's)
+    silently used."""
+    if data_root is None or dataset == "digits":
+        return
+    root = Path(data_root).expanduser()
+    if dataset in CIFAR:
+        folder, archive, train_files = CIFAR[dataset][:3]
+        inside = (root / train_files[0]).is_file()
+        wanted = f"{folder}/ or {archive}"
+    else:
+        folder = dataset
+        inside = any((root / (stem + ext)).is_file() for pair in IDX_FILES.values()
+                     for stem in pair for ext in ("", ".gz"))
+        wanted = f"{folder}/"
+    if inside and not (root / folder).exists():
+        raise ValueError(f"--data-root {data_root} holds the {dataset} files themselves; it must "
+                         f"be the folder that holds {wanted}: pass --data-root "
+                         f"{root.parent if root.name == folder else root} with the files in "
+                         f"{folder}/ below it")
 
 
 def _cpu_mode(args: argparse.Namespace) -> str:
@@ -305,6 +360,11 @@ def verify_command(args: argparse.Namespace) -> int:
     """Run ``tkd verify``: the fresh runs' table, then the three levels of
     :mod:`tkd.verify` (identical, within noise, same conclusions), one line each, and a last
     line; exit code 0 when the results came out again (levels 2 and 3), else 1."""
+    committed = results_root(args.committed)
+    if Path(args.fresh).resolve() == committed.resolve():
+        raise ValueError(f"--fresh {args.fresh} is the committed results folder itself: verify "
+                         "compares fresh runs with the committed records; pass the folder "
+                         "`tkd reproduce --results DIR` wrote")
     fresh_records = load_records(args.preset, args.fresh)
     fresh = runs_frame(fresh_records, check=False)
     if not len(fresh):
@@ -367,6 +427,14 @@ def backfill_fidelity_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def backfill_weights_command(args: argparse.Namespace) -> int:
+    """Run ``tkd backfill-weights``: name each saved student's weights in its record."""
+    from tkd.experiments import backfill_weights
+
+    backfill_weights(args.results)
+    return 0
+
+
 def _add_migration_commands(commands) -> None:
     same = commands.add_parser("equivalence", help="show that an old commit's code trains "
                                "bit for bit as today's; then its records stay current")
@@ -396,6 +464,11 @@ def _add_migration_commands(commands) -> None:
     fair.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
                       "or ./results)")
     fair.set_defaults(run=fair_plan_command)
+    weights = commands.add_parser("backfill-weights", help="add the sha256 of each saved "
+                                  "student's weights to its record (idempotent)")
+    weights.add_argument("--results", default=None, help="results root (default "
+                         "$TKD_RESULTS or ./results)")
+    weights.set_defaults(run=backfill_weights_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,9 +507,17 @@ def main(argv: list[str] | None = None) -> int:
     args.entry_argv = sys.argv[1:] if argv is None else None  # a shell command can restart
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as error:
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-done was kept as done; run the same command again to "
+              "resume from the last finished epoch", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, CheckpointError,
+            BusyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a location that cannot be written, a full disk
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

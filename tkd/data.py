@@ -278,14 +278,35 @@ def _idx_wanted() -> str:
 # ------------------------------------------------------------- CIFAR, python-pickle files ----
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Reads CIFAR's python batches (dicts, lists, bytes, numbers and NumPy arrays) and refuses
+    every other object: a crafted file cannot run code (``pickle.load`` would call whatever
+    its ``GLOBAL`` opcodes name)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}: CIFAR batches hold "
+                                         "only dicts, lists, bytes and arrays")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{path}: missing file in {path.parent}")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
     except Exception as error:  # noqa: BLE001 - any unpickling failure means a broken file
         raise ValueError(f"{path}: not a readable CIFAR pickle ({error})") from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: not a readable CIFAR pickle (holds a {type(batch).__name__}, "
+                         "not a dict)")
+    return batch
 
 
 def _read_cifar_batch(path: Path, label_key: bytes, num_classes: int) -> TensorSplit:

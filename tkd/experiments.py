@@ -11,6 +11,7 @@ The results root is ``$TKD_RESULTS`` if set, else ``results/`` of the project fo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -20,18 +21,22 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tkd.checkpoint import load_model, save_model
+from tkd.checkpoint import load_model, safe_load, save_model
 from tkd.data import Dataset, load_dataset
+from tkd.files import atomic_write_json, run_lock
 from tkd.live import EpochLog
 from tkd.losses import METHODS, ObjectiveConfig, method_config
 from tkd.models import build_model
 from tkd.provenance import code_changes, code_fingerprint, equivalent_code, load_equivalences
 from tkd.results import (
+    RecordError,
+    check_record,
     environment_info,
     file_sha256,
     load_record,
     make_record,
     provenance,
+    record_fault,
     save_record,
 )
 from tkd.train import (
@@ -502,28 +507,105 @@ def train_teacher(preset: str | Preset, data: Dataset | None = None,
     (:func:`teacher_config`) and saved there with its record ``teacher/1.json`` (whose
     provenance holds the sha256 of that ``model.pt``). A preset that shares another's teacher
     (``teacher_preset``) trains it with that preset's recipe and data (``data`` is then
-    ignored: it is the sharing preset's). Returns the model in eval mode."""
+    ignored: it is the sharing preset's). Returns the model in eval mode.
+
+    Training checkpoints every epoch into ``teacher/1.run/`` and resumes from there (a kill
+    loses at most the epoch in progress; checkpoints of other settings, data or code are
+    cleared first). An interrupted training (Ctrl-C) writes nothing, so a saved teacher is
+    never replaced by a half-trained one, and raises ``KeyboardInterrupt``."""
     preset = get_preset(preset)
     shared = preset.teacher_preset is not None
     preset = teacher_owner(preset)
     path = teacher_path(preset, root)
     if path.is_file() and not force:
+        _check_teacher_file(path)
         return load_model(path, pick_device(device))
     data = load_data(preset) if shared or data is None else data
-    seed_everything(1)  # the initial weights depend on the seed only
-    model = build_model(preset.teacher_model, data.num_classes, data.in_channels, data.image_size)
-    config = replace(teacher_config(preset, device), progress=progress)
-    start = time.perf_counter()
-    history = fit(model, data, config)
-    wall = time.perf_counter() - start
-    save_model(path, model, preset.teacher_model, data.num_classes, data.in_channels,
-               data.image_size, dataset=preset.dataset, preset=preset.name)
-    run = run_config(preset, "teacher", seed=1, train=config, objective=None,
-                     model=preset.teacher_model)
-    origin = {**provenance(data, None, root), "model_sha256": file_sha256(path)}
-    record = make_record(run, history, pick_device(device), wall, origin)
-    save_record(path.with_name("1.json"), record)
+    run = run_config(preset, "teacher", seed=1, train=teacher_config(preset),
+                     objective=None, model=preset.teacher_model)
+    with run_lock(path.with_name("1.json")):
+        work = _teacher_work(path.with_name("1.run"), {
+            "config": run, "data": data.identity(), "code": code_fingerprint()})
+        seed_everything(1)  # the initial weights depend on the seed only
+        model = build_model(preset.teacher_model, data.num_classes, data.in_channels,
+                            data.image_size)
+        config = replace(teacher_config(preset, device), progress=progress,
+                         checkpoint_dir=str(work / "checkpoints"), resume=True)
+        start = time.perf_counter()
+        history = fit(model, data, config)
+        wall = time.perf_counter() - start
+        if history.attrs.get("interrupted"):  # nothing half-done is written
+            raise KeyboardInterrupt
+        save_model(path, model, preset.teacher_model, data.num_classes, data.in_channels,
+                   data.image_size, dataset=preset.dataset, preset=preset.name)
+        origin = {**provenance(data, None, root), "model_sha256": file_sha256(path)}
+        record = make_record(run, history, pick_device(device), wall, origin)
+        save_record(path.with_name("1.json"), record)  # last: the teacher is done
+        shutil.rmtree(work, ignore_errors=True)
     return load_model(path, pick_device(device))
+
+
+def _check_teacher_file(path: Path) -> None:
+    """``ValueError`` when the teacher's record ``1.json`` names another ``model.pt`` than the
+    one at ``path`` (replaced or damaged weights are never served as the recorded teacher)."""
+    record = path.with_name("1.json")
+    if not record.is_file():
+        return
+    recorded = (read_record(record).get("provenance") or {}).get("model_sha256")
+    if recorded is not None and recorded != file_sha256(path):
+        raise ValueError(f"{path} is not the teacher its record {record.name} names (sha256 "
+                         "differs): the file was replaced or damaged; restore it (git checkout) "
+                         "or run `python -m tkd reproduce` to retrain it")
+
+
+def _teacher_work(work: Path, stamp: dict) -> Path:
+    """The teacher's checkpoint folder ``work``, emptied first unless its ``stamp.json`` says
+    it holds checkpoints of this very recipe, data and code (then training resumes there)."""
+    marker = work / "stamp.json"
+    try:
+        same = json.loads(marker.read_text()) == json.loads(json.dumps(stamp))
+    except (OSError, ValueError):
+        same = False
+    if work.exists() and not same:
+        shutil.rmtree(work)
+    if not same:
+        atomic_write_json(marker, stamp)
+    return work
+
+
+def place_fault(path: str | Path, record: dict) -> str | None:
+    """What breaks the place rule for the record at ``path`` (``<preset>/<experiment>/
+    <seed>.json``), None when nothing does: its ``config.preset``, ``config.experiment`` and
+    ``config.seed`` must be the folders' and the file's, and a student's device kind
+    (``environment.device`` before ``:``) the preset's :attr:`Preset.device` (teachers, the
+    shared input of every run, are exempt from the device part)."""
+    path = Path(path)
+    config = record.get("config") or {}
+    stem = path.name.removesuffix(".failed.json").removesuffix(".json")
+    here = {"preset": path.parent.parent.name, "experiment": path.parent.name, "seed": stem}
+    said = {k: str(config.get(k)) for k in here}
+    wrong = [f"config.{k} is {said[k]!r}, not {here[k]!r}" for k in here if said[k] != here[k]]
+    if wrong:
+        return (f"it is not where it belongs ({'; '.join(wrong)}): move it to "
+                f"{said['preset']}/{said['experiment']}/{said['seed']}.json or delete it")
+    spec = PRESETS.get(here["preset"])
+    device = str((record.get("environment") or {}).get("device", "")).split(":")[0]
+    if spec is not None and here["experiment"] != "teacher" and device != spec.device:
+        return (f"it was trained on {device or 'an unrecorded device'}, but every student of "
+                f"preset {spec.name!r} comes from {spec.device}: move it to a preset of "
+                f"{device or 'its'} runs or delete it")
+    return None
+
+
+def read_record(path: str | Path) -> dict:
+    """A run record read from ``path`` and checked: its schema and contents
+    (:func:`tkd.results.record_fault`) and its place (:func:`place_fault`);
+    :class:`tkd.results.RecordError` naming the file, the fault and the fix otherwise."""
+    record = check_record(load_record(path), path)
+    fault = place_fault(path, record)
+    if fault is not None:
+        raise RecordError(f"{path} is refused: {fault}")
+    return record
 
 
 def teacher_logits(teacher: torch.nn.Module, data: Dataset,
@@ -672,6 +754,12 @@ def stale_reason(record: dict, preset: Preset, experiment: str, seed: int,
     the code (:func:`code_reason`). ``None`` for ``teacher_sha256`` / ``data_identity``
     skips that comparison."""
     teacher = experiment == "teacher"
+    fault = None if "error" in record else record_fault(record)  # a .failed.json: no final
+    if fault is not None:
+        return f"it is not a usable record ({fault})"
+    if record.get("interrupted"):
+        done, total = len(record["history"]["epoch"]), record["config"]["train"]["epochs"]
+        return f"it was interrupted after {done} of {total} epochs"
     want = expected_teacher_run(preset) if teacher else expected_run(preset, experiment, seed,
                                                                       epochs)
     changed = _changed_settings(record.get("config", {}), want)
@@ -699,6 +787,15 @@ def run_experiment(preset: Preset, experiment: str | Experiment, seed: int,
     file written, and remove the checkpoints. Returns the record."""
     experiment = get_experiment(experiment)
     path = result_path(preset, experiment.name, seed, root)
+    with run_lock(path):  # BusyError when another process writes this run
+        return _run_experiment(preset, experiment, seed, data, teacher, logits, root, device,
+                               epochs, progress, tensorboard, path)
+
+
+def _run_experiment(preset: Preset, experiment: Experiment, seed: int, data: Dataset,
+                    teacher, logits, root, device, epochs, progress, tensorboard,
+                    path: Path) -> dict:
+    """The body of :func:`run_experiment`, under its lock."""
     work = path.with_name(f"{seed}.run")
     log = EpochLog(work, tensorboard, f"{preset.name}/{experiment.name}/{seed}")
     start = time.perf_counter()
@@ -722,11 +819,13 @@ def run_experiment(preset: Preset, experiment: str | Experiment, seed: int,
     run = expected_run(preset, experiment.name, seed, epochs)
     tpath = teacher_path(preset, root)
     run["teacher"] = _relative(tpath, root) if experiment.objective().needs_teacher else None
-    record = make_record(run, history, pick_device(device), wall,
-                         provenance(data, tpath if run["teacher"] else None, root))
-    save_model(student_path(preset, experiment.name, seed, root), model, preset.student_model,
-               data.num_classes, data.in_channels, data.image_size, preset=preset.name,
-               experiment=experiment.name, seed=seed)
+    weights = save_model(student_path(preset, experiment.name, seed, root), model,
+                         preset.student_model, data.num_classes, data.in_channels,
+                         data.image_size, preset=preset.name, experiment=experiment.name,
+                         seed=seed)
+    origin = {**provenance(data, tpath if run["teacher"] else None, root),
+              "model_sha256": file_sha256(weights)}  # the record vouches for these weights
+    record = make_record(run, history, pick_device(device), wall, origin)
     save_record(path, record)  # last: the run is done
     shutil.rmtree(work, ignore_errors=True)
     return record
@@ -774,7 +873,7 @@ def plan(preset: str | Preset, experiments: list[str] | None = None,
 def teacher_accuracy(preset: str | Preset, root: str | Path | None = None) -> float | None:
     """The final test accuracy of the preset's saved teacher, or None if not trained yet."""
     path = teacher_path(preset, root).with_name("1.json")
-    return load_record(path)["final"]["test_acc"] if path.is_file() else None
+    return read_record(path)["final"]["test_acc"] if path.is_file() else None
 
 
 def saved_student_reason(preset: str | Preset, experiment: str, seed: int = 1,
@@ -793,8 +892,17 @@ def saved_student_reason(preset: str | Preset, experiment: str, seed: int = 1,
     sha = file_sha256(saved_teacher) if uses_teacher and saved_teacher.is_file() else None
     if uses_teacher and sha is None:
         return "its teacher is not saved"
-    return stale_reason(load_record(record_path), spec, experiment, seed, sha,
-                        data_identity=data_identity, root=root)
+    record = read_record(record_path)
+    weights = (record.get("provenance") or {}).get("model_sha256")
+    if weights is None:
+        return (f"its record {record_path.name} names no sha256 of its weights (made before "
+                "weights were recorded): run `python -m tkd backfill-weights` where the .pt is "
+                "known to be the record's")
+    if file_sha256(student_path(spec, experiment, seed, root)) != weights:
+        return (f"its weights {record_path.stem}.pt are not the ones its record "
+                f"{record_path.name} names (sha256 differs): the file was replaced or damaged")
+    return stale_reason(record, spec, experiment, seed, sha, data_identity=data_identity,
+                        root=root)
 
 
 def reproduce_hint(spec: Preset, experiment: str, seed: int) -> str:
@@ -856,3 +964,33 @@ def load_or_train_student(preset: str, experiment: str, data: Dataset, teacher: 
     log(f"{experiment}: trained {epochs} epochs, test accuracy "
         f"{history['test_acc'].iloc[-1]:.3f}")
     return model.eval()
+
+
+def backfill_weights(root: str | Path | None = None, log=print) -> list[Path]:
+    """Add ``provenance.model_sha256`` (the sha256 of ``<seed>.pt``) to every student record
+    under ``root`` that has its weights saved beside it but was made before records named
+    their weights' hash; marked ``model_sha256_added``. A ``.pt`` whose own ``info`` names
+    another experiment or seed is not vouched for. Idempotent; returns the records changed."""
+    changed = []
+    for path in sorted(results_root(root).glob("*/*/*.json")):
+        weights = path.with_suffix(".pt")
+        if path.name.endswith(".failed.json") or path.parent.name == "teacher" \
+                or not weights.is_file():
+            continue
+        record = load_record(path)
+        origin = record.setdefault("provenance", {})
+        if origin.get("model_sha256"):
+            continue
+        info = (safe_load(weights).get("info") or {})
+        config = record.get("config") or {}
+        if (info.get("experiment"), info.get("seed")) != (config.get("experiment"),
+                                                           config.get("seed")):
+            log(f"{path}: {weights.name} says it is {info.get('experiment')} seed "
+                f"{info.get('seed')}; not vouched for")
+            continue
+        origin["model_sha256"] = file_sha256(weights)
+        origin["model_sha256_added"] = f"backfilled from the saved {weights.name}"
+        save_record(path, record)
+        changed.append(path)
+    log(f"backfill-weights: {len(changed)} record(s) now name their weights' sha256")
+    return changed

@@ -42,6 +42,7 @@ from tkd.experiments import (  # noqa: E402
     get_preset,
     load_data,
     project_root,
+    read_record,
     results_root,
     stale_reason,
     teacher_path,
@@ -93,7 +94,7 @@ def load_records(preset: str, root: str | Path | None = None) -> list[dict]:
     folder = results_root(root) / get_preset(preset).name
     paths = sorted(p for p in folder.glob("*/*.json") if not p.name.endswith(".failed.json")) \
         if folder.is_dir() else []
-    records = [load_record(p) for p in paths]
+    records = [read_record(p) for p in paths]  # RecordError: refused, never counted
     return sorted(records, key=lambda r: (r["config"]["experiment"], r["config"]["seed"]))
 
 

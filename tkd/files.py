@@ -10,6 +10,7 @@ module of the package writes files directly).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -111,3 +112,73 @@ def open_stream_log(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.open("w")
+
+
+class BusyError(RuntimeError):
+    """Another process holds the lock of a run: two writers into one run are refused."""
+
+
+@contextlib.contextmanager
+def run_lock(path: str | Path):
+    """Hold an exclusive lock on the run whose main file is ``path`` (a hidden
+    ``.<stem>.lock`` beside it) for the duration of the ``with`` block; raises
+    :class:`BusyError` at once, naming the process, when another one holds it. The lock is
+    the operating system's (``flock``): a process killed with SIGKILL releases it. Where
+    ``fcntl`` is missing (Windows) runs are not locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    lock = path.with_name(f".{path.stem}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise BusyError(
+                f"{path.parent / path.stem} is being written by another process (pid "
+                f"{holder}, lock {lock}): wait for it to finish, or stop it; two writers "
+                "into one run would mix their files") from None
+        try:  # the file may have been unlinked by its last holder since we opened it
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # still held: nobody else can be inside
+        os.close(fd)
+
+
+def check_writable_folder(folder: str | Path, create: bool = True) -> Path:
+    """Create ``folder`` (and its parents) and write and remove a probe file in it;
+    ``OSError`` naming the folder and the cause when that cannot be done (a file in the way, a
+    read-only folder or file system, no space), so that a run finds out before any work.
+    ``create=False`` creates nothing: the probe goes to the nearest folder that exists."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise NotADirectoryError(f"{part} is a file, not a folder: the results cannot go to "
+                                     f"{folder}; move the file away or choose another folder")
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        where = next(p for p in (folder, *folder.parents) if p.is_dir()) if not create \
+            else folder
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write into {folder} ({error.strerror or error}): "
+                      "choose a writable folder (--results / --out) or free space") from None
+    return folder

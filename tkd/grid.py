@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 
 from tkd.experiments import (
+    PRESETS,
     failed_path,
     get_experiment,
     get_preset,
     load_data,
     plan,
+    read_record,
     result_path,
     run_experiment,
     stale_reason,
@@ -34,7 +36,9 @@ from tkd.experiments import (
     teacher_path,
     train_teacher,
 )
-from tkd.results import file_sha256, load_record
+from tkd.files import check_writable_folder
+from tkd.results import RecordError, file_sha256, load_record
+from tkd.train import pick_device
 
 
 def reproduce(preset="quick", experiments: list[str] | None = None,
@@ -55,6 +59,9 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
     runs = plan(preset, experiments, seeds)
+    device = preset_device(preset, device)
+    check_output(preset, runs, root)  # before any work: hours of teacher must not be lost
+    check_records(preset, runs, root)
     data = load_data(preset, data_root)
     threads = threads or preset.threads or max(1, (os.cpu_count() or 1) // jobs)
     torch.set_num_threads(threads)  # the teacher too: runs must not depend on what ran before
@@ -74,7 +81,57 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
     if failures:
         names = ", ".join(f"{n} seed {s}" for n, s in failures)
         log(f"[{preset.name}] {len(failures)} run(s) failed: {names}")
-    return [result_path(preset, name, seed, root) for name, seed in runs]
+    return Planned([result_path(preset, name, seed, root) for name, seed in runs], failures)
+
+
+class Planned(list):
+    """The results paths of a reproduction's planned runs (a list), with ``failed``: the
+    (experiment, seed) of the runs that failed this time (the command then exits 1)."""
+
+    def __init__(self, paths, failed=()):
+        super().__init__(paths)
+        self.failed = list(failed)
+
+
+def preset_device(preset, device: str | None) -> str:
+    """The device a reproduction of ``preset`` trains on: ``device``, else the preset's kind
+    (:attr:`tkd.experiments.Preset.device`); ``ValueError`` before any work when its kind is
+    not the preset's (the records would break the place rule and be refused) or it is absent."""
+    chosen = pick_device(device or preset.device)
+    if chosen.type != preset.device:
+        others = [p.name for p in PRESETS.values() if p.device == chosen.type]
+        raise ValueError(f"every student of preset {preset.name!r} comes from {preset.device}, "
+                         f"not {chosen.type}: pass --device {preset.device}"
+                         + (f", or use a preset of {chosen.type} runs ({', '.join(others)})"
+                            if others else ""))
+    return device or preset.device
+
+
+def check_output(preset, runs, root=None) -> None:
+    """Refuse, before any work, a results location that cannot take every run of ``runs``
+    and the teacher: a path on the way that is a file, or a folder that cannot be written
+    (``OSError`` naming it). Creates the folders."""
+    folders = {teacher_path(preset, root).parent,
+               *(result_path(preset, name, seed, root).parent for name, seed in runs)}
+    for folder in sorted(folders):
+        check_writable_folder(folder)
+
+
+def check_records(preset, runs, root=None) -> None:
+    """Read every record that ``runs`` and the teacher would reuse and refuse the lot
+    (:class:`tkd.results.RecordError` listing each file and its fault) if one is malformed,
+    cut short or misplaced, before any work."""
+    paths = [teacher_path(preset, root).with_name("1.json"),
+             *(result_path(preset, name, seed, root) for name, seed in runs)]
+    faults = []
+    for path in paths:
+        if path.is_file():
+            try:
+                read_record(path)
+            except RecordError as error:
+                faults.append(str(error))
+    if faults:
+        raise RecordError("\n".join(faults))
 
 
 def teacher_state(preset, root=None, data_identity: dict | None = None) -> tuple[str, str | None]:
@@ -87,7 +144,7 @@ def teacher_state(preset, root=None, data_identity: dict | None = None) -> tuple
     record_path = model.with_name("1.json")
     if not record_path.is_file():
         return "stale", "it has no record (teacher/1.json)"
-    reason = stale_reason(load_record(record_path), preset, "teacher", 1, file_sha256(model),
+    reason = stale_reason(read_record(record_path), preset, "teacher", 1, file_sha256(model),
                           data_identity=data_identity, root=root)
     return ("current", None) if reason is None else ("stale", reason)
 
@@ -115,7 +172,7 @@ def pending_runs(preset, runs, root, epochs, data_identity: dict | None, log,
                 continue
             failed.unlink()
         if path.is_file():
-            reason = _reason(load_record(path), *check)
+            reason = _reason(read_record(path), *check)
             if reason is None:
                 log(f"[{preset.name}] {name} seed {seed}: up to date, skipped")
                 continue

@@ -143,7 +143,91 @@ def load_record(path: str | Path) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not a valid results file: {error}") from error
+        raise RecordError(f"{path} is not a valid results file: {error}") from error
+
+
+class RecordError(ValueError):
+    """A record that cannot be trusted: malformed, cut short, or in the wrong place."""
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_fault(record) -> str | None:
+    """What is wrong with a run record's schema or contents, None when nothing is: the parts
+    :func:`make_record` writes (``config`` with ``preset``, ``experiment``, ``seed`` and
+    ``train.epochs``; ``history`` of equal-length numeric columns with ``epoch`` = 1..n and
+    ``test_acc``; ``final`` = its last row; ``interrupted``; ``environment.device``;
+    ``wall_seconds`` >= 0; ``provenance``), and a history as long as ``config.train.epochs``
+    unless the run was interrupted. Fields a record may hold beyond these (notes, ``moved_from``,
+    extra history columns) are accepted."""
+    if not isinstance(record, dict):
+        return f"it holds a {type(record).__name__}, not a record"
+    missing = [k for k in ("config", "history", "final", "environment", "provenance",
+                           "wall_seconds", "interrupted") if k not in record]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    config, history, final = record["config"], record["history"], record["final"]
+    for name, part in (("config", config), ("history", history), ("final", final),
+                       ("environment", record["environment"]),
+                       ("provenance", record["provenance"])):
+        if not isinstance(part, dict):
+            return f"its {name} is a {type(part).__name__}, not a mapping"
+    if not isinstance(config.get("preset"), str) or not isinstance(config.get("experiment"), str):
+        return "its config names no preset or experiment"
+    if not isinstance(config.get("seed"), int) or isinstance(config.get("seed"), bool):
+        return f"its config.seed is {config.get('seed')!r}, not an integer"
+    epochs = (config.get("train") or {}).get("epochs") if isinstance(config.get("train"),
+                                                                      dict) else None
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        return f"its config.train.epochs is {epochs!r}, not a positive integer"
+    if not isinstance(record["interrupted"], bool):
+        return f"its interrupted is {record['interrupted']!r}, not true or false"
+    if not _number(record["wall_seconds"]) or not record["wall_seconds"] >= 0:
+        return f"its wall_seconds is {record['wall_seconds']!r}, not a number >= 0"
+    if not isinstance(record["environment"].get("device"), str):
+        return "its environment names no device"
+    for column in ("epoch", "test_acc"):
+        if column not in history:
+            return f"its history has no {column!r} column"
+    lengths = set()
+    for column, values in history.items():
+        if not isinstance(values, list):
+            return f"its history column {column!r} is not a list"
+        bad = [v for v in values if not _number(v)]
+        if bad:
+            return f"its history column {column!r} holds {bad[0]!r}, not a number"
+        lengths.add(len(values))
+    if len(lengths) != 1:
+        return f"its history columns differ in length ({sorted(lengths)})"
+    n = lengths.pop()
+    if history["epoch"] != list(range(1, n + 1)):
+        return "its history's epochs are not 1, 2, ..., n"
+    if record["interrupted"] and n >= epochs:
+        return f"it says interrupted but holds all {epochs} epochs"
+    if not record["interrupted"] and n != epochs:
+        return f"its history holds {n} epochs, its config.train.epochs says {epochs}"
+    bad = [k for k, v in final.items() if not _number(v)]
+    if bad:
+        return f"its final {bad[0]!r} is {final[bad[0]]!r}, not a number"
+    if n and "test_acc" not in final:
+        return "its final has no test_acc"
+    last = {k: float(v[-1]) for k, v in history.items()} if n else {}
+    if {k: float(v) for k, v in final.items()} != last:
+        differ = sorted(k for k in set(final) | set(last) if final.get(k) != last.get(k))
+        return f"its final is not the last epoch of its history ({', '.join(differ[:3])})"
+    return None
+
+
+def check_record(record, path: str | Path) -> dict:
+    """``record`` if :func:`record_fault` finds nothing wrong with it, else
+    :class:`RecordError` naming the file, the fault and what to do."""
+    fault = record_fault(record)
+    if fault is not None:
+        raise RecordError(f"{path} is not a usable run record: {fault}. Restore it (git "
+                          "checkout) or delete it (and its .pt) so that the run is made again")
+    return record
 
 
 def history_frame(record: dict) -> pd.DataFrame:
