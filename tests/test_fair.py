@@ -89,3 +89,30 @@ def test_the_runs_moved_to_a_device_preset_are_rerun_on_the_cpu_once():
     moved = frame([("kd-t4", 2, 0.9, 0.9), ("kd-t4", 3, 0.9, 0.9), ("ce", 4, 0.8, 0.8),
                    ("teacher", 1, 0.9, 0.9)])
     assert fair.pending_reruns(cpu, moved) == [("ce", (4,)), ("kd-t4", (3,))]
+
+
+def test_a_diverged_candidate_is_tried_and_never_chosen():
+    runs = frame([("a", 1, 0.90, 0.9), ("b", 1, 0.80, 0.8)])
+    failures = pd.DataFrame({"experiment": ["c"], "seed": [1]})
+    assert fair.choose(runs, ["a", "b", "c"]) is None  # c not tried yet
+    tried = fair.with_failures(runs, failures)
+    assert fair.choose(tried, ["c", "b", "a"]) == "a"
+    assert fair.choose(fair.with_failures(frame([]), failures), ["c"]) is None
+    lr = frame([("triplet-batch-semihard", 1, 0.9, 0.9), ("triplet-batch-hard", 1, 0.8, 0),
+                ("triplet-batch-random", 1, 0.8, 0), ("triplet-batch-semihard-lr0.003", 1, .8, 0)])
+    blocked = fair.with_failures(lr, pd.DataFrame({"experiment": ["triplet-batch-semihard-lr0.03"],
+                                                   "seed": [1]}))
+    assert fair.tuned(blocked, "mined") == "triplet-batch-semihard"
+    assert ("triplet-batch-semihard-lr0.03", (1,)) not in fair.pending(blocked, 2)
+
+
+def test_the_control_mines_with_the_miner_validation_chose_on_the_committed_records():
+    """``triplet-self`` fixes its miner; it must be the one the mined triplet chose."""
+    from tkd.experiments import EXPERIMENTS
+    from tkd.figures import load_records, runs_frame
+
+    runs = runs_frame(load_records("fashion"), check=False)
+    chosen = fair.chosen_setting(runs, "mined")
+    assert chosen is not None
+    assert (EXPERIMENTS["triplet-self"].objective().negatives
+            == EXPERIMENTS[chosen].objective().negatives)

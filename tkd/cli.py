@@ -402,10 +402,11 @@ def backfill_command(args: argparse.Namespace) -> int:
 def fair_plan_command(args: argparse.Namespace) -> int:
     """Run ``tkd fair-plan``: the runs a stage of ``tools/fair_grid.sh`` still needs, one line
     per seed set: ``"<seeds> <experiments...>"`` (nothing when the stage is complete)."""
-    from tkd.fair import pending, pending_reruns
-    from tkd.figures import load_records, runs_frame
+    from tkd.fair import pending, pending_reruns, with_failures
+    from tkd.figures import load_failures, load_records, runs_frame
 
-    runs = runs_frame(load_records(args.preset, args.results), args.results, check=False)
+    runs = with_failures(runs_frame(load_records(args.preset, args.results), args.results,
+                                    check=False), load_failures(args.preset, args.results))
     if args.stage == 4:
         moved = runs_frame(load_records(f"{args.preset}-h200", args.results), check=False)
         todo = pending_reruns(runs, moved) if len(moved) else []

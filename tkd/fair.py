@@ -50,11 +50,24 @@ def validation_at_choice_seed(runs: pd.DataFrame, candidates: list[str]) -> pd.S
 
 def choose(runs: pd.DataFrame, candidates: list[str]) -> str | None:
     """The candidate with the highest final validation accuracy at seed 1; a tie goes to the
-    first listed. None while any candidate lacks its seed-1 run (the choice is not made yet)."""
+    first listed; a candidate whose seed-1 run diverged (a row with NaN validation accuracy,
+    :func:`with_failures`) is never chosen. None while any candidate lacks its seed-1 run
+    (the choice is not made yet), or when every one diverged."""
     values = validation_at_choice_seed(runs, candidates)
-    if len(values) < len(candidates):
+    if len(values) < len(candidates) or values.isna().all():
         return None
-    return next(c for c in candidates if math.isclose(values[c], values.max(), abs_tol=1e-12))
+    best = values.max()
+    return next(c for c in candidates if math.isclose(values[c], best, abs_tol=1e-12))
+
+
+def with_failures(runs: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with a row (NaN accuracies) for each diverged run of ``failures`` (columns
+    experiment, seed, e.g. :func:`tkd.figures.load_failures`) that has no finished run: a
+    candidate that diverged has been tried, and lost."""
+    have = set(zip(runs.experiment, runs.seed))
+    extra = [{"experiment": e, "seed": s, "val_acc": math.nan, "test_acc": math.nan}
+             for e, s in zip(failures.experiment, failures.seed) if (e, s) not in have]
+    return pd.concat([runs, pd.DataFrame(extra)], ignore_index=True) if extra else runs
 
 
 def setting_candidates(runs: pd.DataFrame, method: str) -> list[str]:
@@ -109,7 +122,9 @@ def tuned_rows(runs: pd.DataFrame) -> dict[str, str | None]:
 def pending(runs: pd.DataFrame, stage: int) -> list[tuple[str, tuple[int, ...]]]:
     """The (experiment, seeds) still missing for a grid stage: stage 2, the seed-1 runs that
     the choices need next (settings, then rates, then the control); stage 3, every seed of
-    each chosen row, of the mined triplet at 0.01 and of the paper's rows."""
+    each chosen row, of the mined triplet at 0.01 and of the paper's rows. Ba & Caruana's
+    rates join stage 2 at seed 1. A diverged run (a NaN row of :func:`with_failures`) is
+    done: it is never pending again."""
     have = set(zip(runs.experiment, runs.seed))
     wanted: list[tuple[str, tuple[int, ...]]] = []
     for method in TUNED_METHODS:
@@ -118,6 +133,7 @@ def pending(runs: pd.DataFrame, stage: int) -> list[tuple[str, tuple[int, ...]]]
                  else rate_candidates(setting))
         wanted += [(name, (CHOICE_SEED,)) for name in names]
     if stage == 2:
+        wanted += [(name, (CHOICE_SEED,)) for name in LR_GRID["logit-mse"]]
         if tuned(runs, "mined") is not None:
             wanted.append((control(runs), (CHOICE_SEED,)))
     else:
@@ -168,8 +184,9 @@ PRIMARY = {
 
 
 def _accuracy(runs: pd.DataFrame, name: str | None) -> pd.Series:
+    """Final test accuracy (points) of ``name``'s finished runs, by seed (diverged rows out)."""
     part = runs[runs.experiment == name]
-    return 100 * part.set_index("seed").test_acc
+    return 100 * part.set_index("seed").test_acc.dropna()
 
 
 def primary_claims(runs: pd.DataFrame, logit_regression: str) -> pd.DataFrame:
@@ -215,11 +232,17 @@ def exploratory(differences: list[dict]) -> list[dict]:
 
 def logit_regression(runs: pd.DataFrame) -> str:
     """Ba & Caruana's learning rate, chosen on validation at seed 1 among the rates of its grid
-    (:data:`tkd.experiments.LR_GRID`) that have a seed-1 run (a rate whose runs diverged has
-    none); ``logit-mse`` when none has."""
+    (:data:`tkd.experiments.LR_GRID`) that have a seed-1 run, a diverged one counting as lost
+    (:func:`with_failures`); the rates not yet run at seed 1 are left out (stage 2 of the grid
+    runs them); ``logit-mse`` when none has."""
     candidates = [n for n in LR_GRID["logit-mse"]
                   if len(runs[(runs.experiment == n) & (runs.seed == CHOICE_SEED)])]
-    return choose(runs, candidates) or "logit-mse" if candidates else "logit-mse"
+    chosen = choose(runs, candidates) if candidates else None
+    return chosen or "logit-mse"
+
+
+def _number(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _signed(value: float) -> str:
@@ -243,7 +266,12 @@ def claims_markdown(runs: pd.DataFrame) -> str:
         reading = f"**{r['reading']}**" if r["reading"] == "refuted" else r["reading"]
         lines.append(f"| {r['claim']} | {r['statement']} | {sides[0]} | {sides[1]} | {r['n']} "
                      f"| {_signed(r['mean'])} | {interval} | {reading} |")
-    return "\n".join(lines) + "\n"
+    decided = int(frame.decided.sum())
+    note = (f"\n{decided} of {len(frame)} claims decided. Each side's mean is over the seeds "
+            "both sides share (the same method can read differently in two rows); a claim is "
+            "*not shown* when the two sides share fewer than two seeds, a side is not chosen "
+            "yet, or its Holm test does not reject.\n")
+    return "\n".join(lines) + "\n" + note
 
 
 UNTUNED = ("kd-ls", "triplet-ls-m2", "triplet-batch-semihard-ls", "rkd", "rkd-logits")
@@ -315,14 +343,16 @@ def exploratory_frame(runs: pd.DataFrame) -> pd.DataFrame:
 
 def exploratory_markdown(frame: pd.DataFrame) -> str:
     """:func:`exploratory_frame` as markdown, its family size stated."""
-    lines = [f"Exploratory: {len(frame)} intervals, unadjusted 95 %; Benjamini–Hochberg over "
-             "these intervals at a false-discovery rate of 5 %.", "",
+    count = int((frame.n >= 2).sum()) if len(frame) else 0
+    lines = [f"Exploratory: {count} intervals (pairs with two common seeds or more), "
+             "unadjusted 95 %; Benjamini–Hochberg over these intervals at a false-discovery "
+             "rate of 5 %.", "",
              "| a | b | seeds | a − b (points) | 95 % interval | p | BH q | BH reading |",
              "|---|---|---:|---:|---|---:|---:|---|"]
     for r in frame.to_dict("records"):
         interval = f"[{_signed(r['low'])}, {_signed(r['high'])}]" if r["n"] >= 2 else "–"
         lines.append(f"| `{r['a']}` | `{r['b']}` | {r['n']} | {_signed(r['mean'])} | "
-                     f"{interval} | {r['p']:.3f} | {r['q']:.3f} | {r['bh_reading']} |")
+                     f"{interval} | {_number(r['p'])} | {_number(r['q'])} | {r['bh_reading']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -47,6 +47,7 @@ from tkd.experiments import (  # noqa: E402
     stale_reason,
     teacher_path,
 )
+from tkd.fair import FAIR_PRESETS, with_failures  # noqa: E402
 from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.plots import save_figure  # noqa: E402
 from tkd.results import file_sha256, history_frame, load_record  # noqa: E402
@@ -336,11 +337,20 @@ def headline_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
 
 def paired_table(preset: str, root: str | Path | None = None) -> pd.DataFrame:
     """The headline paired differences of final test accuracy (points) over common seeds:
-    columns a, b, seeds, difference, std, ci_low, ci_high, reading."""
+    columns a, b, seeds, difference, std, ci_low, ci_high, p, reading, bh_reading. For a preset
+    of the declared comparison the primary claims' pairs are left out (they are read with
+    Holm's adjustment in ``claims.md``, never as exploratory)."""
     runs = runs_frame([r for r in load_records(preset, root)
                        if r["config"]["experiment"] != "teacher"], check=False)
     rows = []
+    primary = set()
+    if preset in FAIR_PRESETS and len(runs):  # the declared claims have their own table
+        from tkd.fair import logit_regression, primary_pairs
+
+        primary = {frozenset(p[1:]) for p in primary_pairs(runs, logit_regression(runs))}
     for a, b in headline_pairs(runs) if len(runs) else []:
+        if frozenset((a, b)) in primary:
+            continue
         acc = {name: 100 * runs[runs.experiment == name].set_index("seed").test_acc
                for name in (a, b)}
         d = paired_difference(acc[a], acc[b])
@@ -378,6 +388,7 @@ def verdict(preset: str, root: str | Path | None = None) -> str:
         return (f"No records for preset {preset!r} yet: run "
                 f"`python -m tkd reproduce --preset {preset}`.")
     teacher = [r for r in records if r["config"]["experiment"] == "teacher"]
+    runs = with_failures(runs, load_failures(preset, root)) if preset in FAIR_PRESETS else runs
     return verdict_text(runs, preset, teacher[0]["final"]["test_acc"] if teacher else None)
 
 
@@ -635,7 +646,8 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     if summary:
         atomic_write_text(folder / "modern_summary.md", summary)
         written.append(folder / "modern_summary.md")
-    written += _fair_outputs(name, runs[runs.experiment != "teacher"], folder)
+    written += _fair_outputs(name, runs[runs.experiment != "teacher"], folder,
+                             load_failures(name, root))
     written += _schedule_outputs(name, root, folder)
     beside = beside_markdown(name, root)
     if beside:
@@ -655,10 +667,11 @@ def build_figures(preset: str = "quick", root: str | Path | None = None,
     return written
 
 
-def _fair_outputs(preset: str, runs: pd.DataFrame, folder: Path) -> list[Path]:
-    """The fair comparison's tables of a :data:`FAIR_PRESETS` preset (:mod:`tkd.fair`)."""
+def _fair_outputs(preset: str, runs: pd.DataFrame, folder: Path,
+                  failures: pd.DataFrame) -> list[Path]:
+    """The fair comparison's tables of a :data:`tkd.fair.FAIR_PRESETS` preset
+    (:mod:`tkd.fair`); a diverged candidate (``failures``) counts in the choices as lost."""
     from tkd.fair import (
-        FAIR_PRESETS,
         claims_markdown,
         exploratory_frame,
         exploratory_markdown,
@@ -667,6 +680,7 @@ def _fair_outputs(preset: str, runs: pd.DataFrame, folder: Path) -> list[Path]:
 
     if preset not in FAIR_PRESETS:
         return []
+    runs = with_failures(runs, failures)
     tables = {"claims.md": claims_markdown(runs), "fair.md": tuned_markdown(runs),
               "exploratory.md": exploratory_markdown(exploratory_frame(runs))}
     for file, text in tables.items():

@@ -57,7 +57,7 @@ def ordering_reading(readings: list[str]) -> str:
 def final_test_accuracy(runs: pd.DataFrame, experiment: str) -> pd.Series:
     """Final test accuracy (points) of ``experiment``'s runs, indexed by seed."""
     part = runs[runs.experiment == experiment]
-    return 100 * part.set_index("seed").test_acc
+    return 100 * part.set_index("seed").test_acc.dropna()
 
 
 def paired(runs: pd.DataFrame, a: str, b: str) -> dict:

@@ -33,7 +33,9 @@ plan() {  # each line of `fair-plan`: "<seeds...> <experiments...>"; runs it, or
 for stage in "${@:-1 2 3 4}"; do
     case $stage in
         1) run --seeds 2 3 4 5 --experiments ce-wd0.007 kd-t4 triplet ;;
-        2) for _ in 1 2 3 4 5; do plan 2 || break; done ;;
+        2) for _ in 1 2 3 4 5; do plan 2 || break; done
+           left=$("$PY" -m tkd fair-plan 2)
+           if [ -n "$left" ]; then echo "stage 2 is not complete; still needed: $left" >&2; exit 1; fi ;;
         3) plan 3 || true ;;
         4) plan 4 || true ;;
         *) echo "unknown stage $stage (1-4)" >&2; exit 2 ;;
