@@ -311,7 +311,7 @@ def verify_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no runs of preset {args.preset!r} under {args.fresh}")
     print(f"fresh runs in {args.fresh}:")
     print(table_markdown(comparison_table(fresh, ["teacher", *MAIN, *EXPERIMENTS])))
-    result = levels(args.fresh, args.committed, args.preset)
+    result = levels(args.fresh, args.committed, args.preset, args.seeds)
     print(result["identical"].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if not result["identical"].match.all():
         note = machine_note(fresh_records, load_records(args.preset, args.committed))
@@ -380,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fresh", required=True, help="results root of the fresh runs")
     check.add_argument("--committed", default=None, help="results root of the committed "
                        "records (default $TKD_RESULTS or ./results)")
+    check.add_argument("--seeds", type=int, nargs="+", default=None, help="check only the "
+                       "runs of these seeds (a part, e.g. after a one-seed rerun); default: "
+                       "every committed seed")
     check.set_defaults(run=verify_command)
     _add_migration_commands(commands)
     return parser
