@@ -22,10 +22,12 @@ from tkd.experiments import (
     EXPERIMENTS,
     MAIN,
     PRESETS,
+    Experiment,
     get_preset,
     main_experiments,
     plan,
     results_root,
+    student_config,
 )
 from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
 from tkd.files import atomic_write_text
@@ -122,8 +124,9 @@ def train_command(args: argparse.Namespace) -> int:
     if args.teacher and not Path(args.teacher).is_file():
         raise ValueError(f"--teacher {args.teacher}: no such file")
     pick_device(args.device)  # an unknown or absent device fails here, before any work
-    weight_decay = args.weight_decay if args.weight_decay is not None else (
-        0.01 if args.method == "ce" else 0.007)
+    weight_decay = args.weight_decay if args.weight_decay is not None else student_config(
+        PRESETS["paper"], Experiment(args.method, args.method, args.method), args.seed
+    ).weight_decay  # the paper's recipe, by the rule every preset's runs use
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
