@@ -94,15 +94,14 @@ print(json.dumps(results))
 def _runs() -> list[dict]:
     """The teacher, every method of MAIN and the relation- and feature-based experiments, as
     plain data for the worker."""
-    from tkd.experiments import MAIN, RELATIONS
+    from tkd.experiments import MAIN, PRESETS, RELATIONS, student_config
 
     runs = [{"name": "teacher", "method": None, "overrides": {}, "lr": 0.05,
              "weight_decay": 5e-4, "seed": 1, "model": "paper-student"}]
     for spec in [*MAIN.values(), *RELATIONS.values()]:
-        weight_decay = spec.weight_decay if spec.weight_decay is not None else (
-            0.01 if spec.method == "ce" else 0.007)
+        recipe = student_config(PRESETS["paper"], spec, 2)  # the paper's lr and weight decay
         runs.append({"name": spec.name, "method": spec.method, "overrides": spec.overrides,
-                     "lr": spec.lr or 0.01, "weight_decay": weight_decay, "seed": 2,
+                     "lr": recipe.lr, "weight_decay": recipe.weight_decay, "seed": 2,
                      "model": "paper-student"})
     return runs
 
