@@ -42,15 +42,49 @@ def is_portable(environ: dict | None = None) -> bool:
 
 
 def cpu_mode() -> dict:
-    """What a record states of the CPU numerics: ``mode`` (portable or native), the caps in
-    force (None where unset) and the instruction set ATen's kernels use now."""
+    """What a record states of the CPU numerics: ``mode`` (portable or native), the caps
+    asked for (None where unset), the instruction set ATen's kernels use now and the CNR mode
+    MKL says is in force (``mkl_cnr``, :func:`mkl_cnr`)."""
     import torch
 
     keys = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "MKL_DYNAMIC",
             "MKL_NUM_THREADS", "OMP_NUM_THREADS")
     return {"mode": "portable" if is_portable() else "native",
             "aten": torch.backends.cpu.get_cpu_capability(),
-            **{k.lower(): os.environ.get(k) for k in keys}}
+            **{k.lower(): os.environ.get(k) for k in keys},
+            "mkl_cnr": mkl_cnr()}
+
+
+# oneMKL's CNR branches (mkl_service.h, MKL_CBWR_*), named as MKL_VERBOSE prints them (CNR:...)
+CNR_BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1",
+                8: "SSE4_2", 9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512",
+                13: "AVX512_MIC_E1", 14: "AVX512_E1"}
+CNR_STRICT = 0x10000
+
+
+def mkl_cnr() -> str | None:
+    """The conditional-numerical-reproducibility mode that MKL says is in force, as
+    ``MKL_VERBOSE`` prints it (``"COMPATIBLE"``, ``"AVX2,STRICT"``, ``"OFF"``, ...): what
+    ``mkl_cbwr_get(MKL_CBWR_ALL)`` returns from the MKL linked into torch. It can differ from
+    ``MKL_CBWR``: MKL ignores a branch the CPU cannot run (one other than AUTO or COMPATIBLE on
+    a non-Intel CPU) and falls back to AUTO without a word. None where torch has no MKL."""
+    import ctypes
+
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return None
+    lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    for name in ("libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll"):
+        try:
+            get = ctypes.CDLL(os.path.join(lib, name)).mkl_serv_cbwr_get
+        except (OSError, AttributeError):
+            continue
+        get.argtypes, get.restype = [ctypes.c_int], ctypes.c_int
+        setting = get(~0)  # MKL_CBWR_ALL: the branch and the STRICT flag
+        branch = CNR_BRANCHES.get(setting & 0xFFFF, f"branch {setting & 0xFFFF}")
+        return f"{branch},STRICT" if setting & CNR_STRICT else branch
+    return None
 
 
 def reexec_portable(argv: list[str], threads: int = 1) -> None:
