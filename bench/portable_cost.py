@@ -9,7 +9,8 @@ step (:class:`torch.utils.flop_counter.FlopCounterMode`: convolutions and matmul
 and backward) give GFLOP/s, shown against each mode's own fp32 matmul rate (2048^3, one
 thread) measured in the same process. Prints one table and the portable/native ratios.
 
-    python bench/portable_cost.py [--fashion-images 10000] [--repeats 2] [--out FILE]
+    python bench/portable_cost.py [--fashion-images 10000] [--repeats 2] [--cbwr COMPATIBLE]
+                                  [--out FILE]
 """
 
 from __future__ import annotations
@@ -68,11 +69,16 @@ def _timed(work) -> float:
     return time.perf_counter() - start
 
 
-def in_subprocess(dataset: str, images: int, epochs: int, portable: bool) -> dict:
+def in_subprocess(dataset: str, images: int, epochs: int, portable: bool,
+                  cbwr: str | None = None) -> dict:
+    """One measurement in a fresh process, natively or in the portable mode (with MKL's CNR
+    branch ``cbwr`` in place of the mode's own, if given)."""
     from tkd.portable import portable_environment
 
     env = {k: v for k, v in os.environ.items() if k not in portable_environment()}
     env.update(portable_environment(1) if portable else {})
+    if portable and cbwr:
+        env["MKL_CBWR"] = cbwr
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run([sys.executable, __file__, "--measure", dataset, str(images),
                            str(epochs)], env=env, capture_output=True, text=True, check=False)
@@ -87,6 +93,9 @@ def main() -> None:
     parser.add_argument("--fashion-images", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", help="also write the results as JSON")
+    parser.add_argument("--cbwr", nargs="+", default=[],
+                        help="also measure the portable mode with these MKL_CBWR values "
+                             "(e.g. COMPATIBLE) in place of its own")
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -96,30 +105,36 @@ def main() -> None:
     from tkd.results import cpu_name
 
     sizes = {"digits": (1138, 5), "fashion-mnist": (args.fashion_images, 1)}
+    modes = ("native", "portable", *(f"portable/{c}" for c in args.cbwr))
     results = {}
     for _ in range(args.repeats):
         for dataset in DATASETS:
-            for mode in ("native", "portable"):
-                row = in_subprocess(dataset, *sizes[dataset], portable=mode == "portable")
+            for mode in modes:
+                row = in_subprocess(dataset, *sizes[dataset], portable=mode != "native",
+                                    cbwr=mode.partition("/")[2] or None)
                 old = results.get((dataset, mode))
                 if old is None or row["epoch_seconds"] < old["epoch_seconds"]:
                     results[(dataset, mode)] = row
     print(f"one training epoch, Hinton KD (T = 4), paper student, batch {BATCH}, 1 thread, "
           f"fastest of {args.repeats}; CPU {cpu_name()}")
-    print(f"{'dataset':14s} {'mode':9s} {'ISA':7s} {'images':>7s} {'epoch s':>8s} "
-          f"{'images/s':>9s} {'GFLOP/s':>8s} {'matmul GFLOP/s':>15s} {'% of it':>8s}")
+    print(f"{'dataset':14s} {'mode':22s} {'ISA':7s} {'MKL CNR':>13s} {'images':>7s} "
+          f"{'epoch s':>8s} {'images/s':>9s} {'GFLOP/s':>8s} {'matmul GFLOP/s':>15s} "
+          f"{'% of it':>8s}")
     for (dataset, mode), r in results.items():
         rate = r["images"] / r["epoch_seconds"]
         gflops = rate * r["flop_per_image"] / 1e9
         r.update(images_per_second=rate, gflops=gflops)
-        print(f"{dataset:14s} {mode:9s} {r['cpu_mode']['aten']:7s} {r['images']:7d} "
+        print(f"{dataset:14s} {mode:22s} {r['cpu_mode']['aten']:7s} "
+              f"{str(r['cpu_mode'].get('mkl_cnr')):>13s} {r['images']:7d} "
               f"{r['epoch_seconds']:8.2f} {rate:9.0f} {gflops:8.2f} {r['peak_gflops']:15.1f} "
               f"{100 * gflops / r['peak_gflops']:7.2f}%")
     for dataset in DATASETS:
-        native, portable = results[(dataset, "native")], results[(dataset, "portable")]
-        print(f"{dataset}: portable epoch / native epoch = "
-              f"{portable['epoch_seconds'] / native['epoch_seconds']:.2f}; portable matmul "
-              f"rate / native = {portable['peak_gflops'] / native['peak_gflops']:.2f}")
+        native = results[(dataset, "native")]
+        for mode in modes[1:]:
+            other = results[(dataset, mode)]
+            print(f"{dataset}: {mode} epoch / native epoch = "
+                  f"{other['epoch_seconds'] / native['epoch_seconds']:.2f}; its matmul "
+                  f"rate / native = {other['peak_gflops'] / native['peak_gflops']:.2f}")
     if args.out:
         from tkd.files import atomic_write_json
 

@@ -19,6 +19,7 @@ import torch
 from tkd.data import load_dataset
 from tkd.losses import method_config
 from tkd.models import build_model
+from tkd.portable import mkl_cnr
 from tkd.results import cpu_name
 from tkd.train import TrainConfig, fit, seed_everything
 
@@ -45,7 +46,8 @@ def main(out: str) -> None:
     runs["student"] = history_hex(fit(student, data, slower, objective, teacher.eval()))
     weights = [float(p.detach().double().sum()).hex() for p in student.parameters()]
     record = {"cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "torch": torch.__version__, "runs": runs, "weights": weights}
+              "mkl_cnr": mkl_cnr(), "torch": torch.__version__, "runs": runs,
+              "weights": weights}
     with open(out, "w") as f:
         json.dump(record, f, indent=1)
 

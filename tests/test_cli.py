@@ -132,6 +132,8 @@ def test_a_good_run_writes_its_files_and_exit_code_0(tmp_path, capsys):
     assert code == 0
     assert {p.name for p in (tmp_path / "run").iterdir()} == {
         "checkpoints", "model.pt", "history.csv", "result.json"}
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["config"]["train"]["weight_decay"] == 0.01  # ce: the presets' rule
 
 
 def test_validation_split_live_history_and_provenance(tmp_path, capsys, live_history):
@@ -144,6 +146,7 @@ def test_validation_split_live_history_and_provenance(tmp_path, capsys, live_his
     assert seen == [[1], [1, 2]]  # history.csv rewritten after every epoch
     record = json.loads((tmp_path / "run" / "result.json").read_text())
     assert record["config"]["validation"] == 100
+    assert record["config"]["train"]["weight_decay"] == 0.007  # distillation: the presets' rule
     assert record["provenance"]["data"]["sizes"]["validation"] == 100
     assert record["provenance"]["teacher_sha256"] == file_sha256(teacher)
     assert {"val_acc", "val_triplet"} <= set(record["history"])

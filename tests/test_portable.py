@@ -14,6 +14,7 @@ import pytest
 
 from tkd.cli import main
 from tkd.portable import cpu_mode, is_portable, portable_environment
+from tkd.results import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "portable_run.json"
@@ -36,7 +37,11 @@ def test_the_caps_take_effect_in_a_fresh_process():
                           capture_output=True, text=True, check=True)
     mode = json.loads(done.stdout)
     assert mode["mode"] == "portable" and mode["aten"] == "AVX2"
-    assert mode["onednn_max_cpu_isa"] == "AVX2" and mode["mkl_cbwr"] == "AVX2,STRICT"
+    assert mode["onednn_max_cpu_isa"] == "AVX2"
+    asked = portable_environment()["MKL_CBWR"]
+    assert mode["mkl_cbwr"] == asked
+    assert mode["mkl_cnr"] == asked, (f"MKL_CBWR={asked} asked, but MKL says CNR "
+                                      f"{mode['mkl_cnr']} is in force on {cpu_name()}")
     assert is_portable(portable_environment()) and not is_portable({})
 
 
@@ -46,8 +51,9 @@ def test_one_short_run_gives_the_committed_bits(tmp_path):
     made the fixture: then the mode does not cover this CPU model (say which in the README)."""
     fresh = run_fixture(tmp_path / "run.json", portable_env())
     committed = json.loads(FIXTURE.read_text())
-    where = (f"fixture made on {committed['cpu']} ({committed['cpu_capability']}), "
-             f"this run on {fresh['cpu']} ({fresh['cpu_capability']})")
+    where = (f"fixture made on {committed['cpu']} ({committed['cpu_capability']}, MKL CNR "
+             f"{committed.get('mkl_cnr', 'AVX2,STRICT')}), this run on {fresh['cpu']} "
+             f"({fresh['cpu_capability']}, MKL CNR {fresh['mkl_cnr']})")
     assert fresh["cpu_capability"] == "AVX2", where
     assert fresh["runs"] == committed["runs"], f"histories differ: {where}"
     assert fresh["weights"] == committed["weights"], f"final weights differ: {where}"
@@ -73,7 +79,8 @@ def test_a_shell_command_runs_in_the_portable_mode_and_records_it(tmp_path):
          "--seeds", "1", "--device", "cpu", "--results", str(tmp_path), "--no-figures"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "restarting with ATen, oneDNN and MKL capped at AVX2" in done.stdout
+    assert "restarting with ATen and oneDNN capped at AVX2 and MKL on its COMPATIBLE" \
+        in done.stdout
     record = json.loads((tmp_path / "quick" / "ce" / "1.json").read_text())
     assert record["environment"]["cpu_mode"]["mode"] == "portable"
     assert record["environment"]["cpu_capability"] == "AVX2"

@@ -89,3 +89,16 @@ def test_sub_commands_are_registered_in_cli_only():
     registering = [p.name for p in sorted(TKD.rglob("*.py"))
                    if "add_parser(" in p.read_text() or "add_subparsers(" in p.read_text()]
     assert registering == ["cli.py"]
+
+
+def test_every_module_is_named_in_the_package_map_and_in_docs_files():
+    """``tkd/__init__.py`` names each module at the start of a line of its docstring and
+    ``docs/files.md`` in a row of its own: a new module fails here until both name it."""
+    import tkd
+
+    modules = sorted(p.stem for p in TKD.glob("*.py") if p.stem != "__init__")
+    starts = {line.split()[0] for line in tkd.__doc__.splitlines() if line.strip()}
+    rows = (TKD.parent / "docs" / "files.md").read_text().splitlines()
+    assert [m for m in modules if f"``{m}``" not in starts] == [], "missing in tkd/__init__.py"
+    assert [m for m in modules if not any(r.startswith(f"| `tkd/{m}.py` |") for r in rows)] \
+        == [], "missing in docs/files.md"

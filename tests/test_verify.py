@@ -210,3 +210,37 @@ def test_a_column_only_the_fresh_run_logs_is_not_a_difference():
     assert history_matches(fresh, committed)
     assert not history_matches(committed, fresh)  # a column the fresh run lost is a difference
     assert not history_matches({"history": {"test_acc": [0.5, 0.7]}}, committed)
+
+
+def test_a_one_seed_rerun_is_checked_as_a_part_that_is_named(tmp_path, capsys):
+    """After rerunning seed 1 only (the lesson's run) verify misses seeds 2-3 unless told to
+    check a part: then it names the part, and level 3 (paired intervals) is not checked."""
+    fresh = copy_records(tmp_path / "fresh", [(e, 1) for e, _ in HEADLINE_RUNS[::3]])
+    args = ["verify", "--preset", "quick", "--fresh", str(fresh), "--committed", str(COMMITTED)]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "seeds [2, 3] have no fresh run (to check only the seeds rerun: --seeds)" in out
+    assert main([*args, "--seeds", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-5] == "checked a part: seeds 1 of the committed seeds 1, 2, 3"
+    assert lines[-4].startswith("level 1, identical: yes: 5/5 runs match")
+    assert lines[-3].startswith("level 2, within noise: yes: 5/5 experiments")
+    assert lines[-2].startswith("level 3, same conclusions: not checked: a paired interval")
+    assert lines[-1] == ("REPRODUCED (the part checked: seeds 1; level 3 not checked): every "
+                         "run within noise (identical to the bit)")
+    edit(fresh, "kd-t4", 1, shift(0.3))  # beyond the seed spread: the part still fails
+    assert main([*args, "--seeds", "1"]) == 1
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
+        "NOT REPRODUCED (the part checked: seeds 1; level 3 not checked): level 2")
+    assert main([*args, "--seeds", "7"]) == 2
+    assert "seeds [7] have no committed record" in capsys.readouterr().err
+
+
+def test_a_part_of_two_seeds_checks_the_conclusions_on_those_seeds(tmp_path):
+    runs = [(e, s) for e, s in HEADLINE_RUNS if s in (1, 2)]
+    fresh = copy_records(tmp_path / "fresh", [*runs, ("ce", 3)])
+    result = levels(fresh, COMMITTED, "quick", seeds=[2, 1])
+    assert result["part"] == {"seeds": [1, 2], "committed": [1, 2, 3]}
+    assert set(result["identical"].seed) == {1, 2} and result["identical"].match.all()
+    assert result["conclusions"] is not None and result["conclusions"].ok.all()
+    assert reproduced(result)

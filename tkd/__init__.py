@@ -1,8 +1,34 @@
 """tkd: Triplet Loss for Knowledge Distillation (Oki, Abe, Miyao, Kurita; IJCNN 2020).
 
-Modules: ``losses`` (triplet, pair, KD, logit-MSE, the combined objective), ``miners``
-(negative selection), ``models`` (the paper's teacher and student, CIFAR ResNets), ``data``
-(datasets as device tensors), ``train`` (:func:`fit`), ``checkpoint``, ``results``, ``cli``.
+Modules, one a line (``tests/test_structure.py`` fails when one is missing here or from
+``docs/files.md``):
+
+``losses``       the losses, each with its formula, and the weighted objective (``METHODS``)
+``miners``       negative selection in the batch (random, hard, semi-hard): indices out
+``models``       the paper's teacher and student, the 2022 student, CIFAR ResNets; by name
+``data``         datasets as device tensors, augmentation, the paper's sampled negatives
+``train``        the trainer: ``train_step``, ``train_epoch``, ``evaluate``, ``fit``
+``precision``    the floating-point precision chosen from the device
+``checkpoint``   checkpoints that survive a kill; saved models
+``live``         live ``history.csv`` and TensorBoard scalars
+``results``      run records (JSON): config, history, environment, provenance
+``provenance``   the fingerprint of the code that decides training; which records are stale
+``equivalence``  ``tkd equivalence``: records stay current across equivalent code changes
+``portable``     the portable CPU mode (kernels capped at AVX2, MKL's COMPATIBLE branch)
+``experiments``  the paper's experiments and presets as data; result paths; single runs
+``grid``         a preset's grid: the teacher, then every missing run (``--jobs``)
+``cluster``      the grid on slurm through submitit
+``stats``        paired differences over seeds; the convergence rule
+``verdict``      the paper's claimed ordering, checked step by step from a runs table
+``figures``      tables and figures from the records; the runs table
+``verify``       ``tkd verify``: fresh runs against the committed records, at three levels
+``embed``        one shared 2-D map of teacher and student logits, and its numbers
+``plots``        seaborn figures of the map and of the widgets' quantities
+``widgets``      widgets to move the KD temperature and the triplet margin
+``notebooks``    what the notebooks share: setup, preset, banner, checks of their prose
+``files``        atomic file writes
+``cli``          every sub-command: ``train``, ``reproduce``, ``figures``, ``verify``, ...
+``__main__``     ``python -m tkd``
 """
 
 __version__ = "0.1.0"

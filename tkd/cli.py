@@ -22,10 +22,12 @@ from tkd.experiments import (
     EXPERIMENTS,
     MAIN,
     PRESETS,
+    Experiment,
     get_preset,
     main_experiments,
     plan,
     results_root,
+    student_config,
 )
 from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
 from tkd.files import BusyError, atomic_write_text, check_writable_folder, run_lock
@@ -122,8 +124,9 @@ def train_command(args: argparse.Namespace) -> int:
     if args.teacher and not Path(args.teacher).is_file():
         raise ValueError(f"--teacher {args.teacher}: no such file")
     pick_device(args.device)  # an unknown or absent device fails here, before any work
-    weight_decay = args.weight_decay if args.weight_decay is not None else (
-        0.01 if args.method == "ce" else 0.007)
+    weight_decay = args.weight_decay if args.weight_decay is not None else student_config(
+        PRESETS["paper"], Experiment(args.method, args.method, args.method), args.seed
+    ).weight_decay  # the paper's recipe, by the rule every preset's runs use
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
@@ -210,7 +213,8 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=_positive_int, default=1,
                         help="runs trained side by side on this machine (default 1)")
     parser.add_argument("--cpu-mode", choices=MODES, default=None,
-                        help="portable: cap ATen, oneDNN and MKL at AVX2 with fixed threads, so "
+                        help="portable: cap ATen and oneDNN at AVX2, MKL at its COMPATIBLE "
+                             "branch, with fixed threads, so "
                              "that any x86-64 CPU model trains the same bits (the command "
                              "restarts itself with the caps set); native: the fastest kernels "
                              "this CPU has. Default: portable for --preset quick, else native; "
@@ -324,8 +328,8 @@ def _apply_cpu_mode(args: argparse.Namespace) -> int | None:
                              "restarts itself with them), set the variables of "
                              "tkd.portable.portable_environment() before Python starts, or "
                              "pass --cpu-mode native")
-        print(f"portable CPU mode: restarting with ATen, oneDNN and MKL capped at AVX2, "
-              f"{threads} thread(s) per run (--cpu-mode native turns it off)")
+        print(f"portable CPU mode: restarting with ATen and oneDNN capped at AVX2 and MKL on its "
+              f"COMPATIBLE branch, {threads} thread(s) per run (--cpu-mode native turns it off)")
         reexec_portable(args.entry_argv, threads)
     return threads
 
@@ -371,7 +375,7 @@ def verify_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no runs of preset {args.preset!r} under {args.fresh}")
     print(f"fresh runs in {args.fresh}:")
     print(table_markdown(comparison_table(fresh, ["teacher", *MAIN, *EXPERIMENTS])))
-    result = levels(args.fresh, args.committed, args.preset)
+    result = levels(args.fresh, args.committed, args.preset, args.seeds)
     print(result["identical"].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if not result["identical"].match.all():
         note = machine_note(fresh_records, load_records(args.preset, args.committed))
@@ -496,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fresh", required=True, help="results root of the fresh runs")
     check.add_argument("--committed", default=None, help="results root of the committed "
                        "records (default $TKD_RESULTS or ./results)")
+    check.add_argument("--seeds", type=int, nargs="+", default=None, help="check only the "
+                       "runs of these seeds (a part, e.g. after a one-seed rerun); default: "
+                       "every committed seed")
     check.set_defaults(run=verify_command)
     _add_migration_commands(commands)
     return parser

@@ -100,8 +100,18 @@ def _runs() -> list[dict]:
     worker: the main comparison, the relation- and feature-based methods, today's logit KD
     (DKD, DIST, the standardized runs), the generality run, the fair comparison's author
     settings (the teacher-free control among them), one margin and one temperature of the
-    sweeps, on the paper's student, and the experiments of the 2022 student."""
-    from tkd.experiments import AUTHOR_SETTINGS, GENERALITY, MAIN, MODERN, RELATIONS, SWEEPS
+    sweeps, on the paper's student, and the experiments of the 2022 student; each with the
+    paper's learning rate and weight decay (:func:`tkd.experiments.student_config`)."""
+    from tkd.experiments import (
+        AUTHOR_SETTINGS,
+        GENERALITY,
+        MAIN,
+        MODERN,
+        PRESETS,
+        RELATIONS,
+        SWEEPS,
+        student_config,
+    )
 
     runs = [{"name": "teacher", "method": None, "overrides": {}, "lr": 0.05,
              "weight_decay": 5e-4, "seed": 1, "model": "paper-student"}]
@@ -110,12 +120,11 @@ def _runs() -> list[dict]:
     models = [("paper-student", spec) for spec in specs]
     models += [("student-2022", MAIN[name]) for name in EQUIVALENCE_2022]
     for model, spec in models:
-        weight_decay = spec.weight_decay if spec.weight_decay is not None else (
-            0.01 if spec.method == "ce" else 0.007)
+        recipe = student_config(PRESETS["paper"], spec, 2)  # the paper's lr and weight decay
         suffix = "" if model == "paper-student" else f"@{model}"
         runs.append({"name": spec.name + suffix, "method": spec.method,
-                     "overrides": spec.overrides, "lr": spec.lr or 0.01,
-                     "weight_decay": weight_decay, "seed": 2, "model": model})
+                     "overrides": spec.overrides, "lr": recipe.lr,
+                     "weight_decay": recipe.weight_decay, "seed": 2, "model": model})
     return runs
 
 

@@ -255,16 +255,16 @@ def dist_loss(student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0,
     ``L = T^2 * (beta * (1 - mean_i rho(p^s_i, p^t_i)) + gamma * (1 - mean_c rho(p^s_c, p^t_c)))``
     with ``p = softmax(z / T)``, ``rho`` the Pearson correlation (:func:`pearson_rows`), ``p_i``
     the row of sample ``i`` (inter-class relation) and ``p_c`` the column of class ``c`` over
-    the batch (intra-class relation). (batch >= 2, classes) x2 -> scalar in [0, 2 T^2 (beta +
-    gamma)]; 0 when the student's probabilities are the teacher's."""
+    the batch (intra-class relation). (batch, classes) x2 -> scalar in [0, 2 T^2 (beta +
+    gamma)]; 0 when the student's probabilities are the teacher's. A batch of one row (a short
+    last batch) has no intra-class relation: that term adds nothing there."""
     _check_logits(check_finite, student_logits=student_logits, teacher_logits=teacher_logits)
     _check_temperature(temperature)
-    if len(student_logits) < 2:
-        raise ValueError("dist_loss needs a batch of at least 2 (its intra-class term "
-                         "correlates each class over the batch)")
     p_s = F.softmax(student_logits / temperature, dim=1)
     p_t = F.softmax(teacher_logits.detach() / temperature, dim=1)
     inter = 1 - pearson_rows(p_s, p_t).mean()
+    if len(p_s) < 2:  # one row: no class varies over the batch, the intra term adds nothing
+        return beta * inter * temperature**2
     intra = 1 - pearson_rows(p_s.T, p_t.T).mean()
     return (beta * inter + gamma * intra) * temperature**2
 
@@ -294,6 +294,13 @@ def _check_rows(check_finite: bool, least: int, **tensors: Tensor) -> None:
             raise ValueError(f"{name} holds NaN or infinite values")
 
 
+def _no_relation(student: Tensor) -> Tensor:
+    """A relation term's value on a batch too small to hold one relation (a short last
+    batch): 0, joined to the student's graph with a zero gradient (the sum over no rows), as
+    the triplet term is 0 when no row has a negative."""
+    return student[:0].sum()
+
+
 def pairwise_distances(x: Tensor) -> Tensor:
     """Euclidean distances between the rows of ``x``: (batch, dim) -> (batch, batch), zero on
     the diagonal (whose gradient is zero too)."""
@@ -308,9 +315,12 @@ def rkd_distance_loss(teacher: Tensor, student: Tensor, check_finite: bool = Tru
     ``L = mean_{i != j} huber(d^s_ij / mu_s, d^t_ij / mu_t)`` with ``d_ij = ||x_i - x_j||`` and
     ``mu`` the mean of ``d_ij`` over the batch's pairs ``i != j``; ``huber`` is the smooth L1
     loss with threshold 1. The student copies the *shape* of the teacher's point cloud, not its
-    scale. teacher, student: (batch >= 2, dim); returns a scalar.
+    scale. teacher, student: (batch, dim); returns a scalar, 0 for a batch of one row (no
+    pair, :func:`_no_relation`).
     """
-    _check_rows(check_finite, 2, teacher=teacher, student=student)
+    _check_rows(check_finite, 1, teacher=teacher, student=student)
+    if len(teacher) < 2:
+        return _no_relation(student)
     off = ~torch.eye(len(teacher), dtype=torch.bool, device=teacher.device)
     relations = []
     for x in (teacher.detach(), student):
@@ -342,9 +352,12 @@ def rkd_angle_loss(teacher: Tensor, student: Tensor, check_finite: bool = True) 
 
     ``L = mean over distinct (i, j, k) of huber(cos angle^s_ijk, cos angle^t_ijk)``, the angle
     at ``x_j`` between ``x_i`` and ``x_k`` (see :func:`triplet_angles`). teacher, student:
-    (batch >= 3, dim); returns a scalar. Memory grows as batch^2 * dim + batch^3.
+    (batch, dim); returns a scalar, 0 for a batch of fewer than 3 rows (no triangle,
+    :func:`_no_relation`). Memory grows as batch^2 * dim + batch^3.
     """
-    _check_rows(check_finite, 3, teacher=teacher, student=student)
+    _check_rows(check_finite, 1, teacher=teacher, student=student)
+    if len(teacher) < 3:
+        return _no_relation(student)
     n = len(teacher)
     huber = F.smooth_l1_loss(triplet_angles(student), triplet_angles(teacher.detach()),
                              reduction="none")
@@ -369,9 +382,10 @@ def pkt_loss(teacher: Tensor, student: Tensor, eps: float = 1e-7,
     student's distributions of cosine similarities (:func:`similarity_distribution`).
 
     ``L = mean_i sum_j P^t[i, j] log((P^t[i, j] + eps) / (P^s[i, j] + eps))``.
-    teacher, student: (batch >= 2, dim); returns a scalar (0 when the student's rows are the
-    teacher's up to a positive scale per row)."""
-    _check_rows(check_finite, 2, teacher=teacher, student=student)
+    teacher, student: (batch, dim); returns a scalar (0 when the student's rows are the
+    teacher's up to a positive scale per row, and for a batch of one row, whose only
+    similarity is with itself)."""
+    _check_rows(check_finite, 1, teacher=teacher, student=student)
     target = similarity_distribution(teacher.detach())
     model = similarity_distribution(student)
     return (target * torch.log((target + eps) / (model + eps))).sum(1).mean()

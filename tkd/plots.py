@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -22,14 +21,22 @@ from tkd.files import atomic_savefig
 PALETTE = "tab10"
 
 
+def _sns():
+    """seaborn, imported on first use: a notebook extra (``tkd[notebooks]``), which the
+    command line (``tkd figures`` uses :func:`save_figure` alone) does not need."""
+    import seaborn
+
+    return seaborn
+
+
 def _class_palette(table: pd.DataFrame) -> dict:
     classes = sorted(table["label"].unique())
-    return dict(zip(classes, sns.color_palette(PALETTE, max(len(classes), 1))))
+    return dict(zip(classes, _sns().color_palette(PALETTE, max(len(classes), 1))))
 
 
 def _scatter(ax, points: pd.DataFrame, palette: dict, marker: str = "o", alpha: float = 0.8,
              size: float = 14, legend: bool = False) -> None:
-    sns.scatterplot(data=points, x="x", y="y", hue="label", palette=palette, marker=marker,
+    _sns().scatterplot(data=points, x="x", y="y", hue="label", palette=palette, marker=marker,
                     s=size, alpha=alpha, linewidth=0, legend=legend, ax=ax)
 
 
@@ -131,7 +138,7 @@ def plot_metrics(metrics: pd.DataFrame, columns: list[str] | None = None,
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     models = list(metrics.index)
     for ax, column in zip(axes, columns):
-        sns.barplot(x=models, y=metrics[column].to_numpy(), hue=models, palette="deep",
+        _sns().barplot(x=models, y=metrics[column].to_numpy(), hue=models, palette="deep",
                     legend=False, ax=ax)
         name, unit = METRIC_AXES.get(column, (column, column))
         ax.set_title(name)

@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from tkd.figures import headline_pairs, load_records, runs_frame
-from tkd.verdict import NOT_SHOWN, ladder, paired
+from tkd.verdict import NOT_SHOWN, final_test_accuracy, ladder, paired
 
 TIMING_COLUMNS = ("epoch_seconds", "images_per_second")
 CROSS_DEVICE_TOLERANCE = 0.5  # points of test accuracy, fresh and committed on other devices
@@ -150,11 +150,6 @@ IMAGE_FLOOR = 3
 seeds that agree to the image (a zero spread) still allow a rounding-sized change."""
 
 
-def _final_points(runs: pd.DataFrame, experiment: str) -> pd.Series:
-    part = runs[runs.experiment == experiment]
-    return 100 * part.set_index("seed").test_acc
-
-
 def _test_images(records: list[dict]) -> int:
     sizes = [r.get("provenance", {}).get("data", {}).get("sizes", {}).get("test")
              for r in records]
@@ -164,34 +159,42 @@ def _test_images(records: list[dict]) -> int:
     return int(sizes[0])
 
 
-def noise_frame(fresh: list[dict], committed: list[dict]) -> pd.DataFrame:
+def noise_frame(fresh: list[dict], committed: list[dict],
+                seeds: list[int] | None = None) -> pd.DataFrame:
     """Level 2, one row per experiment the fresh records hold (the teacher aside): ``seeds``,
     ``bound`` (points: the committed seeds' spread, at least :data:`IMAGE_FLOOR` test images),
     ``worst`` (largest per-run ``|fresh - committed|``), ``committed_mean`` and its widened
     interval ``low``/``high``, ``fresh_mean``, ``categorical`` (seeds that ended at chance on
-    one side only), ``missing`` (committed seeds without a fresh run) and ``ok``."""
+    one side only), ``missing`` (committed seeds without a fresh run) and ``ok``.
+
+    ``seeds``: check only these seeds (a part, as after a one-seed rerun): the bound and the
+    interval's half-width still come from every committed seed, the committed mean from the
+    part's seeds alone, and only the part's seeds can be missing."""
     new, old = runs_frame(fresh, check=False), runs_frame(committed, check=False)
+    if seeds is not None:
+        new = new[new.seed.isin(seeds)]
     floor = 100 * IMAGE_FLOOR / _test_images(committed or fresh)
     rows = []
     for name in dict.fromkeys(new.experiment):
         if name == "teacher" or name not in set(old.experiment):
             continue
-        a, b = _final_points(new, name), _final_points(old, name)
-        seeds = b.index.intersection(a.index)
+        a, b = final_test_accuracy(new, name), final_test_accuracy(old, name)
+        common = b.index.intersection(a.index)
         spread = float(b.max() - b.min()) if len(b) > 1 else 0.0
         bound = max(spread, floor)
         half = (float(stats.t.ppf(0.975, len(b) - 1) * b.std(ddof=1) / math.sqrt(len(b)))
                 if len(b) > 1 else 0.0)
-        low, high = b.mean() - half - floor, b.mean() + half + floor
+        part = b if seeds is None else b[b.index.isin(seeds)]
+        low, high = part.mean() - half - floor, part.mean() + half + floor
         chance_new = new[new.experiment == name].set_index("seed").at_chance
         chance_old = old[old.experiment == name].set_index("seed").at_chance
-        categorical = [int(s) for s in seeds if chance_new[s] != chance_old[s]]
-        worst = float((a[seeds] - b[seeds]).abs().max()) if len(seeds) else math.nan
-        missing = [int(s) for s in b.index.difference(a.index)]
+        categorical = [int(s) for s in common if chance_new[s] != chance_old[s]]
+        worst = float((a[common] - b[common]).abs().max()) if len(common) else math.nan
+        missing = [int(s) for s in part.index.difference(a.index)]
         ok = (not categorical and not missing and worst <= bound + 1e-9
               and low - 1e-9 <= a.mean() <= high + 1e-9)
-        rows.append({"experiment": name, "seeds": len(seeds), "bound": bound, "worst": worst,
-                     "committed_mean": float(b.mean()), "low": low, "high": high,
+        rows.append({"experiment": name, "seeds": len(common), "bound": bound, "worst": worst,
+                     "committed_mean": float(part.mean()), "low": low, "high": high,
                      "fresh_mean": float(a.mean()), "categorical": categorical,
                      "missing": missing, "ok": bool(ok)})
     return pd.DataFrame(rows, columns=["experiment", "seeds", "bound", "worst",
@@ -224,60 +227,103 @@ def conclusion_frame(fresh: list[dict], committed: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["a", "b", "committed", "fresh", "ok"])
 
 
-def levels(fresh_root, committed_root, preset: str) -> dict:
+def levels(fresh_root, committed_root, preset: str, seeds: list[int] | None = None) -> dict:
     """All three levels for the fresh runs under ``fresh_root``: ``{"identical": frame,
-    "noise": frame, "conclusions": frame}`` (see :func:`compare_runs`, :func:`noise_frame`,
-    :func:`conclusion_frame`)."""
+    "noise": frame, "conclusions": frame, "part": ...}`` (see :func:`compare_runs`,
+    :func:`noise_frame`, :func:`conclusion_frame`).
+
+    ``seeds``: check only the runs of these seeds (after rerunning some seeds only; ``None``:
+    every committed seed). Then ``"part"`` is ``{"seeds": [...], "committed": [...]}``, the
+    seeds checked and those the records hold, and level 3 compares the fresh runs with the
+    committed ones of the same seeds, or is not checked (``"conclusions": None``) with fewer
+    than 2 seeds, which give no paired interval."""
     fresh = load_records(preset, fresh_root)
     names = {r["config"]["experiment"] for r in fresh}
     committed = [r for r in load_records(preset, committed_root)
                  if r["config"]["experiment"] in names]
-    return {"identical": compare_records(fresh, committed),
-            "noise": noise_frame(fresh, committed),
-            "conclusions": conclusion_frame(fresh, committed)}
+    if seeds is None:
+        return {"identical": compare_records(fresh, committed),
+                "noise": noise_frame(fresh, committed),
+                "conclusions": conclusion_frame(fresh, committed), "part": None}
+    seeds = sorted(set(seeds))
+    held = sorted({r["config"]["seed"] for r in committed if r["config"]["experiment"]
+                   != "teacher"})
+    unknown = [s for s in seeds if s not in held]
+    if unknown:
+        raise ValueError(f"seeds {unknown} have no committed record of these experiments "
+                         f"(the records hold seeds {held})")
+    fresh = [r for r in fresh if r["config"]["seed"] in seeds]
+    part = [r for r in committed if r["config"]["seed"] in seeds]
+    return {"identical": compare_records(fresh, part),
+            "noise": noise_frame(fresh, committed, seeds),
+            "conclusions": conclusion_frame(fresh, part) if len(seeds) >= 2 else None,
+            "part": {"seeds": seeds, "committed": held}}
+
+
+def _seed_list(seeds: list[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
 
 
 def level_lines(result: dict) -> list[str]:
     """One line per level saying whether it holds and, if not, what failed; then one last
-    line: whether the results came out again (levels 2 and 3)."""
+    line: whether the results came out again (levels 2 and 3). A part (``result["part"]``)
+    is named in a first line and in the last."""
     exact, noise, steps = result["identical"], result["noise"], result["conclusions"]
+    part = result.get("part")
     one = bool(len(exact) and exact.match.all())
     two = bool(len(noise) and noise.ok.all())
-    three = bool(steps.ok.all())
-    lines = [f"level 1, identical: {'yes' if one else 'no'}: " + summary_line(exact)]
-    bad = [_noise_why(r) for r in noise[~noise.ok].itertuples()]
+    three = None if steps is None else bool(steps.ok.all())
+    lines = []
+    if part:
+        lines.append(f"checked a part: seeds {_seed_list(part['seeds'])} of the committed "
+                     f"seeds {_seed_list(part['committed'])}")
+    lines.append(f"level 1, identical: {'yes' if one else 'no'}: " + summary_line(exact))
+    bad = [_noise_why(r, part) for r in noise[~noise.ok].itertuples()]
     lines.append(f"level 2, within noise: {'yes' if two else 'NO'}: {int(noise.ok.sum())}/"
                  f"{len(noise)} experiments within their seed spread (at least "
                  f"{IMAGE_FLOOR} test images)" + (f"; outside: {'; '.join(bad)}" if bad else ""))
-    flipped = [f"`{r.a}` > `{r.b}` {r.committed} -> {r.fresh}"
-               for r in steps[~steps.ok].itertuples()]
-    shown = int((steps.committed != NOT_SHOWN).sum())
-    lines.append(f"level 3, same conclusions: {'yes' if three else 'NO'}: {int(steps.ok.sum())}"
-                 f"/{len(steps)} verdict steps read the same ({shown} of them hold or are "
-                 f"refuted in the records)" + (f"; changed: {'; '.join(flipped)}"
-                                                 if flipped else ""))
-    if two and three:
-        lines.append("REPRODUCED: every run within noise and every conclusion the same ("
+    if steps is None:
+        lines.append(f"level 3, same conclusions: not checked: a paired interval needs at "
+                     f"least 2 seeds, the part has {len(part['seeds'])}")
+    else:
+        flipped = [f"`{r.a}` > `{r.b}` {r.committed} -> {r.fresh}"
+                   for r in steps[~steps.ok].itertuples()]
+        shown = int((steps.committed != NOT_SHOWN).sum())
+        lines.append(f"level 3, same conclusions: {'yes' if three else 'NO'}: "
+                     f"{int(steps.ok.sum())}/{len(steps)} verdict steps read the same ({shown} "
+                     f"of them hold or are refuted in the records)"
+                     + (f"; changed: {'; '.join(flipped)}" if flipped else ""))
+    scope = ""
+    if part:
+        scope = (f" (the part checked: seeds {_seed_list(part['seeds'])}"
+                 + ("; level 3 not checked" if steps is None else "") + ")")
+    if two and three is not False:
+        every = ("every run within noise" + (" and every conclusion the same"
+                                             if three else ""))
+        lines.append(f"REPRODUCED{scope}: {every} ("
                      + ("identical to the bit" if one else "not identical to the bit") + ")")
     else:
-        lines.append("NOT REPRODUCED: " + " and ".join(
+        lines.append(f"NOT REPRODUCED{scope}: " + " and ".join(
             name for name, held in (("level 2 (within noise)", two),
-                                    ("level 3 (same conclusions)", three)) if not held)
-            + " failed; see the lines above")
+                                    ("level 3 (same conclusions)", three is not False))
+            if not held) + " failed; see the lines above")
     return lines
 
 
 def reproduced(result: dict) -> bool:
-    """Whether levels 2 and 3 hold: the results came out again."""
+    """Whether levels 2 and 3 hold (level 3 where it was checked): the results came out
+    again, on the part checked."""
+    steps = result["conclusions"]
     return bool(len(result["noise"]) and result["noise"].ok.all()
-                and result["conclusions"].ok.all())
+                and (steps is None or steps.ok.all()))
 
 
-def _noise_why(row) -> str:
+def _noise_why(row, part: dict | None = None) -> str:
     if row.categorical:
         return (f"{row.experiment} seeds {row.categorical} ended at chance on one side only "
                 "(a categorical mismatch)")
     if row.missing:
-        return f"{row.experiment} seeds {row.missing} have no fresh run"
+        hint = "" if part else " (to check only the seeds rerun: --seeds)"
+        return f"{row.experiment} seeds {row.missing} have no fresh run{hint}"
     return (f"{row.experiment} (worst |Δ| {row.worst:.2f} > {row.bound:.2f} points, or mean "
             f"{row.fresh_mean:.2f} outside [{row.low:.2f}, {row.high:.2f}])")
