@@ -49,11 +49,13 @@ def test_convergence_rule():
 def record(experiment: str, seed: int, test: float, val: list[float] | None = None) -> dict:
     val = val or [test - 0.1, test - 0.05, test]
     tests = [test - 0.1, test - 0.05, test]
-    return {"config": {"experiment": experiment, "seed": seed, "objective": {}},
+    return {"config": {"preset": "quick", "experiment": experiment, "seed": seed,
+                       "objective": {}, "train": {"epochs": 3}},
             "history": {"epoch": [1, 2, 3], "val_acc": val, "test_acc": tests,
                         "train_acc": [0.9] * 3},
-            "final": {"test_acc": test, "val_acc": val[-1], "train_acc": 0.9},
-            "environment": {"device_name": "cpu"}, "wall_seconds": 30.0}
+            "final": {"epoch": 3, "test_acc": test, "val_acc": val[-1], "train_acc": 0.9},
+            "environment": {"device": "cpu", "device_name": "cpu"}, "wall_seconds": 30.0,
+            "provenance": {}, "interrupted": False}
 
 
 @pytest.fixture

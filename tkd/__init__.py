@@ -18,7 +18,8 @@ Modules, one a line (``tests/test_structure.py`` fails when one is missing here 
 ``experiments``  the paper's experiments and presets as data; result paths; single runs
 ``grid``         a preset's grid: the teacher, then every missing run (``--jobs``)
 ``cluster``      the grid on slurm through submitit
-``stats``        paired differences over seeds; the convergence rule
+``fair``         the declared comparison: one choice rule, tuned rows, Holm and BH readings
+``stats``        paired differences over seeds, p-values, Holm, BH; the convergence rule
 ``verdict``      the paper's claimed ordering, checked step by step from a runs table
 ``figures``      tables and figures from the records; the runs table
 ``verify``       ``tkd verify``: fresh runs against the committed records, at three levels
