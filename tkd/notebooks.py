@@ -241,129 +241,6 @@ def _show(markdown: str) -> None:
         print(markdown.replace("**", "").replace("`", ""))
 
 
-# ---------------------------------------------------------- every number in the prose is true --
-
-PROSE_CONSTANTS = {
-    "5": "the margin m = 5 (the authors' code) and 5 seeds",
-    "2": "the triplet weight 2 (the authors' code)",
-    "4": "the temperature T = 4 of Hinton KD",
-    "1": "T = 1, seed 1, one seed",
-    "0.01": "the paper's learning rate and the weight decay of the student alone",
-    "0.007": "the paper's weight decay of the distilled students",
-    "0.9": "the paper's SGD momentum",
-    "100": "the paper's batch size",
-    "10": "the number of classes",
-    "28": "Fashion-MNIST's 28 x 28 images",
-    "8": "the digits' 8 x 8 images",
-    "95": "95 % intervals",
-    "83.75": "the teacher accuracy the authors' notebook records",
-    "80.91": "the triplet student accuracy the authors' notebook records",
-    "95.59": "the triplet student's training accuracy the authors' notebook records",
-    "500": "the authors' 500 epochs",
-    "120": "the lab's 120 minutes",
-}
-"""Numbers a notebook's prose may state without printing them: the paper's constants. Every
-other number in a Markdown cell must appear in the notebook's outputs
-(:func:`unsourced_numbers`)."""
-
-_REFERENCES = re.compile(r"^#+\s*References\b.*", re.S | re.M)
-_SKIPPED = re.compile(
-    r"`[^`]*`"  # code: identifiers and file names (kd-t4, results/fashion/1.json)
-    r"|\$\$.*?\$\$|\$[^$]*\$"  # formulas: definitions, not measurements
-    r"|\]\([^)]*\)|<[^>]+>|https?://\S+"  # link targets, HTML tags, addresses
-    r"|arXiv:\S+|\b(?:19|20)\d\d\b"  # citations: identifiers and years
-    r"|^\s*(?:[-*]\s+)?\**\d+\.(?=\s)"  # a numbered item or exercise title ("**2. The gap")
-    r"|(?<![\d.,])\b0\d[a-z]?\b(?!\.\d)"  # a notebook's number: 00 ... 06, 03b (not 0.01)
-    r"|§\s*\d+", re.S | re.M)
-_PROSE_NUMBER = re.compile(r"(?<![\w.,/-])[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w/-])")
-_OUTPUT_NUMBER = re.compile(r"[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
-
-
-def _value(token: str) -> float:
-    return float(token.replace(",", "").replace("−", "-").lstrip("+"))
-
-
-def output_text(nb) -> str:
-    """Everything a notebook's code cells printed or displayed as text (streams, text/plain,
-    text/markdown, text/html), one string."""
-    parts = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream":
-                parts.append(output.get("text", ""))
-            for kind in ("text/plain", "text/markdown", "text/html"):
-                parts.append(output.get("data", {}).get(kind, ""))
-    return "\n".join(parts)
-
-
-def prose_numbers(markdown: str) -> list[str]:
-    """The numbers of a Markdown cell's prose, as written: code spans, formulas, links, HTML,
-    citations and years, list and exercise numbers, notebook numbers (``03``, ``03b``) and a
-    "References" section are not prose numbers; nor a digit inside a word (CIFAR-10, T4)."""
-    text = _SKIPPED.sub(" ", _REFERENCES.sub("", markdown))
-    return [m.group().rstrip(".") for m in _PROSE_NUMBER.finditer(text)]
-
-
-def _matches(token: str, outputs: list[str]) -> bool:
-    """Whether the prose number ``token`` is one of ``outputs``: an integer exactly, a decimal
-    with d places when an output rounds to it at d places (prose 0.18 for a printed 0.176).
-    A leading minus sign is not required on either side ("−1.03 points" or "by 1.03")."""
-    value = abs(_value(token))
-    places = len(token.split(".")[1]) if "." in token else 0
-    for out in outputs:
-        number = abs(_value(out))
-        if places == 0 and "." not in out and number == value:
-            return True
-        if places and round(number, places) == round(value, places):
-            return True
-    return False
-
-
-def unsourced_numbers(nb, more_outputs: str = "", constants=None) -> list[tuple[int, str, str]]:
-    """The numbers in ``nb``'s Markdown cells that appear neither in its outputs (nor in
-    ``more_outputs``: for a solution notebook, its lesson's) nor in ``constants`` (default
-    :data:`PROSE_CONSTANTS`): ``(cell index, number, the words around it)`` for each. The
-    test ``tests/test_prose_numbers.py`` wants none; ``python notebooks/execute.py
-    --check-prose 03`` lists them."""
-    constants = PROSE_CONSTANTS if constants is None else constants
-    outputs = _OUTPUT_NUMBER.findall(output_text(nb) + "\n" + more_outputs)
-    found = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "markdown":
-            continue
-        text = _SKIPPED.sub(" ", _REFERENCES.sub("", cell.source))
-        for match in _PROSE_NUMBER.finditer(text):
-            token = match.group().rstrip(".")
-            plain = token.replace(",", "").lstrip("+-−")
-            if plain in constants or _matches(token, outputs):
-                continue
-            context = " ".join(text[max(0, match.start() - 40):match.end() + 25].split())
-            found.append((index, token, context))
-    return found
-
-
-def lesson_of(solutions: Path) -> Path:
-    """The lesson notebook a solution notebook ``notebooks/solutions/NN_solutions.ipynb``
-    answers: ``notebooks/NN_*.ipynb`` (``ValueError`` unless exactly one)."""
-    stem = solutions.name.removesuffix("_solutions.ipynb")
-    found = [p for p in solutions.parent.parent.glob(f"{stem}_*.ipynb")]
-    if len(found) != 1:
-        raise ValueError(f"{solutions.name}: {len(found)} lesson notebooks {stem}_*.ipynb")
-    return found[0]
-
-
-def prose_check(path: Path) -> list[tuple[int, str, str]]:
-    """:func:`unsourced_numbers` of the committed notebook at ``path``; a solution notebook's
-    prose may also use its lesson's outputs."""
-    import nbformat
-
-    path = Path(path)
-    more = ""
-    if path.parent.name == "solutions":
-        more = output_text(nbformat.read(lesson_of(path), as_version=4))
-    return unsourced_numbers(nbformat.read(path, as_version=4), more)
-
-
 # ------------------------------------------------------------------------------ the lab track --
 
 LAB_TRACK = [
@@ -390,6 +267,7 @@ LAB_TRACK = [
 "Going further" sections at the end of 01-03, the exercises, notebooks 03b and 04-06) is
 self-study. :func:`lab_track` shows it with the measured times of ``lab_timing.json``."""
 
+_REFERENCES = re.compile(r"^#+\s*References\b.*", re.S | re.M)
 LAB_TIMING = "lab_timing.json"  # in notebooks/: written by notebooks/time_lab.py
 
 
