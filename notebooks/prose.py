@@ -142,6 +142,37 @@ def about(nb, index: int, reach: int = REACH) -> list[int]:
     return sorted(set(found))
 
 
+_CALLED = re.compile(r"\b(plots|fg|figures|widgets)\.(\w+)\(|\b(_?\w+)\(")
+_MODULES = {"plots": "tkd.plots", "fg": "tkd.figures", "figures": "tkd.figures",
+            "widgets": "tkd.widgets"}
+
+
+def drawing_code(source: str, depth: int = 3) -> str:
+    """``source`` and the source of the tkd plotting functions it calls (``plots.plot_x(``,
+    ``fg.plot_y(``), and of the functions of the same module those call, ``depth`` deep: what
+    a figure drawn by ``source`` holds is written there."""
+    import importlib
+    import inspect
+
+    seen, parts, todo = set(), [source], [(source, None)]
+    for _ in range(depth):
+        found = []
+        for text, module in todo:
+            for alias, name, bare in _CALLED.findall(text):
+                target = _MODULES.get(alias) if alias else module
+                name = name or bare
+                if not target or (target, name) in seen:
+                    continue
+                seen.add((target, name))
+                function = getattr(importlib.import_module(target), name, None)
+                if inspect.isfunction(function):
+                    code = inspect.getsource(function)
+                    parts.append(code)
+                    found.append((code, target))
+        todo = found
+    return "\n".join(parts)
+
+
 def _code_cells_after(nb, index: int) -> list[int]:
     return [i for i in range(index + 1, len(nb.cells)) if nb.cells[i].cell_type == "code"]
 
@@ -185,7 +216,7 @@ def unsourced_numbers(nb, more_outputs: str = "", constants=None,
             low, high = (_WORDS[g.lower()] for g in match.groups())
             if not all(_matches(str(n), outputs) for n in (low, high)):
                 found.append((index, match.group(), "a range no output it is about prints"))
-        code = "\n".join(nb.cells[i].source for i in about(nb, index, reach))
+        code = drawing_code("\n".join(nb.cells[i].source for i in about(nb, index, reach)))
         for word, drawn in _FIGURE_WORDS.items():
             if re.search(rf"\b{word}\b", text, re.I) and not drawn.search(code):
                 found.append((index, word, "said of a figure that no code cell beside it draws"))
