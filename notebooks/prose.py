@@ -9,7 +9,8 @@ checked against what they point at:
 
 - "printed under the next/second/third code cell": that code cell prints something;
 - a range spelled out ("one to three columns"): both ends are printed beside it;
-- a figure's "diagonal", "dashed" or "dotted" line: a code cell beside it draws one;
+- a figure's "diagonal", "dashed" or "dotted" line (or curve, or the diagonal $y = x$): a code
+  cell beside it, or the tkd plotting function it calls, draws one;
 - "N seeds" (or "N common seeds"): N is printed beside the word "seed" in an output nearby;
 - "the verdict names `x`": `x` is in the nearby output that the verdict printed.
 
@@ -30,6 +31,9 @@ from pathlib import Path
 REACH = 1  # Markdown cells either way whose code cells a paragraph may be about
 
 PROSE_CONSTANTS = {
+    "0": "zero",
+    "3": "the paper's 3 x 3 convolutions",
+    "0.5": "the teacher's dropout 0.5",
     "5": "the margin m = 5 (the authors' code)",
     "2": "the triplet weight 2 (the authors' code)",
     "4": "the temperature T = 4 of Hinton KD",
@@ -59,7 +63,7 @@ _SKIPPED = re.compile(
     r"|arXiv:\S+|\b(?:19|20)\d\d\b"  # citations: identifiers and years
     r"|^\s*(?:[-*]\s+)?\**\d+\.(?=\s)"  # a numbered item or exercise title ("**2. The gap")
     r"|(?<![\d.,])\b0\d[a-z]?\b(?!\.\d)"  # a notebook's number: 00 ... 07, 03b (not 0.01)
-    r"|§\s*\d+", re.S | re.M)
+    r"|§\s*\d+|\b[Ee]xercises?\s+\d+", re.S | re.M)
 _PROSE_NUMBER = re.compile(r"(?<![\w.,/-])[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w/-])")
 _OUTPUT_NUMBER = re.compile(r"[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _COUNTED = re.compile(r"\s*(?:common\s+|paired\s+|more\s+)?(?:seeds?|runs?)\b", re.I)
@@ -70,11 +74,13 @@ _WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven
           "eight": 8, "nine": 9, "ten": 10}
 _SPELLED_RANGE = re.compile(r"\b(one|two|three|four|five|six|seven|eight|nine|ten)\s+(?:to|or)\s+"
                             r"(one|two|three|four|five|six|seven|eight|nine|ten)\b", re.I)
-_FIGURE_WORDS = {  # a word the prose says of a figure -> what the code drawing it must hold
+_FIGURE_WORDS = {  # a line the prose says a figure has -> what the code drawing it must hold
     "diagonal": re.compile(r"axline|diagonal|plot\(\s*\[?\s*(lo|low|0|lim)", re.I),
     "dashed": re.compile(r"--|dashed", re.I),
     "dotted": re.compile(r"dotted|linestyle=\":\"|ls=\":\"", re.I),
 }
+_FIGURE_LINE = re.compile(r"\b(diagonal|dashed|dotted)(?=\s+(?:line|curve|lines|curves)\b"
+                          r"|\s*\$[^$]*=[^$]*\$)", re.I)
 
 
 def _value(token: str) -> float:
@@ -165,10 +171,11 @@ def drawing_code(source: str, depth: int = 3) -> str:
                     continue
                 seen.add((target, name))
                 function = getattr(importlib.import_module(target), name, None)
-                if inspect.isfunction(function):
+                if ((inspect.isfunction(function) or inspect.isclass(function))
+                        and function.__module__.startswith("tkd.")):  # not matplotlib's
                     code = inspect.getsource(function)
                     parts.append(code)
-                    found.append((code, target))
+                    found.append((code, function.__module__))
         todo = found
     return "\n".join(parts)
 
@@ -217,8 +224,8 @@ def unsourced_numbers(nb, more_outputs: str = "", constants=None,
             if not all(_matches(str(n), outputs) for n in (low, high)):
                 found.append((index, match.group(), "a range no output it is about prints"))
         code = drawing_code("\n".join(nb.cells[i].source for i in about(nb, index, reach)))
-        for word, drawn in _FIGURE_WORDS.items():
-            if re.search(rf"\b{word}\b", text, re.I) and not drawn.search(code):
+        for word in dict.fromkeys(m.group(1).lower() for m in _FIGURE_LINE.finditer(cell.source)):
+            if not _FIGURE_WORDS[word].search(code):
                 found.append((index, word, "said of a figure that no code cell beside it draws"))
         for match in _NAMES.finditer(cell.source):
             if match.group(1) not in near:

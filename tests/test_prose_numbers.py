@@ -103,7 +103,7 @@ def test_a_figure_claim_needs_the_drawing():
     """03:20 read a diagonal that 03:19 did not draw."""
     plain = "ax.scatter(x, y)"
     drawn = "ax.scatter(x, y)\nax.axline((0, 0), slope=1, ls='--')"
-    prose_ = "Points above the diagonal: the dashed line is y = x."
+    prose_ = "Points above the diagonal line; the dashed line is the margin."
     assert _found(_notebook(("code", "", plain), ("md", prose_))) == ["diagonal", "dashed"]
     assert _found(_notebook(("code", "", drawn), ("md", prose_))) == []
 

@@ -167,7 +167,9 @@ def plot_soft_targets(probabilities: np.ndarray, temperature: float, labels: np.
 
 def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, margin: float,
                  title: str | None = None) -> None:
-    """Scatter d(a, p) against d(a, n) on ``ax``: active triplets red, satisfied ones green."""
+    """Scatter d(a, p) against d(a, n) on ``ax``: active triplets red, satisfied ones green;
+    the dashed line ``d(a, n) = d(a, p) + margin`` (below it: active) and the dotted diagonal
+    ``d(a, n) = d(a, p)`` (between the two: semi-hard)."""
     active = anchor_negative < anchor_positive + margin
     ax.scatter(anchor_positive[~active], anchor_negative[~active], s=14, c="C2",
                label=f"satisfied ({(~active).sum()})")
@@ -176,6 +178,7 @@ def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, m
     top = float(max(anchor_positive.max(), anchor_negative.max(), 1e-3)) * 1.05
     line = np.array([0.0, top])
     ax.plot(line, line + margin, color="0.3", linestyle="--", label=f"d(a,n) = d(a,p) + {margin:g}")
+    ax.plot(line, line, color="0.6", linestyle=":", label="diagonal d(a,n) = d(a,p)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, max(top, margin * 1.1))
     ax.set_xlabel("d(anchor, positive) = ||t(x) - s(x)|| (logit units)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 from tkd.experiments import PRESETS, results_root
 from tkd.files import atomic_write_json
