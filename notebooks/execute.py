@@ -4,6 +4,7 @@
     python notebooks/execute.py 03 05_logit_embeddings.ipynb 03_solutions
     TKD_PRESET=fashion python notebooks/execute.py 00
     python notebooks/execute.py --sync-setup     # only copy setup_cell.py into every notebook
+    python notebooks/execute.py --sync-plan      # only write lab.py's plan and time notes
     python notebooks/execute.py --stale          # only the notebooks whose inputs changed
     python notebooks/execute.py --list-stale     # list them (and what changed), run nothing
     python notebooks/execute.py --check-prose 03 # list prose numbers their outputs contradict
@@ -63,11 +64,13 @@ if str(FOLDER) not in sys.path:  # freshness.py and prose.py, beside this file
 
 
 def kernel_env() -> dict:
-    """Environment settings that make a run repeatable: torch on one CPU thread, and the
+    """Environment settings that make a run repeatable: torch on one CPU thread, no lesson run
+    started by notebook 00 (``TKD_LIVE=0``: ``LIVE = "auto"`` then reads the committed lesson
+    records), and the
     preset "auto" stands for: ``$TKD_PRESET`` if set, else "auto" (Fashion-MNIST where its
     files are, as the committed notebooks are executed; the digits elsewhere)."""
     preset = {"TKD_PRESET": os.environ["TKD_PRESET"]} if os.environ.get("TKD_PRESET") else {}
-    return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **preset}
+    return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TKD_LIVE": "0", **preset}
 
 
 def setup_source() -> str:
@@ -216,6 +219,16 @@ def main(argv: list[str]) -> int:
         names = [a for a in argv if a != "--sync-setup"]
         for path in sync_setup_cells(resolve(names)):
             print(f"{path.name}: setup cell replaced by {SETUP_CELL.name}")
+        return 0
+    if "--sync-plan" in argv:
+        import lab
+
+        for _ in range(3):  # the plan counts the time notes it writes: until nothing changes
+            changed = lab.sync()
+            for path in changed:
+                print(f"{path.name}: lab plan and time note rewritten (notebooks/lab.py)")
+            if not changed:
+                break
         return 0
     if "--check-prose" in argv:
         import prose

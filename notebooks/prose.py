@@ -57,7 +57,8 @@ of seeds or runs (:data:`_COUNTED`)."""
 
 _REFERENCES = re.compile(r"^#+\s*References\b.*", re.S | re.M)
 _SKIPPED = re.compile(
-    r"`[^`]*`"  # code: identifiers and file names (kd-t4, results/fashion/1.json)
+    r"<!-- (plan|time) -->.*?<!-- /\1 -->"  # written by notebooks/lab.py (--sync-plan), tested
+    r"|`[^`]*`"  # code: identifiers and file names (kd-t4, results/fashion/1.json)
     r"|\$\$.*?\$\$|\$[^$]*\$"  # formulas: definitions, not measurements
     r"|\]\([^)]*\)|<[^>]+>|https?://\S+"  # link targets, HTML tags, addresses
     r"|arXiv:\S+|\b(?:19|20)\d\d\b"  # citations: identifiers and years
