@@ -5,7 +5,11 @@ REPO = os.environ.get("TKD_REPO") or "https://github.com/tkd-project/tkd"
 tkd_source = None  # where this cell installs tkd from, if the kernel cannot import it
 if importlib.util.find_spec("tkd") is None:
     tkd_source = os.environ.get("TKD_SOURCE") or f"git+{REPO}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", tkd_source], check=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", tkd_source])
+    if done.returncode != 0:
+        raise SystemExit(f"Could not install tkd from {tkd_source}. Set TKD_REPO (or REPO in "
+                         "this cell) to the project's repository, or TKD_SOURCE to a wheel or "
+                         "folder of tkd, or open the notebook from an uploaded copy of it.")
     importlib.invalidate_caches()
 from tkd.notebooks import setup  # noqa: I001
-setup(REPO, installed_from=tkd_source)
+_ = setup(REPO, installed_from=tkd_source)

@@ -262,3 +262,12 @@ def test_start_lesson_run_copies_the_teacher_and_starts_the_cli_in_the_backgroun
     teacher = ex.teacher_path("lesson", tmp_path)
     assert teacher.is_file() and teacher.read_bytes() == ex.teacher_path("lesson").read_bytes()
     assert run.wait() == 0 and run.done() and "finished (exit status 0)" in run.status()
+
+
+def test_an_unreachable_repository_says_what_to_do(tmp_path, monkeypatch):
+    """Until the project has its public address, the clone fails with one clear message."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TKD_RESULTS", raising=False)
+    monkeypatch.setenv("TKD_HOME", str(tmp_path / "clone"))
+    with pytest.raises(SystemExit, match="Set TKD_REPO .* uploaded copy"):
+        notebooks.setup(str(tmp_path / "no-such-repository"))

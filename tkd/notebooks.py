@@ -74,7 +74,12 @@ def setup(repo: str | None = None, installed_from: str | None = None) -> list[st
     if not records_in_reach():
         home = clone_home()
         if not (home / "notebooks").is_dir():
-            subprocess.run(["git", "clone", "-q", "--depth", "1", repo, str(home)], check=True)
+            cloned = subprocess.run(["git", "clone", "-q", "--depth", "1", repo, str(home)])
+            if cloned.returncode != 0:
+                raise SystemExit(
+                    f"Could not clone {repo} for the committed records. Set TKD_REPO (or REPO "
+                    "in the setup cell) to the project's repository, or open the notebook from "
+                    "an uploaded copy of the repository (its results/ folder beside it).")
         os.chdir(home / "notebooks")
         done.append(f"working in {home / 'notebooks'} (a clone of {repo})")
     if installed_from:
