@@ -22,6 +22,33 @@ from tkd.files import atomic_savefig
 PALETTE = "tab10"
 
 
+
+METHOD_COLOURS = {
+    "teacher": "#000000",
+    "ce": "#9e9e9e", "ce-wd0.007": "#4d4d4d",
+    "kd-t4": "#ff7f0e", "kd-t1": "#ffbb78", "kd-t2": "#e6550d", "kd-t8": "#fdae6b",
+    "triplet": "#1f77b4", "triplet-batch-random": "#aec7e8", "triplet-batch-hard": "#17becf",
+    "triplet-batch-semihard": "#2ca02c", "triplet-kd": "#9467bd", "pair": "#8c564b",
+    "logit-mse": "#bcbd22", "ce-mse": "#dbdb8d",
+    "dkd": "#d62728", "dist": "#e377c2", "kd-ls": "#fd8d3c",
+    "rkd": "#7b4173", "pkt": "#a55194", "hint": "#ce6dbd",
+}
+"""One colour per method, the same in every figure of every notebook: the paper's triplet blue,
+Hinton KD orange, the semi-hard triplet green, the student alone grey, the teacher black.
+Variants of a method (``kd-t4-...``, ``triplet-m10``, ``logit-mse-lr0.001``) take their family's
+colour (:func:`colour_of`)."""
+
+
+def colour_of(experiment: str) -> str:
+    """The colour of ``experiment``: its own in :data:`METHOD_COLOURS`, else that of the
+    longest name there that ``experiment`` starts with, else a grey."""
+    if experiment in METHOD_COLOURS:
+        return METHOD_COLOURS[experiment]
+    family = max((name for name in METHOD_COLOURS if experiment.startswith(name)), key=len,
+                 default=None)
+    return METHOD_COLOURS[family] if family else "#7f7f7f"
+
+
 def _class_palette(table: pd.DataFrame) -> dict:
     classes = sorted(table["label"].unique())
     return dict(zip(classes, sns.color_palette(PALETTE, max(len(classes), 1))))
