@@ -570,7 +570,7 @@ def plot_sweep(runs: pd.DataFrame, kind: str, reference: pd.DataFrame | None = N
     ax.set_xlabel("triplet margin" if kind == "margin" else "KD temperature T")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 

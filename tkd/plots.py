@@ -210,7 +210,7 @@ def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, m
     ax.set_ylim(0, max(top, margin * 1.1))
     ax.set_xlabel("d(anchor, positive) = ||t(x) - s(x)|| (logit units)")
     ax.set_ylabel("d(anchor, negative) = ||t(x) - s(x')|| (logit units)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=9, frameon=False)
     if title:
         ax.set_title(title)
 
