@@ -43,7 +43,7 @@ LAB_TRACK = [
     ("00", ["Knowledge distillation", "The paper's idea", "Worked example", "The answer"], 19,
      "read; the triplet by hand; the comparison and the paper's ordering; stop at the marker",
      "lesson run"),
-    ("01", ["Setup", "The inputs", "Why logits rather than labels", "Summary"], 23,
+    ("01", ["Setup", "The inputs", "Why logits rather than labels", "Summary"], 24,
      "read, run; one right and one wrong image; the runner-up table", "lesson run"),
     ("02", ["Setup", "Three ways to learn", "One training step", "Why logit regression",
             "Summary"], 23,
@@ -53,7 +53,7 @@ LAB_TRACK = [
      "read, run the triplet step and the miners", "—"),
     ("00", ["Your turn", "Summary"], 11,
      "back to 00 at the marker: 'Your turn' reads the lesson run just trained", "—"),
-    ("—", ["Wrap-up"], 4, "questions; pick two exercises for homework", "—"),
+    ("—", ["Wrap-up"], 3, "questions; pick two exercises for homework", "—"),
 ]
 """The 120-minute lab, in order. A section is named by the start of its ``## `` heading."""
 
