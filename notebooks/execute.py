@@ -147,11 +147,13 @@ def resolve(names: list[str]) -> list[Path]:
 
 
 def strip_outputs(nb):
-    """``nb`` without outputs or execution counts (changed in place): how the solution
-    notebooks are committed, so that their answers read only after a deliberate run."""
+    """``nb`` without outputs, execution counts or saved widget state (changed in place): how
+    the solution notebooks are committed, so that their answers read only after a deliberate
+    run."""
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)  # the widgets' saved state holds their outputs too
     return nb
 
 

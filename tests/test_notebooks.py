@@ -135,6 +135,7 @@ def test_solution_notebook_runs_its_lesson_and_answers_each_exercise(path):
     assert len(lessons) == 1, f"{path.name}: no lesson notebook"
     assert any(f'run_notebook("{lessons[0].name}", PRESET=PRESET)' in c.source for c in code)
     assert any("choose_preset(PRESET)" in c.source for c in code)
+    assert "widgets" not in nb.metadata, f"{path.name} keeps its widgets' state (their outputs)"
     assert not any(c.outputs or c.execution_count for c in code), (
         f"{path.name} is committed with outputs: its answers would read on GitHub; "
         "`python notebooks/execute.py` writes it without them")
