@@ -9,7 +9,8 @@ with torch's default threads (as a student's kernel has; their outputs are throw
 committed notebooks are not touched). Then it waits for the lesson run. The file records the
 seconds each notebook's cells took, the lesson run's seconds, the machine (cores, torch's
 threads, CUDA device) and its load average before and after: other work on the machine slows
-both, and the file says so. Notebook 00 shows it in its lab-track plan.
+both, and the file says so. ``notebooks/lab.py`` times the plan with it (the seconds the cells
+ran are part of its reading model).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ TRACK = ["00_quickstart", "01_teacher", "02_baselines", "03_triplet_kd"]
 
 def main() -> int:
     import torch
+    from lab import LAB_TIMING
 
     from tkd import experiments as ex
-    from tkd.notebooks import LAB_TIMING, start_lesson_run
+    from tkd.notebooks import start_lesson_run
 
+    os.environ["TKD_LIVE"] = "0"  # the notebooks' kernels: 00 must not start a second run
     load_before = os.getloadavg()
     started = time.perf_counter()
     run = start_lesson_run(ex.LESSON, [1], jobs=2)
@@ -63,7 +66,7 @@ def main() -> int:
         "lesson run": {"experiments": ex.LESSON, "seeds": [1], "jobs": 2,
                        "seconds": round(run.seconds, 1), "exit status": status},
     }
-    (FOLDER / LAB_TIMING).write_text(json.dumps(timing, indent=1) + "\n")
+    LAB_TIMING.write_text(json.dumps(timing, indent=1) + "\n")
     print(json.dumps(timing, indent=1))
     return 0 if status == 0 else 1
 

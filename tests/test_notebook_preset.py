@@ -171,7 +171,7 @@ def test_setup_clones_the_repository_and_works_in_its_notebooks(tmp_path, monkey
 
 def test_setup_cell_is_short_and_calls_setup():
     cell = (Path(__file__).resolve().parents[1] / "notebooks" / "setup_cell.py").read_text()
-    assert len(cell.splitlines()) <= 12
+    assert len(cell.splitlines()) <= 14
     assert "setup(REPO, installed_from=tkd_source)" in cell
 
 
@@ -203,27 +203,30 @@ def test_run_notebook_runs_the_lesson_hidden_with_the_callers_parameters(tmp_pat
                        resources={"metadata": {"path": str(tmp_path / "solutions")}}).execute()
 
 
-def test_prose_words_splits_core_and_going_further(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Title\n\none two three"),
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_markdown_cell("four five\n\n## Going further A: six"),
-        nbformat.v4.new_markdown_cell("seven eight"),
-        nbformat.v4.new_markdown_cell("## References\n\n- not counted")])
-    nbformat.write(nb, tmp_path / "n.ipynb")
-    assert notebooks.prose_words(tmp_path / "n.ipynb") == {"core": 7, "going further": 7}
+def test_resolve_live_starts_the_lesson_run_unless_told_not_to(monkeypatch):
+    """Notebook 00's LIVE = "auto": True in a student's kernel; False where TKD_LIVE=0 (the
+    executed copies, the tests), so that Run All never trains there."""
+    monkeypatch.delenv("TKD_LIVE", raising=False)
+    assert notebooks.resolve_live() is True and notebooks.resolve_live(False) is False
+    monkeypatch.setenv("TKD_LIVE", "0")
+    assert notebooks.resolve_live("auto") is False and notebooks.resolve_live(True) is True
 
 
-def test_time_note_reads_the_plan_and_the_measured_times(tmp_path, monkeypatch):
-    monkeypatch.setattr(notebooks, "lab_timing", lambda: {})
-    note = notebooks.time_note("03")
-    starts = [m for m in notebooks.lab_track().index if m[0] >= 0]
-    assert "120-minute lab" in note and f"{notebooks.FULL_MINUTES['03']} min" in note
-    assert starts[-1][1] == 120 and "cells took" not in note
-    monkeypatch.setattr(notebooks, "lab_timing", lambda: {
-        "machine": "x86_64, 2 CPU cores", "notebook seconds": {"03_triplet_kd": 219.4}})
-    assert "Its cells took 219 s when the lab was last timed (x86_64, 2 CPU cores" in \
-        notebooks.time_note("03")
+def test_lab_verdict_names_only_the_ordering_and_the_lab_methods():
+    """The lab-track verdict: the paper's ordering and the methods 00-03 meet, never RKD, PKT,
+    DKD, DIST or the standardized runs; one seed gives no interval."""
+    import pandas as pd
+
+    rows = [{"experiment": e, "seed": s, "test_acc": acc + 0.001 * s, "val_acc": acc}
+            for e, acc in {"triplet": 0.89, "kd-t4": 0.90, "ce-wd0.007": 0.88,
+                           "logit-mse-lr0.003": 0.885, "triplet-batch-semihard": 0.91,
+                           "rkd": 0.90, "dkd-b4": 0.915}.items()
+            for s in ((1, 2, 3) if e != "ce-wd0.007" else (1,))]
+    text = notebooks.lab_verdict(pd.DataFrame(rows), "fashion")
+    assert "`triplet` > `kd-t4`: **refuted**" in text
+    assert "`triplet` > `ce-wd0.007`: not shown yet (1 common seed" in text
+    assert "`triplet-batch-semihard` > `kd-t4`: **holds**" in text
+    assert not any(n in text for n in ("rkd", "dkd", "pkt", "dist", "-ls"))
 
 
 def test_start_lesson_run_copies_the_teacher_and_starts_the_cli_in_the_background(
@@ -259,3 +262,12 @@ def test_start_lesson_run_copies_the_teacher_and_starts_the_cli_in_the_backgroun
     teacher = ex.teacher_path("lesson", tmp_path)
     assert teacher.is_file() and teacher.read_bytes() == ex.teacher_path("lesson").read_bytes()
     assert run.wait() == 0 and run.done() and "finished (exit status 0)" in run.status()
+
+
+def test_an_unreachable_repository_says_what_to_do(tmp_path, monkeypatch):
+    """Until the project has its public address, the clone fails with one clear message."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TKD_RESULTS", raising=False)
+    monkeypatch.setenv("TKD_HOME", str(tmp_path / "clone"))
+    with pytest.raises(SystemExit, match="Set TKD_REPO .* uploaded copy"):
+        notebooks.setup(str(tmp_path / "no-such-repository"))

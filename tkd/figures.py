@@ -49,7 +49,7 @@ from tkd.experiments import (  # noqa: E402
 )
 from tkd.fair import FAIR_PRESETS, with_failures  # noqa: E402
 from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
-from tkd.plots import save_figure  # noqa: E402
+from tkd.plots import colour_of, save_figure  # noqa: E402
 from tkd.results import file_sha256, history_frame, load_record  # noqa: E402
 from tkd.stats import (  # noqa: E402
     bh_readings,
@@ -457,7 +457,7 @@ def plot_schedule_gaps(frame: pd.DataFrame):
     ax.set_ylabel("test accuracy gap (points)")
     ax.set_title("Headline gaps vs schedule length (95 % paired intervals)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -484,7 +484,8 @@ def plot_learning_curves(records: list[dict], experiments: list[str] | None = No
     curves = curves_frame(records, experiments)
     fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 3.6), squeeze=False)
     axes = axes[0]
-    colors = dict(zip(experiments, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
+    colors = {name: colour_of(name) for name in experiments}  # one colour per method
+    drawn = set()  # the splits some panel draws: the legend names only those
     for ax, (term, title_text) in zip(axes, chosen):
         for name in experiments:
             part = curves[curves.experiment == name] if len(curves) else curves
@@ -492,6 +493,7 @@ def plot_learning_curves(records: list[dict], experiments: list[str] | None = No
                 column = f"{split}_{term}"
                 if not len(part) or column not in part or part[column].isna().all():
                     continue
+                drawn.add(split)
                 stats = part.groupby("epoch")[column].agg(["mean", "std"]).fillna(0.0)
                 scale = 100 if term == "acc" else 1
                 low, high = (scale * (stats["mean"] + k * stats["std"]) for k in (-1, 1))
@@ -516,9 +518,11 @@ def plot_learning_curves(records: list[dict], experiments: list[str] | None = No
                 handles.append(handle)
                 labels.append(label)
     ncol = 1 if len(labels) <= 12 else 2
-    fig.legend(handles, labels, fontsize=7, ncol=ncol, loc="center left",
+    fig.legend(handles, labels, fontsize=9, ncol=ncol, loc="center left",
                bbox_to_anchor=(1.0, 0.5), frameon=False,
-               title="solid: train, dashed: test\nband: ± std over seeds", title_fontsize=7)
+               title=", ".join(f"{style}: {split}" for split, style in
+                               (("train", "solid"), ("test", "dashed")) if split in drawn)
+               + "\nband: ± std over seeds", title_fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -530,22 +534,20 @@ def plot_validation_curves(records: list[dict], experiments: list[str], title: s
     convergence rule is read from. Returns the figure."""
     curves = curves_frame(records, experiments)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    colors = plt.get_cmap("tab20").colors
-    for k, name in enumerate(experiments):
+    for name in experiments:
         part = curves[curves.experiment == name] if len(curves) else curves
         if not len(part) or "val_acc" not in part:
             continue
         mean = 100 * part.groupby("epoch").val_acc.mean()
         ax.plot(mean.index, mean.values, label=name, linewidth=1.2,
-                color=colors[(2 * k) % 20 + (2 * k) // 20 % 2],
-                linestyle="--" if name.startswith("triplet") else "-")
+                color=colour_of(name), linestyle="--" if name.startswith("triplet") else "-")
     ax.set_xlabel("epoch (passes over the training split)")
     ax.set_ylabel("validation accuracy (%)")
     low = 100 * curves.val_acc.quantile(0.25) if len(curves) and "val_acc" in curves else 0
     ax.set_ylim(max(0, low - 5), min(100, ax.get_ylim()[1]))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
-              title="mean over seeds", title_fontsize=7)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              title="mean over seeds", title_fontsize=9)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -601,7 +603,7 @@ def plot_sweep(runs: pd.DataFrame, kind: str, reference: pd.DataFrame | None = N
     ax.set_xlabel("triplet margin" if kind == "margin" else "KD temperature T")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,7 +74,12 @@ def setup(repo: str | None = None, installed_from: str | None = None) -> list[st
     if not records_in_reach():
         home = clone_home()
         if not (home / "notebooks").is_dir():
-            subprocess.run(["git", "clone", "-q", "--depth", "1", repo, str(home)], check=True)
+            cloned = subprocess.run(["git", "clone", "-q", "--depth", "1", repo, str(home)])
+            if cloned.returncode != 0:
+                raise SystemExit(
+                    f"Could not clone {repo} for the committed records. Set TKD_REPO (or REPO "
+                    "in the setup cell) to the project's repository, or open the notebook from "
+                    "an uploaded copy of the repository (its results/ folder beside it).")
         os.chdir(home / "notebooks")
         done.append(f"working in {home / 'notebooks'} (a clone of {repo})")
     if installed_from:
@@ -241,219 +245,18 @@ def _show(markdown: str) -> None:
         print(markdown.replace("**", "").replace("`", ""))
 
 
-# ---------------------------------------------------------- every number in the prose is true --
-
-PROSE_CONSTANTS = {
-    "5": "the margin m = 5 (the authors' code) and 5 seeds",
-    "2": "the triplet weight 2 (the authors' code)",
-    "4": "the temperature T = 4 of Hinton KD",
-    "1": "T = 1, seed 1, one seed",
-    "0.01": "the paper's learning rate and the weight decay of the student alone",
-    "0.007": "the paper's weight decay of the distilled students",
-    "0.9": "the paper's SGD momentum",
-    "100": "the paper's batch size",
-    "10": "the number of classes",
-    "28": "Fashion-MNIST's 28 x 28 images",
-    "8": "the digits' 8 x 8 images",
-    "95": "95 % intervals",
-    "83.75": "the teacher accuracy the authors' notebook records",
-    "80.91": "the triplet student accuracy the authors' notebook records",
-    "95.59": "the triplet student's training accuracy the authors' notebook records",
-    "500": "the authors' 500 epochs",
-    "120": "the lab's 120 minutes",
-}
-"""Numbers a notebook's prose may state without printing them: the paper's constants. Every
-other number in a Markdown cell must appear in the notebook's outputs
-(:func:`unsourced_numbers`)."""
-
-_REFERENCES = re.compile(r"^#+\s*References\b.*", re.S | re.M)
-_SKIPPED = re.compile(
-    r"`[^`]*`"  # code: identifiers and file names (kd-t4, results/fashion/1.json)
-    r"|\$\$.*?\$\$|\$[^$]*\$"  # formulas: definitions, not measurements
-    r"|\]\([^)]*\)|<[^>]+>|https?://\S+"  # link targets, HTML tags, addresses
-    r"|arXiv:\S+|\b(?:19|20)\d\d\b"  # citations: identifiers and years
-    r"|^\s*(?:[-*]\s+)?\**\d+\.(?=\s)"  # a numbered item or exercise title ("**2. The gap")
-    r"|(?<![\d.,])\b0\d[a-z]?\b(?!\.\d)"  # a notebook's number: 00 ... 06, 03b (not 0.01)
-    r"|§\s*\d+", re.S | re.M)
-_PROSE_NUMBER = re.compile(r"(?<![\w.,/-])[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w/-])")
-_OUTPUT_NUMBER = re.compile(r"[-−+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# ---------------------------------------------------------------------------- the lesson run --
+# The lab's plan and timing live with the notebooks (notebooks/lab.py); here only what notebook
+# 00 runs.
 
 
-def _value(token: str) -> float:
-    return float(token.replace(",", "").replace("−", "-").lstrip("+"))
-
-
-def output_text(nb) -> str:
-    """Everything a notebook's code cells printed or displayed as text (streams, text/plain,
-    text/markdown, text/html), one string."""
-    parts = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream":
-                parts.append(output.get("text", ""))
-            for kind in ("text/plain", "text/markdown", "text/html"):
-                parts.append(output.get("data", {}).get(kind, ""))
-    return "\n".join(parts)
-
-
-def prose_numbers(markdown: str) -> list[str]:
-    """The numbers of a Markdown cell's prose, as written: code spans, formulas, links, HTML,
-    citations and years, list and exercise numbers, notebook numbers (``03``, ``03b``) and a
-    "References" section are not prose numbers; nor a digit inside a word (CIFAR-10, T4)."""
-    text = _SKIPPED.sub(" ", _REFERENCES.sub("", markdown))
-    return [m.group().rstrip(".") for m in _PROSE_NUMBER.finditer(text)]
-
-
-def _matches(token: str, outputs: list[str]) -> bool:
-    """Whether the prose number ``token`` is one of ``outputs``: an integer exactly, a decimal
-    with d places when an output rounds to it at d places (prose 0.18 for a printed 0.176).
-    A leading minus sign is not required on either side ("−1.03 points" or "by 1.03")."""
-    value = abs(_value(token))
-    places = len(token.split(".")[1]) if "." in token else 0
-    for out in outputs:
-        number = abs(_value(out))
-        if places == 0 and "." not in out and number == value:
-            return True
-        if places and round(number, places) == round(value, places):
-            return True
-    return False
-
-
-def unsourced_numbers(nb, more_outputs: str = "", constants=None) -> list[tuple[int, str, str]]:
-    """The numbers in ``nb``'s Markdown cells that appear neither in its outputs (nor in
-    ``more_outputs``: for a solution notebook, its lesson's) nor in ``constants`` (default
-    :data:`PROSE_CONSTANTS`): ``(cell index, number, the words around it)`` for each. The
-    test ``tests/test_prose_numbers.py`` wants none; ``python notebooks/execute.py
-    --check-prose 03`` lists them."""
-    constants = PROSE_CONSTANTS if constants is None else constants
-    outputs = _OUTPUT_NUMBER.findall(output_text(nb) + "\n" + more_outputs)
-    found = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "markdown":
-            continue
-        text = _SKIPPED.sub(" ", _REFERENCES.sub("", cell.source))
-        for match in _PROSE_NUMBER.finditer(text):
-            token = match.group().rstrip(".")
-            plain = token.replace(",", "").lstrip("+-−")
-            if plain in constants or _matches(token, outputs):
-                continue
-            context = " ".join(text[max(0, match.start() - 40):match.end() + 25].split())
-            found.append((index, token, context))
-    return found
-
-
-def lesson_of(solutions: Path) -> Path:
-    """The lesson notebook a solution notebook ``notebooks/solutions/NN_solutions.ipynb``
-    answers: ``notebooks/NN_*.ipynb`` (``ValueError`` unless exactly one)."""
-    stem = solutions.name.removesuffix("_solutions.ipynb")
-    found = [p for p in solutions.parent.parent.glob(f"{stem}_*.ipynb")]
-    if len(found) != 1:
-        raise ValueError(f"{solutions.name}: {len(found)} lesson notebooks {stem}_*.ipynb")
-    return found[0]
-
-
-def prose_check(path: Path) -> list[tuple[int, str, str]]:
-    """:func:`unsourced_numbers` of the committed notebook at ``path``; a solution notebook's
-    prose may also use its lesson's outputs."""
-    import nbformat
-
-    path = Path(path)
-    more = ""
-    if path.parent.name == "solutions":
-        more = output_text(nbformat.read(lesson_of(path), as_version=4))
-    return unsourced_numbers(nbformat.read(path, as_version=4), more)
-
-
-# ------------------------------------------------------------------------------ the lab track --
-
-LAB_TRACK = [
-    # (notebook, sections, minutes, what the students do, what runs in the background)
-    ("00", "Setup; start the lesson run", 5,
-     "run the first cells with LIVE = True: the lesson run starts in the background",
-     "lesson run starts"),
-    ("00", "Knowledge distillation; the triplet; worked example; the answer", 20,
-     "read, run the triplet by hand, read the comparison and the verdict", "lesson run"),
-    ("01", "Inputs; the two networks; the teacher's recipe; why logits", 15,
-     "read, run; look at one right and one wrong image", "lesson run"),
-    ("02", "The three losses by hand; why T²; one Hinton-KD step; logit regression; "
-           "the weight-decay control; the verdict", 30,
-     "read, run the hand-written losses and the training step", "lesson run (ending)"),
-    ("03", "The triplet by hand; one triplet step; four negatives; why the term dies; "
-           "the comparison; the verdict", 30,
-     "read, run the triplet step and the miners", "—"),
-    ("00", "Your turn: the lesson run beside the full comparison", 10,
-     "read the lesson records just trained; do the directions agree?", "—"),
-    ("—", "Wrap-up: summaries; exercises and 'Going further' as homework", 10,
-     "choose two exercises for homework; solutions in notebooks/solutions/", "—"),
-]
-"""The 120-minute lab: one path through notebooks 00-03, in order. Everything else (the
-"Going further" sections at the end of 01-03, the exercises, notebooks 03b and 04-06) is
-self-study. :func:`lab_track` shows it with the measured times of ``lab_timing.json``."""
-
-LAB_TIMING = "lab_timing.json"  # in notebooks/: written by notebooks/time_lab.py
-
-
-def prose_words(path: Path) -> dict[str, int]:
-    """Words of prose (whitespace-separated tokens of the Markdown cells) of a notebook: in
-    its core part, and in its "Going further" part (from the first heading that starts
-    "Going further" to the end, References excluded). The counting rule of the lab track."""
-    import nbformat
-
-    core = further = 0
-    inside = False
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type != "markdown":
-            continue
-        text = _REFERENCES.sub("", cell.source)
-        start = None if inside else re.search(r"(?m)^#+\s*Going further", text)
-        if start:
-            core += len(text[:start.start()].split())
-            text, inside = text[start.start():], True
-        if inside:
-            further += len(text.split())
-        else:
-            core += len(text.split())
-    return {"core": core, "going further": further}
-
-
-def lab_track():
-    """The lab track as a table: per section its notebook, start and end minute, what the
-    students do and what runs in the background (:data:`LAB_TRACK`)."""
-    import pandas as pd
-
-    rows, start = [], 0
-    for notebook, sections, minutes, doing, background in LAB_TRACK:
-        rows.append({"from (min)": start, "to (min)": start + minutes, "notebook": notebook,
-                     "sections": sections, "what the students do": doing,
-                     "in the background": background})
-        start += minutes
-    return pd.DataFrame(rows).set_index(["from (min)", "to (min)"])
-
-
-def lab_timing(folder: Path | None = None) -> dict:
-    """The measured times of the lab track that ``notebooks/time_lab.py`` wrote to
-    ``notebooks/lab_timing.json`` ({} when it has not run): per notebook the seconds its cells
-    took, the lesson run's seconds, and the machine and its load while it ran."""
-    import json
-
-    folder = Path(folder) if folder else notebook_path("00_quickstart.ipynb").parent
-    path = folder / LAB_TIMING
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def lab_words(folder: Path | None = None):
-    """Words of prose per notebook, core part and "Going further" part (:func:`prose_words`),
-    for the notebooks of the lab track (00-03) and every other one, with totals."""
-    import pandas as pd
-
-    folder = Path(folder) if folder else notebook_path("00_quickstart.ipynb").parent
-    rows = {p.stem: prose_words(p) for p in sorted(folder.glob("*.ipynb"))}
-    frame = pd.DataFrame(rows).T
-    track = [name for name in frame.index if name[:2] in {"00", "01", "02", "03"}
-             and name[2] == "_"]
-    frame["in the lab track"] = ["core part" if n in track else "self-study"
-                                 for n in frame.index]
-    return frame
+def resolve_live(live: bool | str = AUTO) -> bool:
+    """Whether notebook 00 starts the lesson run in the background: ``live`` when it is True or
+    False; "auto" means yes, unless ``$TKD_LIVE`` is "0" (``notebooks/execute.py`` and the tests
+    set it, so that an executed copy never trains)."""
+    if live != AUTO:
+        return bool(live)
+    return os.environ.get("TKD_LIVE", "1") != "0"
 
 
 class LessonRun:
@@ -526,32 +329,40 @@ def start_lesson_run(experiments: list[str], seeds: list[int], jobs: int = 2,
     return LessonRun(root, process, log)
 
 
-FULL_MINUTES = {"00": 45, "01": 40, "02": 60, "03": 75}
-"""Estimated minutes to work through each lab notebook in full: reading at about a hundred
-words a minute, its exercises and its "Going further" sections included."""
+# --------------------------------------------------------------------- the lab-track verdict --
+
+LAB_PAIRS = [("triplet-batch-semihard", "kd-t4"), ("triplet", "ce-wd0.007"),
+             ("triplet-batch-semihard", "triplet")]
+"""The comparisons among the methods the lab track meets (00-03), besides the paper's
+ordering: mining against Hinton KD, the paper's triplet against the student alone at its
+weight decay, and mining against sampling."""
 
 
-def time_note(notebook: str) -> str:
-    """One Markdown line for the top of a lab notebook (``"03"``): its minutes in the lab track
-    (:data:`LAB_TRACK`), its time in full (:data:`FULL_MINUTES`), and how long its cells took
-    when ``notebooks/time_lab.py`` last timed the track (:func:`lab_timing`)."""
-    slots, start = [], 0
-    for name, _, minutes, _, _ in LAB_TRACK:
-        if name == notebook and slots and slots[-1][1] == start:
-            slots[-1] = (slots[-1][0], start + minutes)  # adjacent sections: one slot
-        elif name == notebook:
-            slots.append((start, start + minutes))
-        start += minutes
-    total = start
-    lab = sum(b - a for a, b in slots)
-    where = " and ".join(f"{a}–{b}" for a, b in slots)
-    note = (f"**Lab track:** {lab} min (minutes {where} of the {total}-minute lab, "
-            f"notebook 00's plan). **In full:** about {FULL_MINUTES[notebook]} min, the "
-            "exercises and 'Going further' included.")
-    timing = lab_timing()
-    seconds = timing.get("notebook seconds", {})
-    key = next((k for k in seconds if k.startswith(f"{notebook}_")), None)
-    if key:
-        note += (f" Its cells took {seconds[key]:.0f} s when the lab was last timed "
-                 f"({timing['machine']}, with the lesson run training beside it).")
-    return note
+def _lab_step(step: dict) -> str:
+    a, b = f"`{step['a']}`", f"`{step['b']}`"
+    if step.get("missing") or step["n"] < 2:
+        return (f"{a} > {b}: not shown yet ({step['n']} common seed"
+                f"{'' if step['n'] == 1 else 's'}: no interval)")
+    return (f"{a} > {b}: **{step['reading']}**, {step['mean']:+.2f} points "
+            f"[{step['low']:+.2f}, {step['high']:+.2f}] over {step['n']} seeds")
+
+
+def lab_verdict(runs, preset: str) -> str:
+    """The verdict for the lab track, in Markdown: the paper's ordering step by step
+    (:func:`tkd.verdict.ladder`) and the comparisons among the methods the lab meets
+    (:data:`LAB_PAIRS`, :func:`tkd.verdict.paired`), each with its paired 95 % interval, and
+    one sentence saying what the numbers mean. The full verdict, with every other method, is
+    ``tkd.figures.verdict`` (notebook 03's "What the paper claims", notebook 07)."""
+    from tkd.verdict import ladder, ordering_reading, paired
+
+    steps = ladder(runs)
+    overall = ordering_reading([s["reading"] for s in steps])
+    names = set(runs.experiment)
+    met = [paired(runs, a, b) for a, b in LAB_PAIRS if a in names and b in names]
+    return (f"**The paper's ordering on `{preset}` (triplet > Hinton KD > logit regression > "
+            f"student alone): {overall}.** " + "; ".join(map(_lab_step, steps)) + ". "
+            + ("**Among the methods of this lab:** " + "; ".join(map(_lab_step, met)) + ". "
+               if met else "")
+            + "Each number is the mean of the per-seed differences a − b in test accuracy, "
+            "with its 95 % interval in brackets; a step holds when the interval lies above "
+            "zero, is refuted when it lies below, and is not shown when it straddles zero.\n")

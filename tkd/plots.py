@@ -29,6 +29,32 @@ def _sns():
     return seaborn
 
 
+METHOD_COLOURS = {
+    "teacher": "#000000",
+    "ce": "#9e9e9e", "ce-wd0.007": "#4d4d4d",
+    "kd-t4": "#ff7f0e", "kd-t1": "#ffbb78", "kd-t2": "#e6550d", "kd-t8": "#fdae6b",
+    "triplet": "#1f77b4", "triplet-batch-random": "#aec7e8", "triplet-batch-hard": "#17becf",
+    "triplet-batch-semihard": "#2ca02c", "triplet-kd": "#9467bd", "pair": "#8c564b",
+    "logit-mse": "#bcbd22", "ce-mse": "#dbdb8d",
+    "dkd": "#d62728", "dist": "#e377c2", "kd-ls": "#fd8d3c",
+    "rkd": "#7b4173", "pkt": "#a55194", "hint": "#ce6dbd",
+}
+"""One colour per method, the same in every figure of every notebook: the paper's triplet blue,
+Hinton KD orange, the semi-hard triplet green, the student alone grey, the teacher black.
+Variants of a method (``kd-t4-...``, ``triplet-m10``, ``logit-mse-lr0.001``) take their family's
+colour (:func:`colour_of`)."""
+
+
+def colour_of(experiment: str) -> str:
+    """The colour of ``experiment``: its own in :data:`METHOD_COLOURS`, else that of the
+    longest name there that ``experiment`` starts with, else a grey."""
+    if experiment in METHOD_COLOURS:
+        return METHOD_COLOURS[experiment]
+    family = max((name for name in METHOD_COLOURS if experiment.startswith(name)), key=len,
+                 default=None)
+    return METHOD_COLOURS[family] if family else "#7f7f7f"
+
+
 def _class_palette(table: pd.DataFrame) -> dict:
     classes = sorted(table["label"].unique())
     return dict(zip(classes, _sns().color_palette(PALETTE, max(len(classes), 1))))
@@ -174,7 +200,9 @@ def plot_soft_targets(probabilities: np.ndarray, temperature: float, labels: np.
 
 def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, margin: float,
                  title: str | None = None) -> None:
-    """Scatter d(a, p) against d(a, n) on ``ax``: active triplets red, satisfied ones green."""
+    """Scatter d(a, p) against d(a, n) on ``ax``: active triplets red, satisfied ones green;
+    the dashed line ``d(a, n) = d(a, p) + margin`` (below it: active) and the dotted diagonal
+    ``d(a, n) = d(a, p)`` (between the two: semi-hard)."""
     active = anchor_negative < anchor_positive + margin
     ax.scatter(anchor_positive[~active], anchor_negative[~active], s=14, c="C2",
                label=f"satisfied ({(~active).sum()})")
@@ -183,11 +211,12 @@ def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, m
     top = float(max(anchor_positive.max(), anchor_negative.max(), 1e-3)) * 1.05
     line = np.array([0.0, top])
     ax.plot(line, line + margin, color="0.3", linestyle="--", label=f"d(a,n) = d(a,p) + {margin:g}")
+    ax.plot(line, line, color="0.6", linestyle=":", label="diagonal d(a,n) = d(a,p)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, max(top, margin * 1.1))
     ax.set_xlabel("d(anchor, positive) = ||t(x) - s(x)|| (logit units)")
     ax.set_ylabel("d(anchor, negative) = ||t(x) - s(x')|| (logit units)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=9, frameon=False)
     if title:
         ax.set_title(title)
 
