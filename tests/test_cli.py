@@ -207,3 +207,17 @@ def test_reproduce_sends_the_plan_to_the_cluster(tmp_path, monkeypatch):
 def test_reproduce_refuses_bad_options(extra, capsys):
     code, err = run(["reproduce", *extra], capsys)
     assert code == 2 and "error:" in err
+
+
+def test_verify_without_committed_records_says_where_it_looked(tmp_path, capsys):
+    fresh = tmp_path / "fresh" / "quick" / "ce"
+    fresh.mkdir(parents=True)
+    import shutil
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "results" / "quick" / "ce" / "1.json",
+                fresh / "1.json")
+    code = main(["verify", "--preset", "quick", "--fresh", str(tmp_path / "fresh"),
+                 "--committed", str(tmp_path / "nothing")])
+    assert code == 2
+    assert "no committed records of preset 'quick'" in capsys.readouterr().err

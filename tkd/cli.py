@@ -372,7 +372,11 @@ def verify_command(args: argparse.Namespace) -> int:
     fresh = runs_frame(fresh_records, check=False)
     if not len(fresh):
         raise FileNotFoundError(f"no runs of preset {args.preset!r} under {args.fresh}")
-    print(f"fresh runs in {args.fresh}:")
+    if not (committed / args.preset).is_dir() or not load_records(args.preset, committed):
+        raise FileNotFoundError(f"no committed records of preset {args.preset!r} under "
+                                f"{committed}: run verify from the project folder, or pass "
+                                "--committed <the project's results folder>")
+    print(f"fresh runs in {args.fresh}, checked against the committed records in {committed}:")
     print(table_markdown(comparison_table(fresh, ["teacher", *MAIN, *EXPERIMENTS])))
     result = levels(args.fresh, args.committed, args.preset, args.seeds)
     print(result["identical"].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
