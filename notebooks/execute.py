@@ -8,7 +8,7 @@
     python notebooks/execute.py --stale          # only the notebooks whose inputs changed
     python notebooks/execute.py --list-stale     # list them (and what changed), run nothing
     python notebooks/execute.py --check-prose 03 # list prose numbers their outputs contradict
-    python notebooks/execute.py 03_solutions --handout /tmp/answers  # executed answers, apart
+    python notebooks/execute.py 03_solutions --handout answers  # executed answers, apart
 
 Each notebook runs top to bottom in a fresh ``python3`` kernel (nbclient) whose working
 directory is its folder (``notebooks/``, or ``notebooks/solutions/`` for the solution

@@ -1,8 +1,22 @@
 """Plain helpers shared by several test modules (fixtures live in conftest.py)."""
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 from tkd.results import load_record
+
+NOTEBOOK_TOOLS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def notebook_tool(name: str):
+    """The module ``notebooks/<name>.py`` (the notebooks' tooling lives outside ``tkd``)."""
+    spec = importlib.util.spec_from_file_location(name, NOTEBOOK_TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def edit_record(path, *keys_and_value):

@@ -6,29 +6,21 @@ changed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.helpers import notebook_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "notebooks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-freshness = _tool("freshness")
+freshness = notebook_tool("freshness")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -154,7 +146,7 @@ def test_execute_wraps_and_unwraps(tmp_path):
         "print(len(sorted(folder.glob('*.json'))), (folder / '1.json').read_text()[:9])\n"
         f"open({str(root / 'figures' / 'b.png')!r}, 'wb').write(b'x')")])
     freshness.wrap(nb)
-    _tool("execute").execute(nb, tmp_path, timeout=120)
+    notebook_tool("execute").execute(nb, tmp_path, timeout=120)
     inputs = freshness.unwrap(nb, root)
     assert len(nb.cells) == 1 and "2 {" in nb.cells[0].outputs[0]["text"]
     assert set(inputs) == {"results/fashion/kd-t4", "results/fashion/kd-t4/1.json"}

@@ -24,6 +24,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.helpers import notebook_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
@@ -148,19 +150,12 @@ def test_solution_notebook_runs_its_lesson_and_answers_each_exercise(path):
         assert "Answer:" in said, f"{path.name}: exercise at cell {first} prints no 'Answer:'"
 
 
-def _lab_tool():
-    spec = importlib.util.spec_from_file_location("lab", ROOT / "notebooks" / "lab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_lab_plan_fits_its_reading_model_and_120_minutes():
     """The lab track (notebooks/lab.py, LAB_TRACK) is 120 minutes through 00-03; every slot's
     minutes hold what the reading model gives its sections (words, figures, tables, cells,
     their measured run time, discussion); notebook 00 shows the plan and 00-03 their time
     note exactly as lab.py writes them (``python notebooks/execute.py --sync-plan``)."""
-    lab = _lab_tool()
+    lab = notebook_tool("lab")
     rows = lab.plan()
     assert rows[0]["from"] == 0 and rows[-1]["to"] == 120
     assert {r["notebook"] for r in rows} - {"—"} == {"00", "01", "02", "03"}

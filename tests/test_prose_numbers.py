@@ -10,27 +10,19 @@ what fails in one notebook: ``python notebooks/execute.py --check-prose 03``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.helpers import notebook_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
     (ROOT / "notebooks" / "solutions").glob("*.ipynb"))
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "notebooks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-prose = _tool("prose")
+prose = notebook_tool("prose")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
