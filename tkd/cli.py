@@ -443,6 +443,12 @@ def backfill_weights_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_results(parser) -> None:
+    """The ``--results`` option of a command that reads or writes a results root."""
+    parser.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
+                        "or ./results)")
+
+
 def _add_migration_commands(commands) -> None:
     same = commands.add_parser("equivalence", help="show that an old commit's code trains "
                                "bit for bit as today's; then its records stay current")
@@ -455,27 +461,23 @@ def _add_migration_commands(commands) -> None:
     same.set_defaults(run=equivalence_command)
     backfill = commands.add_parser("backfill-code", help="add code fingerprints to records "
                                    "from the clean commit each names (idempotent)")
-    backfill.add_argument("--results", default=None, help="results root (default "
-                          "$TKD_RESULTS or ./results)")
+    _add_results(backfill)
     backfill.set_defaults(run=backfill_command)
     fidelity = commands.add_parser("backfill-fidelity", help="add the fidelity to the teacher "
                                    "to records made before it was scored, from their saved "
                                    "students (idempotent)")
     fidelity.add_argument("--preset", default="fashion", choices=list(PRESETS))
-    fidelity.add_argument("--results", default=None, help="results root (default "
-                          "$TKD_RESULTS or ./results)")
+    _add_results(fidelity)
     fidelity.set_defaults(run=backfill_fidelity_command)
     fair = commands.add_parser("fair-plan", help="the runs a stage of the fair comparison's "
                                "grid (tools/fair_grid.sh) still needs")
     fair.add_argument("stage", type=int, choices=[2, 3, 4])
     fair.add_argument("--preset", default="fashion", choices=list(PRESETS))
-    fair.add_argument("--results", default=None, help="results root (default $TKD_RESULTS "
-                      "or ./results)")
+    _add_results(fair)
     fair.set_defaults(run=fair_plan_command)
     weights = commands.add_parser("backfill-weights", help="add the sha256 of each saved "
                                   "student's weights to its record (idempotent)")
-    weights.add_argument("--results", default=None, help="results root (default "
-                         "$TKD_RESULTS or ./results)")
+    _add_results(weights)
     weights.set_defaults(run=backfill_weights_command)
 
 
