@@ -75,15 +75,31 @@ def _transient(name: str) -> bool:
     return name.startswith(".") or name.endswith((".run", ".tmp", ".lock", ".partial"))
 
 
+def _counted(path: Path) -> bool:
+    """Whether a folder's entry ``path`` counts in its listing: a finished file other than
+    weights (``.pt``: a clone holds only some of them; a notebook that loads one reads it, and
+    the read is fingerprinted), or a folder holding such a file at any depth. So a listing is
+    the same in a working tree with a grid's extra weights and empty run folders as in a fresh
+    clone of what was committed (git keeps no empty folder)."""
+    if _transient(path.name):
+        return False
+    if path.is_file():
+        return path.suffix != ".pt"
+    return path.is_dir() and any(_counted(p) for p in path.iterdir())
+
+
 def fingerprint(path: Path) -> str:
     """``sha256:<16 hex>`` of a file's bytes; ``listing:<16 hex>`` of a folder's sorted
-    finished entries (:func:`_transient` ones left out); ``missing`` if neither exists."""
+    counted entries (:func:`_counted`); ``missing`` if neither exists, or for a folder with
+    nothing counted in it (a clone would not have it)."""
     path = Path(path)
     if path.is_file():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         return f"sha256:{digest[:16]}"
     if path.is_dir():
-        names = sorted(p.name for p in path.iterdir() if not _transient(p.name))
+        names = sorted(p.name for p in path.iterdir() if _counted(p))
+        if not names:
+            return "missing"
         return "listing:" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     return "missing"
 

@@ -84,10 +84,16 @@ def test_a_planted_stale_notebook_is_caught(tmp_path, plant):
     root = _project(tmp_path)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", execution_count=1, outputs=[
         nbformat.v4.new_output("stream", text="kd-t4: 90.00 %\n")])])
-    nb.metadata["tkd"] = {"inputs": freshness.inputs_of(_noted(root), root)}
+    noted = _noted(root)
+    noted["listed"].append(str(root / "results" / "fashion"))  # it also listed the experiments
+    nb.metadata["tkd"] = {"inputs": freshness.inputs_of(noted, root)}
+    assert "results/fashion" in nb.metadata["tkd"]["inputs"]
     assert freshness.stale_inputs(nb, root) == []
-    # a run in progress (a .run folder) is not a record: nothing is stale yet
+    # what a working tree has and a clone does not is no record: a run in progress (a .run
+    # folder), the weights of a seed git ignores, an empty experiment folder; nothing is stale
     (root / "results" / "fashion" / "kd-t4" / "3.run").mkdir()
+    (root / "results" / "fashion" / "kd-t4" / "2.pt").write_bytes(b"weights")
+    (root / "results" / "fashion" / "kd-t8").mkdir()
     assert freshness.stale_inputs(nb, root) == []
     folder = root / "results" / "fashion" / "kd-t4"
     if plant == "changed":
@@ -119,13 +125,15 @@ def test_a_planted_stale_committed_notebook_is_caught(tmp_path):
         if source.is_file():
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, tmp_path / name)
-        elif source.is_dir():
+        elif source.is_dir():  # the folder's tree, names only
             (tmp_path / name).mkdir(parents=True, exist_ok=True)
-            for entry in source.iterdir():
+            for entry in source.rglob("*"):
+                copy = tmp_path / name / entry.relative_to(source)
                 if entry.is_dir():
-                    (tmp_path / name / entry.name).mkdir(exist_ok=True)
-                else:
-                    (tmp_path / name / entry.name).touch()
+                    copy.mkdir(parents=True, exist_ok=True)
+                elif not copy.exists():
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    copy.touch()
     for name in inputs:  # the listings' entries as placeholders, the read files as they are
         if (ROOT / name).is_file():
             shutil.copy2(ROOT / name, tmp_path / name)
