@@ -73,3 +73,167 @@ def test_plot_temperatures_one_panel_per_temperature():
     heights = [[bar.get_height() for bar in ax.patches] for ax in fig.axes]
     assert all(np.isclose(sum(h), 1.0) for h in heights)
     assert heights[0][0] > heights[1][0] > heights[2][0]  # a higher T flattens the distribution
+
+
+NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+         "Bag", "Ankle boot"]
+
+
+def test_colour_of_and_seed_shades_keep_one_colour_per_method():
+    from matplotlib.colors import to_rgb
+
+    assert plots.colour_of("triplet") == plots.METHOD_COLOURS["triplet"]
+    assert plots.colour_of("triplet-m10") == plots.METHOD_COLOURS["triplet"]  # a variant
+    assert plots.colour_of("kd-t4-long") == plots.METHOD_COLOURS["kd-t4"]  # longest prefix
+    shades = plots.seed_shades("kd-t4", 5)
+    assert len(set(shades)) == 5
+    base = np.array(to_rgb(plots.METHOD_COLOURS["kd-t4"]))
+    brightness = [sum(s) for s in shades]
+    assert brightness == sorted(brightness, reverse=True)  # light to dark
+    hue = [np.argmax(np.array(s)) for s in shades]  # orange stays orange: red channel leads
+    assert set(hue) == {int(np.argmax(base))}
+
+
+def test_overlapping_texts_finds_a_planted_overlap_and_no_false_one():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    assert plots.overlapping_texts(fig) == []
+    ax.text(0.5, 0.5, "a long label here")
+    ax.text(0.52, 0.5, "another one")  # drawn on top of the first
+    assert plots.overlapping_texts(fig) == [("a long label here", "another one")]
+    twin = ax.twinx()  # a twin's hidden x axis keeps tick labels: they are not drawn
+    twin.set_ylim(0, 5)
+    assert len(plots.overlapping_texts(fig)) == 1
+
+
+def test_smallest_text_counts_the_shrinking_of_a_wide_figure():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(plots.DISPLAY_WIDTH, 3))
+    ax = fig.subplots()
+    ax.set_title("title", fontsize=12)
+    ax.set_xticks([0, 1], ["a", "b"], fontsize=10)
+    ax.set_yticks([])
+    assert plots.smallest_text(fig)[0] == 10  # shown whole: the tick labels' 10 pt
+    fig.set_size_inches(2 * plots.DISPLAY_WIDTH, 3)  # twice as wide: shrunk on display
+    points, text = plots.smallest_text(fig)
+    assert points < 7 and text in {"a", "b"}
+    assert any("under 9 pt" in p for p in plots.figure_problems(fig))
+    plots.fit_to_display(fig)  # narrower axes, same text
+    assert plots.displayed_scale(fig) == 1  # what is shown is at most 9 inches wide
+    assert plots.figure_problems(fig) == []
+
+
+def _learning_curve_like_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    for ax in axes:
+        ax.plot([1, 2, 3], [3, 2, 1], label="triplet (train)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=9)
+    fig.tight_layout()
+    return fig, plt
+
+
+def test_fit_to_display_narrows_a_figure_with_a_legend_outside():
+    fig, plt = _learning_curve_like_figure()
+    assert plots.displayed_scale(fig) < 1  # the legend outside widens the shown image
+    assert any("under 9 pt" in p for p in plots.figure_problems(fig))
+    plots.fit_to_display(fig)
+    assert plots.displayed_scale(fig) == 1 and plots.figure_problems(fig) == []
+    plt.close(fig)
+
+
+def test_label_bars_keeps_every_value_inside_its_axes():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 2.5))
+    ax = fig.subplots()
+    bars = ax.bar(range(10), [-1.2, -1.9, -3.6, -4.3, -6.2, 14.95, -5.6, 2.7, 1.5, 3.9])
+    ax.set_xticks(range(10), NAMES, rotation=90)
+    fig.tight_layout()
+    labels = plots.label_bars(ax, bars)
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    for label in labels:
+        extent = label.get_window_extent(renderer)
+        assert box.y0 <= extent.y0 and extent.y1 <= box.y1, label.get_text()
+    assert plots.overlapping_texts(fig) == []
+
+
+def test_plot_logits_01_shows_values_that_touch_no_class_name():
+    """Notebook 01's worked examples (01:14, 01:16): a confidently wrong teacher with large
+    negative logits once wrote its values over the class names."""
+    logits = np.array([-1.22, -1.93, -3.65, -4.32, -6.22, 14.95, -5.60, 2.72, 1.53, 3.92])
+    fig = plots.plot_logits(np.zeros((28, 28)), logits, 9, NAMES, image_title="test #23",
+                            title="test image 23: true class Ankle boot, the teacher says Sandal")
+    image, logit_ax, prob_ax = fig.axes
+    assert [b.get_facecolor()[:3] for b in logit_ax.patches].count((0.8392156862745098,
+                                                                   0.15294117647058825,
+                                                                   0.1568627450980392)) == 1
+    assert np.isclose(sum(b.get_height() for b in prob_ax.patches), 1.0)
+    assert plots.figure_problems(fig) == []
+    assert len(logit_ax.texts) == 10  # one value per bar
+
+
+def test_plot_negatives_03_reads_at_full_size_without_overlaps():
+    """Notebook 03's four strategies (03:19): once one row 15.6 inches wide (text at 6 pt) with
+    a y label longer than its panel; now two a row, one legend."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    anchor, positive, drawn = 8 * torch.randn(3, 100, 10, generator=generator)
+    negatives = {"sample": drawn, "batch-random": drawn.roll(1, 0),
+                 "batch-hard": positive.roll(2, 0), "batch-semihard": positive.roll(3, 0)}
+    frame = plots.triplet_frame(anchor, positive, negatives, 5.0)
+    fig = plots.plot_negatives(frame, 5.0)
+    fig.suptitle("One batch of an early student (100 steps): d(a,p) vs d(a,n) per triplet, "
+                 "for each choice of negative", y=1.03)
+    assert plots.figure_problems(fig) == []
+    active = frame.groupby("strategy", sort=False).active.sum()
+    assert [ax.get_title() for ax in fig.axes] == [
+        f"{name}: loss {frame[frame.strategy == name].hinge.mean():.2f}, {active[name]} of 100 "
+        "active" for name in negatives]
+
+
+def test_figures_of_the_notebooks_read_at_nine_points():
+    """Every figure of tkd.plots, drawn as the notebooks draw it, at 9 pt or more where a
+    notebook shows it and with no overlapping text."""
+    table, teacher, students, labels = _table()
+    metrics = embed.metrics_table(teacher, students, labels)
+    temperatures = plots.plot_temperatures(np.array([4.0, -2.0, 1.0, 0.0, 3.0, -1.0, 2.0, 0.5,
+                                                     -3.0, 1.5]), [1, 4, 8], 0, NAMES,
+                                           values=True)
+    figures = {
+        "temperatures": temperatures,
+        "students": plots.plot_students(table, class_names=NAMES[:4],
+                                        titles={"ce": "student alone (CE, wd 0.007)\n(88.2 %)",
+                                                "triplet": "triplet, paper\n(89.7 %)"}),
+        "teacher_student": plots.plot_teacher_student(table, "triplet", class_names=NAMES[:4]),
+        "metrics": plots.plot_metrics(metrics),
+        "soft_targets": plots.plot_soft_targets(np.full((3, 10), 0.1), 4.0, np.array([0, 1, 2]),
+                                                NAMES),
+        "margin": plots.plot_margin(np.array([1.0, 2.0]), np.array([9.0, 2.5]), 2.0),
+    }
+    for name, fig in figures.items():
+        assert plots.figure_problems(fig) == [], name
+
+
+def test_plot_metrics_colours_each_bar_by_its_method():
+    from matplotlib.colors import to_rgba
+
+    _, teacher, students, labels = _table()
+    fig = plots.plot_metrics(embed.metrics_table(teacher, students, labels))
+    models = list(embed.metrics_table(teacher, students, labels).index)
+    for ax in fig.axes:
+        if ax.get_visible():
+            assert [b.get_facecolor() for b in ax.patches] == [
+                to_rgba(plots.colour_of(m)) for m in models]

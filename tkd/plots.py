@@ -55,6 +55,152 @@ def colour_of(experiment: str) -> str:
     return METHOD_COLOURS[family] if family else "#7f7f7f"
 
 
+def seed_shades(experiment: str, n: int) -> list[tuple[float, float, float]]:
+    """``n`` shades of ``experiment``'s colour (:func:`colour_of`), light to dark (RGB): one
+    per seed of one method, so that a figure of its seeds still reads as that method."""
+    from matplotlib.colors import to_rgb
+
+    base = np.array(to_rgb(colour_of(experiment)))
+    shades = []
+    for t in np.linspace(-0.5, 0.4, n) if n > 1 else [0.0]:
+        towards = np.ones(3) if t < 0 else np.zeros(3)  # white for light, black for dark
+        shades.append(tuple(float(v) for v in base + abs(t) * (towards - base)))
+    return shades
+
+
+DISPLAY_WIDTH = 9.0
+"""Inches at which a notebook shows a figure at most: JupyterLab, Colab and GitHub's viewer
+scale an output image down to the width of the output area, about 900 pixels, that is 9 inches
+at the inline backend's 100 dpi. A figure drawn wider has all its text shrunk in proportion."""
+
+MIN_POINTS = 9.0
+"""The smallest text a figure may show at its displayed size (points)."""
+
+
+def _renderer(fig: Figure):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def _drawn_texts(fig: Figure) -> list:
+    """The texts a draw of ``fig`` shows: non-empty, visible, inside visible artists only (a
+    hidden axis hides its tick labels: a twin axes' x axis), and of the tick labels only
+    those of ticks inside the axis' view (matplotlib keeps labels of ticks outside it)."""
+    from matplotlib.axis import Axis
+    from matplotlib.text import Text
+
+    texts = []
+
+    def walk(artist) -> None:
+        if not artist.get_visible():
+            return
+        if isinstance(artist, Text):
+            if artist.get_text().strip():
+                texts.append(artist)
+            return
+        children = artist.get_children()
+        if isinstance(artist, Axis):  # only the ticks a draw shows
+            shown = artist._update_ticks()
+            children = [c for c in children if c not in artist.majorTicks + artist.minorTicks]
+            children += shown
+        for child in children:
+            walk(child)
+
+    walk(fig)
+    return texts
+
+
+def displayed_scale(fig: Figure, width: float = DISPLAY_WIDTH) -> float:
+    """How much a notebook shrinks ``fig``: ``width`` over the width of the image it shows
+    (the tight bounding box, legends outside the axes included), at most 1."""
+    renderer = _renderer(fig)
+    shown = fig.get_tightbbox(renderer).width  # inches
+    return min(1.0, width / shown) if shown > 0 else 1.0
+
+
+def fit_to_display(fig: Figure, width: float = DISPLAY_WIDTH) -> Figure:
+    """Narrow ``fig`` (its axes, not its text) until the image a notebook shows is at most
+    ``width`` inches wide, legends outside the axes included, and lay it out again; a figure
+    already narrow enough is left as it is. Returns ``fig``."""
+    for _ in range(5):
+        shown = fig.get_tightbbox(_renderer(fig)).width
+        if shown <= width + 0.01:
+            break
+        fig.set_size_inches(fig.get_figwidth() - (shown - width) - 0.05, fig.get_figheight())
+        if fig.get_layout_engine() is None:
+            fig.tight_layout()
+    return fig
+
+
+def smallest_text(fig: Figure, width: float = DISPLAY_WIDTH) -> tuple[float, str]:
+    """The smallest text of ``fig`` at its displayed size: (points, the text). Points are the
+    font size times :func:`displayed_scale`; (inf, "") for a figure without text."""
+    scale = displayed_scale(fig, width)
+    sizes = [(text.get_fontsize() * scale, text.get_text()) for text in _drawn_texts(fig)]
+    return min(sizes, default=(float("inf"), ""))
+
+
+def overlapping_texts(fig: Figure, pad: float = 0.0) -> list[tuple[str, str]]:
+    """Pairs of drawn texts of ``fig`` whose boxes on the canvas overlap (renderer bounding
+    boxes, :meth:`~matplotlib.text.Text.get_window_extent`, each grown by ``pad`` pixels)."""
+    renderer = _renderer(fig)
+    boxes = [(text.get_text(), text.get_window_extent(renderer).padded(pad))
+             for text in _drawn_texts(fig)]
+    pairs = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            if box_a.overlaps(box_b) and box_a.width > 0 and box_b.width > 0:
+                pairs.append((a, b))
+    return pairs
+
+
+def figure_problems(fig: Figure, width: float = DISPLAY_WIDTH,
+                    min_points: float = MIN_POINTS) -> list[str]:
+    """What a reader would trip on in ``fig``, as sentences (empty: none): text smaller than
+    ``min_points`` at the displayed size (:func:`smallest_text`) and overlapping texts
+    (:func:`overlapping_texts`)."""
+    problems = []
+    scale = displayed_scale(fig, width)
+    small = sorted({(round(t.get_fontsize() * scale, 1), t.get_text()[:40])
+                    for t in _drawn_texts(fig) if t.get_fontsize() * scale < min_points - 1e-6})
+    if small:
+        problems.append(f"{len(small)} texts under {min_points:g} pt at {100 * scale:.0f} % "
+                        f"display size, e.g. {small[:3]}")
+    problems += [f"overlapping texts: {a[:40]!r} and {b[:40]!r}"
+                 for a, b in overlapping_texts(fig)]
+    return problems
+
+
+def _grid(n: int, columns: int) -> tuple[int, int]:
+    """(rows, columns) of a grid of ``n`` panels at most ``columns`` wide."""
+    columns = max(1, min(n, columns))
+    return -(-n // columns), columns
+
+
+def label_bars(ax, bars, fmt: str = "%.2f", fontsize: float = MIN_POINTS) -> list:
+    """Write each bar's value at its end (turned upright) and widen the y range of ``ax`` until
+    every label lies inside the axes, so that none runs into a tick label or a title. Returns
+    the labels."""
+    labels = ax.bar_label(bars, fmt=fmt, fontsize=fontsize, rotation=90, padding=2)
+    fig = ax.figure
+    for _ in range(20):  # a wider range shrinks the bars, the labels keep their size: iterate
+        renderer = _renderer(fig)
+        box = ax.get_window_extent(renderer)
+        extents = [label.get_window_extent(renderer) for label in labels]
+        above = max([e.y1 - box.y1 for e in extents] + [0.0])
+        below = max([box.y0 - e.y0 for e in extents] + [0.0])
+        if above <= 0 and below <= 0:
+            break
+        low, high = ax.get_ylim()
+        per_pixel = (high - low) / box.height
+        ax.set_ylim(low - 1.5 * below * per_pixel, high + 1.5 * above * per_pixel)
+    return labels
+
+
 def _class_palette(table: pd.DataFrame) -> dict:
     classes = sorted(table["label"].unique())
     return dict(zip(classes, _sns().color_palette(PALETTE, max(len(classes), 1))))
@@ -107,8 +253,11 @@ def plot_teacher_student(table: pd.DataFrame, student: str, pairs: int = 40, see
     (teacher dots, student crosses) with lines joining ``pairs`` teacher–student pairs."""
     palette = _class_palette(table)
     teacher_pts, student_pts = table[table.model == "teacher"], table[table.model == student]
-    fig = Figure(figsize=(14, 4.6))
-    axes = fig.subplots(1, 3, sharex=True, sharey=True)
+    fig = Figure(figsize=(DISPLAY_WIDTH, 6.8))  # two rows: panels wide enough to read
+    grid = fig.add_gridspec(2, 2)
+    first = fig.add_subplot(grid[0, 0])
+    axes = [first, fig.add_subplot(grid[0, 1], sharex=first, sharey=first),
+            fig.add_subplot(grid[1, :], sharex=first, sharey=first)]
     _scatter(axes[0], teacher_pts, palette)
     _finish(axes[0], "teacher", table)
     _scatter(axes[1], student_pts, palette)
@@ -116,10 +265,9 @@ def plot_teacher_student(table: pd.DataFrame, student: str, pairs: int = 40, see
     _pair_lines(axes[2], teacher_pts, student_pts, pairs, seed)
     _scatter(axes[2], teacher_pts, palette, alpha=0.35)
     _scatter(axes[2], student_pts, palette, marker="X", size=22)
-    _finish(axes[2], f"overlay (dots: teacher, crosses: student; {pairs} pairs joined)",
-            table, ylabel=False)
+    _finish(axes[2], f"overlay: dots teacher, crosses student, {pairs} pairs joined", table)
     _class_legend(fig, palette, class_names)
-    fig.tight_layout(rect=(0, 0, 0.91, 1))
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     return fig
 
 
@@ -131,16 +279,21 @@ def plot_students(table: pd.DataFrame, students: list[str] | None = None, pairs:
     students = students or [m for m in table.model.cat.categories if m != "teacher"]
     palette = _class_palette(table)
     teacher_pts = table[table.model == "teacher"]
-    fig = Figure(figsize=(4.6 * len(students) + 0.8, 4.6))
-    axes = fig.subplots(1, len(students), sharex=True, sharey=True, squeeze=False)
-    for i, (ax, name) in enumerate(zip(axes[0], students)):
+    rows, columns = _grid(len(students), 2)  # at most two panels a row: 9 inches in all
+    fig = Figure(figsize=(DISPLAY_WIDTH, 3.6 * rows + 0.3))
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for i, (ax, name) in enumerate(zip(axes, students)):
         student_pts = table[table.model == name]
         _pair_lines(ax, teacher_pts, student_pts, pairs, seed)
         _scatter(ax, teacher_pts, palette, alpha=0.2, size=10)
         _scatter(ax, student_pts, palette, marker="X", size=20)
-        _finish(ax, (titles or {}).get(name, name), table, ylabel=i == 0)
+        _finish(ax, (titles or {}).get(name, name), table, ylabel=i % columns == 0)
+        if i < len(students) - columns:  # the row below shows the shared x axis
+            ax.set_xlabel("")
+    for ax in axes[len(students):]:
+        fig.delaxes(ax)  # an empty slot of the grid
     _class_legend(fig, palette, class_names)
-    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     return fig
 
 
@@ -156,25 +309,34 @@ METRIC_AXES = {  # column of tkd.embed.metrics_table -> (panel title, y-axis lab
 
 
 def plot_metrics(metrics: pd.DataFrame, columns: list[str] | None = None,
-                 title: str | None = None) -> Figure:
-    """Bar charts of :func:`tkd.embed.metrics_table` columns, one small panel per number, each
-    titled and with its unit on the y axis (:data:`METRIC_AXES`)."""
+                 title: str | None = None, values: bool = False) -> Figure:
+    """Bar charts of :func:`tkd.embed.metrics_table` columns, one small panel per number (three
+    a row), each titled and with its unit on the y axis (:data:`METRIC_AXES`), one colour per
+    method (:func:`colour_of`); ``values`` writes each bar's value on it (:func:`label_bars`:
+    0.960 and 0.971 differ by less than a pixel)."""
     columns = columns or ["distance", "agreement", "kl", "margin_satisfied", "silhouette"]
-    fig = Figure(figsize=(3.1 * len(columns), 3.6))
-    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    rows, width = _grid(len(columns), 3)
+    fig = Figure(figsize=(DISPLAY_WIDTH, 4.4 * rows))
+    axes = fig.subplots(rows, width, squeeze=False).ravel()
+    for ax in axes[len(columns):]:
+        fig.delaxes(ax)  # an empty slot of the grid
     models = list(metrics.index)
+    panels = []
     for ax, column in zip(axes, columns):
-        _sns().barplot(x=models, y=metrics[column].to_numpy(), hue=models, palette="deep",
-                    legend=False, ax=ax)
+        bars = ax.bar(range(len(models)), metrics[column].to_numpy(),
+                      color=[colour_of(m) for m in models])  # one colour per method
+        panels.append((ax, bars, "%.2f" if column == "distance" else "%.3f"))
+        ax.set_xticks(range(len(models)), models, rotation=90)
         name, unit = METRIC_AXES.get(column, (column, column))
         ax.set_title(name)
         ax.set_ylabel(unit)
-        ax.tick_params(axis="x", rotation=45)
-        for label in ax.get_xticklabels():
-            label.set_horizontalalignment("right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if values:
+        for ax, bars, fmt in panels:
+            label_bars(ax, bars, fmt)
+        fig.tight_layout()
     return fig
 
 
@@ -183,23 +345,27 @@ def plot_soft_targets(probabilities: np.ndarray, temperature: float, labels: np.
     """The teacher's softened distributions (k, classes), one bar panel per image."""
     k, classes = probabilities.shape
     names = class_names or [str(c) for c in range(classes)]
-    fig = Figure(figsize=(3.2 * k, 2.8))
-    axes = fig.subplots(1, k, sharey=True, squeeze=False)
-    for i, ax in enumerate(axes[0]):
+    rows, columns = _grid(k, 3)
+    fig = Figure(figsize=(min(DISPLAY_WIDTH, 3.0 * columns), 3.0 * rows))
+    axes = fig.subplots(rows, columns, sharey=True, squeeze=False)
+    for ax in axes.ravel()[k:]:
+        fig.delaxes(ax)  # an empty slot of the grid
+    for i, ax in enumerate(axes.ravel()[:k]):
         colours = ["C3" if c == labels[i] else "C0" for c in range(classes)]
         ax.bar(range(classes), probabilities[i], color=colours)
         ax.set_xticks(range(classes), names,
                       rotation=90 if classes > 10 or max(map(len, names)) > 3 else 0)
-        ax.set_title(f"image {i + 1}: class {names[labels[i]]} (red)")
+        ax.set_title(f"image {i + 1}: {names[labels[i]]} (red)", fontsize=10)
         ax.set_ylim(0, 1)
         ax.set_xlabel("class")
-    axes[0, 0].set_ylabel(f"probability, softmax(teacher / T), T = {temperature:g}")
+    for row in axes:
+        row[0].set_ylabel(f"softmax(teacher / T), T = {temperature:g}")
     fig.tight_layout()
     return fig
 
 
 def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, margin: float,
-                 title: str | None = None) -> None:
+                 title: str | None = None, legend: bool = True) -> None:
     """Scatter d(a, p) against d(a, n) on ``ax``: active triplets red, satisfied ones green;
     the dashed line ``d(a, n) = d(a, p) + margin`` (below it: active) and the dotted diagonal
     ``d(a, n) = d(a, p)`` (between the two: semi-hard)."""
@@ -214,9 +380,11 @@ def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, m
     ax.plot(line, line, color="0.6", linestyle=":", label="diagonal d(a,n) = d(a,p)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, max(top, margin * 1.1))
-    ax.set_xlabel("d(anchor, positive) = ||t(x) - s(x)|| (logit units)")
-    ax.set_ylabel("d(anchor, negative) = ||t(x) - s(x')|| (logit units)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=9, frameon=False)
+    ax.set_xlabel("d(a, p) = ||t(x) − s(x)|| (logit units)")
+    ax.set_ylabel("d(a, n) = ||t(x) − s(x′)|| (logit units)")
+    if legend:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=MIN_POINTS,
+                  frameon=False)
     if title:
         ax.set_title(title)
 
@@ -253,33 +421,50 @@ def triplet_frame(anchor, positive, negatives: dict, margin: float = 5.0) -> pd.
 
 
 def plot_negatives(frame: pd.DataFrame, margin: float = 5.0) -> Figure:
-    """One :func:`plot_margin` panel per strategy of a :func:`triplet_frame`: the same anchors
-    and positives, each strategy's negatives; points below the dashed line are active."""
+    """One :func:`plot_margin` panel per strategy of a :func:`triplet_frame`, two a row: the
+    same anchors and positives, each strategy's negatives; points below the dashed line are
+    active. Each title gives the strategy's loss and active count; one legend below."""
     strategies = list(dict.fromkeys(frame["strategy"]))
-    fig = Figure(figsize=(3.9 * len(strategies), 3.9))
-    axes = fig.subplots(1, len(strategies), sharex=True, sharey=True, squeeze=False)[0]
+    rows, columns = _grid(len(strategies), 2)
+    fig = Figure(figsize=(min(DISPLAY_WIDTH, 4.5 * columns), 3.3 * rows + 0.7))
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
     top = float(frame[["d_ap", "d_an"]].to_numpy().max()) * 1.05
-    for ax, name in zip(axes, strategies):
-        rows = frame[frame["strategy"] == name]
-        _margin_axes(ax, rows["d_ap"].to_numpy(), rows["d_an"].to_numpy(), margin,
-                     title=f"{name}: loss {rows['hinge'].mean():.2f}")
+    for i, (ax, name) in enumerate(zip(axes, strategies)):
+        rows_of = frame[frame["strategy"] == name]
+        _margin_axes(ax, rows_of["d_ap"].to_numpy(), rows_of["d_an"].to_numpy(), margin,
+                     title=f"{name}: loss {rows_of['hinge'].mean():.2f}, "
+                           f"{int(rows_of['active'].sum())} of {len(rows_of)} active",
+                     legend=False)
         ax.set_ylim(0, max(top, margin * 1.1))
-    for ax in axes[1:]:
-        ax.set_ylabel("")
-    fig.tight_layout()
+        if i % columns:
+            ax.set_ylabel("")
+        if i < len(strategies) - columns:
+            ax.set_xlabel("")
+    for ax in axes[len(strategies):]:
+        fig.delaxes(ax)  # an empty slot of the grid
+    handles = [Line2D([], [], marker="o", linestyle="", color="C2", label="satisfied (no loss)"),
+               Line2D([], [], marker="o", linestyle="", color="C3", label="active (loss > 0)"),
+               Line2D([], [], color="0.3", linestyle="--", label=f"d(a,n) = d(a,p) + {margin:g}"),
+               Line2D([], [], color="0.6", linestyle=":", label="diagonal d(a,n) = d(a,p)")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=MIN_POINTS)
+    fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
     return fig
 
 
 def plot_temperatures(logits: np.ndarray, temperatures, label: int,
-                      class_names: list[str] | None = None) -> Figure:
+                      class_names: list[str] | None = None, values: bool = False) -> Figure:
     """One image's teacher logits (classes,) softened at each temperature: one bar panel per
-    ``T`` showing ``softmax(logits / T)``, the true class ``label`` in red."""
+    ``T`` showing ``softmax(logits / T)``, the true class ``label`` in red; ``values`` writes
+    each bar's probability on it (:func:`label_bars`). Three panels a row at most."""
     logits = np.asarray(logits, dtype=np.float64)
     names = class_names or [str(c) for c in range(len(logits))]
     colours = ["C3" if c == label else "C0" for c in range(len(logits))]
-    fig = Figure(figsize=(3.3 * len(temperatures), 2.9))
-    axes = fig.subplots(1, len(temperatures), sharey=True, squeeze=False)[0]
-    for ax, temperature in zip(axes, temperatures):
+    rows, columns = _grid(len(temperatures), 3)
+    fig = Figure(figsize=(min(DISPLAY_WIDTH, 3.0 * columns), 3.2 * rows))
+    axes = fig.subplots(rows, columns, sharey=True, squeeze=False)
+    for ax in axes.ravel()[len(temperatures):]:
+        fig.delaxes(ax)  # an empty slot of the grid
+    for ax, temperature in zip(axes.ravel(), temperatures):
         z = logits / temperature
         soft = np.exp(z - z.max())
         ax.bar(range(len(logits)), soft / soft.sum(), color=colours)
@@ -288,7 +473,45 @@ def plot_temperatures(logits: np.ndarray, temperatures, label: int,
         ax.set_title(f"T = {temperature:g}")
         ax.set_ylim(0, 1)
         ax.set_xlabel("class (true class in red)")
-    axes[0].set_ylabel("probability, softmax(teacher / T)")
+    for row in axes:
+        row[0].set_ylabel("softmax(teacher / T)")
+    fig.tight_layout()
+    if values:
+        for ax, _ in zip(axes.ravel(), temperatures):
+            label_bars(ax, ax.containers[0])
+        fig.tight_layout()
+    return fig
+
+
+def plot_logits(image: np.ndarray, logits: np.ndarray, label: int,
+                class_names: list[str] | None = None, image_title: str = "",
+                title: str = "") -> Figure:
+    """One image (height, width) beside a network's logits (classes,) for it and their softmax
+    probabilities, the true class ``label`` in red, every bar labelled with its value
+    (:func:`label_bars`: no label runs into a class name)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    names = class_names or [str(c) for c in range(len(logits))]
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    colours = ["C3" if c == label else "C0" for c in range(len(logits))]
+    fig = Figure(figsize=(DISPLAY_WIDTH, 3.6))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 2.2, 2.2]})
+    axes[0].imshow(np.asarray(image), cmap="gray_r")
+    axes[0].set_title(image_title, fontsize=10)
+    axes[0].axis("off")
+    panels = []
+    for ax, values, what in ((axes[1], logits, "logit"),
+                             (axes[2], probabilities, "probability, softmax(logits)")):
+        panels.append((ax, ax.bar(range(len(values)), values, color=colours)))
+        ax.set_xticks(range(len(values)), names,
+                      rotation=90 if len(values) > 10 or max(map(len, names)) > 3 else 0)
+        ax.set_xlabel("class (true class in red)")
+        ax.set_ylabel(what)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    for ax, bars in panels:
+        label_bars(ax, bars)
     fig.tight_layout()
     return fig
 
