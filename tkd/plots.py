@@ -4,6 +4,11 @@ Every function takes the data it draws and returns a matplotlib ``Figure`` (noth
 saved implicitly); :func:`save_figure` and :func:`figure_png` write one out. Figures are built
 without pyplot's global state, so a widget may draw from a worker thread. Maps come from
 :func:`tkd.embed.shared_map`: a long table with columns ``model, sample, label, x, y``.
+
+Every figure is drawn for a notebook's output area (:data:`DISPLAY_WIDTH`, 9 inches), so that
+its text shows at 9 pt or more, each method in its colour (:data:`METHOD_COLOURS`); a figure
+drawn elsewhere is checked with :func:`figure_problems` (small text, overlapping labels) and
+narrowed with :func:`fit_to_display`.
 """
 
 from __future__ import annotations
