@@ -12,6 +12,7 @@ from tkd import widgets
 from tkd.data import load_dataset
 from tkd.losses import kd_loss
 from tkd.models import build_model
+from tkd.plots import figure_problems
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -145,11 +146,15 @@ def test_explorer_snapshots_draw_what_the_sliders_draw(logits):
     heights = [bar.get_height() for bar in fig.axes[3].patches]
     np.testing.assert_allclose(heights, temperature.values(4.0)["probabilities"][0], rtol=1e-6)
 
+    assert figure_problems(fig) == []
+
     margin = widgets.MarginExplorer(teacher, student, labels, batch_size=64)
     fig = margin.snapshot((0.0, 5.0, 20.0))
-    assert len(fig.axes) == 3 and _is_png(widgets.figure_png(fig))
-    for ax, m in zip(fig.axes, (0.0, 5.0, 20.0)):
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == 3 and _is_png(widgets.figure_png(fig))
+    for ax, m in zip(shown, (0.0, 5.0, 20.0)):
         assert ax.get_title().startswith(f"m = {m:g}: {100 * margin.values(m)['active']:.0f} %")
+    assert figure_problems(fig) == []  # two a row: its text reads at a notebook's width
 
 
 def test_retrain_panel_snapshot_shows_every_run(small):
@@ -161,7 +166,8 @@ def test_retrain_panel_snapshot_shows_every_run(small):
     panel.triplet_weight.value = 0.0
     panel.train()
     fig = panel.snapshot()
-    titles = [ax.get_title() for ax in fig.axes]
+    assert figure_problems(fig) == []
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert len(titles) == 2 and titles[0].startswith("run 1: 1·CE + 2·triplet(m=5)")
     assert titles[1].startswith("run 2: 1·CE: accuracy")
     assert _is_png(widgets.figure_png(fig))

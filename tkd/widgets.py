@@ -103,6 +103,13 @@ def _as_tensor(array) -> torch.Tensor:
     return torch.as_tensor(np.asarray(array), dtype=torch.float32)
 
 
+def _panel_grid(panels: int) -> tuple[int, int]:
+    """(rows, columns) for ``panels`` panels two a row, so that a snapshot reads at a
+    notebook's width (:data:`tkd.plots.DISPLAY_WIDTH`)."""
+    columns = min(2, panels)
+    return -(-panels // columns), columns
+
+
 class TemperatureExplorer(_SliderPanel):
     """Teacher soft targets and the student's KD loss as a function of the temperature.
 
@@ -138,7 +145,7 @@ class TemperatureExplorer(_SliderPanel):
         entropy and KD loss in its panels' titles."""
         names = self.class_names or [str(c) for c in range(self.teacher.shape[1])]
         images, classes = len(self.chosen), self.teacher.shape[1]
-        fig = Figure(figsize=(3.3 * images + 0.4, 2.1 * len(temperatures) + 1.3))
+        fig = Figure(figsize=(min(3.3, 8.6 / images) * images + 0.4, 2.1 * len(temperatures) + 1.3))
         axes = fig.subplots(len(temperatures), images, sharex=True, sharey=True, squeeze=False)
         true = self.labels[self.chosen]
         for row, temperature in zip(axes, temperatures):
@@ -208,21 +215,27 @@ class MarginExplorer(_SliderPanel):
     def snapshot(self, margins=(0.0, 5.0, 10.0, 20.0)) -> Figure:
         """What the slider draws at each of ``margins``, side by side on the same axes: each
         triplet at (d(a,p), d(a,n)), active ones red, the line ``d(a,n) = d(a,p) + m``."""
-        fig = Figure(figsize=(4.2 * len(margins), 4.6))
-        axes = fig.subplots(1, len(margins), sharex=True, sharey=True, squeeze=False)[0]
+        rows, columns = _panel_grid(len(margins))
+        fig = Figure(figsize=(4.3 * columns, 3.9 * rows + 0.6))
+        grid = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
+        axes = grid.ravel()
         for ax, margin in zip(axes, margins):
             values = self.values(margin)
             _margin_axes(ax, self.anchor_positive, self.anchor_negative, margin,
                          title=f"m = {margin:g}: {100 * values['active']:.0f} % active, "
                                f"loss {values['loss']:.3f}")
-            ax.xaxis.label.set_fontsize(8)
-            ax.yaxis.label.set_fontsize(8)
+            ax.xaxis.label.set_fontsize(9)
+            ax.yaxis.label.set_fontsize(9)
+        for ax in axes[len(margins):]:
+            ax.set_visible(False)
         top = float(max(self.anchor_positive.max(), self.anchor_negative.max(), max(margins)))
         axes[0].set_ylim(0, top * 1.1)
-        for ax in axes[1:]:
+        for ax in grid[:, 1:].ravel():
             ax.set_ylabel("")
-        fig.suptitle(f"The margin slider at a few settings: the {len(self.anchor)} triplets of "
-                     "the batch (red: active, loss > 0)")
+        for ax in grid[:-1].ravel():
+            ax.set_xlabel("")
+        fig.suptitle(f"The margin slider at a few settings: the {len(self.anchor)} triplets\n"
+                     "of the batch (red: active, loss > 0)")
         fig.tight_layout()
         return fig
 
@@ -385,17 +398,20 @@ class RetrainPanel(_Panel):
         if not self.maps:
             raise ValueError("no run yet: train one first")
         palette = _class_palette(self.maps[0])
-        fig = Figure(figsize=(4.4 * len(self.maps) + 1.2, 4.6))
-        axes = fig.subplots(1, len(self.maps), squeeze=False)[0]
+        rows, columns = _panel_grid(len(self.maps))
+        fig = Figure(figsize=(3.8 * columns + 1.4, 3.8 * rows + 0.6))
+        axes = fig.subplots(rows, columns, squeeze=False).ravel()
         for i, (ax, table) in enumerate(zip(axes, self.maps)):
             teacher, student = table[table.model == "teacher"], table[table.model == "student"]
             _pair_lines(ax, teacher, student, pairs, seed=0)
             _scatter(ax, teacher, palette, alpha=0.2, size=10)
             _scatter(ax, student, palette, marker="X", size=20)
-            _finish(ax, f"run {i + 1}: {table.attrs['title']}", table, ylabel=i == 0)
+            _finish(ax, f"run {i + 1}: {table.attrs['title']}", table, ylabel=i % columns == 0)
             ax.title.set_fontsize(9)
+        for ax in axes[len(self.maps):]:
+            ax.set_visible(False)
         _class_legend(fig, palette, self.data.class_names)
-        fig.suptitle("The retrain panel's map after each run: teacher (faint dots) and student "
+        fig.suptitle("The retrain panel's map after each run: teacher (faint dots)\nand student "
                      f"(crosses), {pairs} pairs joined")
         fig.tight_layout(rect=(0, 0, 1 - 1.3 / fig.get_figwidth(), 1))
         return fig
