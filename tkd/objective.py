@@ -258,8 +258,9 @@ def method_config(method: str, **overrides) -> ObjectiveConfig:
 
 @dataclass
 class Inputs:
-    """What the terms read, all float32: logits (batch, classes), ``labels`` (batch,),
-    embeddings (batch, dim); ``valid`` (batch,) bool marks the rows that have a negative."""
+    """What the terms read: logits (batch, classes) (the student's and the teacher's as
+    float32; a term casts the others), ``labels`` (batch,), embeddings (batch, dim);
+    ``valid`` (batch,) bool marks the rows that have a negative."""
 
     student_logits: Tensor
     labels: Tensor
