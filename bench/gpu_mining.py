@@ -10,9 +10,9 @@ import argparse
 import torch
 
 from tkd.data import load_dataset
-from tkd.losses import method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import build_model
+from tkd.objective import method_config
 from tkd.train import TrainConfig, fit, predict
 
 

@@ -15,8 +15,8 @@ import time
 import torch
 
 from tkd.data import load_dataset
-from tkd.losses import method_config
 from tkd.models import build_model
+from tkd.objective import method_config
 from tkd.train import TrainConfig, fit, predict
 
 SETTINGS = {  # name -> (bf16, channels_last, compile)

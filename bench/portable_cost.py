@@ -35,8 +35,8 @@ def measure(dataset: str, images: int, epochs: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from tkd.data import load_dataset
-    from tkd.losses import method_config
     from tkd.models import build_model
+    from tkd.objective import method_config
     from tkd.portable import cpu_mode
     from tkd.train import TrainConfig, fit, predict, setup, train_step
 

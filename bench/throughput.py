@@ -101,8 +101,8 @@ def run_tkd(spec: dict, args) -> dict:
     count the FLOPs of one of its training steps."""
     import torch
 
-    from tkd.losses import method_config
     from tkd.models import build_model
+    from tkd.objective import method_config
     from tkd.train import TrainConfig, fit, pick_device, predict, setup, train_step
 
     data = load_split(args.images)

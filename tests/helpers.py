@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from tkd.objective import pick_negatives
 from tkd.results import load_record
 
 NOTEBOOK_TOOLS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -28,3 +29,12 @@ def edit_record(path, *keys_and_value):
         part = part[key]
     part[last] = value
     path.write_text(json.dumps(record))
+
+
+def select_negatives(config, labels, teacher, student, sampled_student, sampled_teacher,
+                     generator):
+    """``(negative student logits, negative teacher logits, valid)`` as
+    :func:`tkd.objective.pick_negatives` picks them for the triplet or pair term."""
+    picked = pick_negatives(config, labels, teacher, student, sampled_student, sampled_teacher,
+                            generator)
+    return picked["negative_logits"], picked["negative_teacher_logits"], picked["valid"]

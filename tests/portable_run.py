@@ -17,8 +17,8 @@ from dataclasses import replace
 import torch
 
 from tkd.data import load_dataset
-from tkd.losses import method_config
 from tkd.models import build_model
+from tkd.objective import method_config
 from tkd.portable import mkl_cnr
 from tkd.results import cpu_name
 from tkd.train import TrainConfig, fit, seed_everything

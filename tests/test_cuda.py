@@ -11,8 +11,8 @@ import torch
 
 from tkd import train as tr
 from tkd.data import load_dataset
-from tkd.losses import method_config
 from tkd.models import build_model
+from tkd.objective import method_config
 from tkd.train import TrainConfig, fit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -15,11 +15,9 @@ import torch
 from tkd import data
 from tkd.data import (
     DATASETS,
-    NegativeSampler,
     TensorSplit,
     augment,
     batch_indices,
-    fixed_negatives,
     load_dataset,
     to_float,
 )
@@ -331,34 +329,3 @@ def test_augment_crop_is_a_shifted_window_with_zero_padding():
 
 
 # --------------------------------------------------------------------------- negatives ----
-
-
-def test_negative_sampler_other_class_uniform_and_seeded():
-    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
-    sampler = NegativeSampler(labels, num_classes=5)  # class 4 is empty: allowed
-    anchors = torch.tensor([0, 1, 2, 3]).repeat_interleave(5000)
-    negatives = sampler.draw(anchors, torch.Generator().manual_seed(0))
-    assert negatives.dtype == torch.int64 and negatives.shape == anchors.shape
-    assert bool((labels[negatives] != anchors).all())
-    for y in range(4):
-        picked = negatives[anchors == y]
-        others = torch.nonzero(labels != y).view(-1)
-        counts = torch.bincount(picked, minlength=len(labels))[others].float()
-        expected = 5000 / len(others)
-        chi2 = float(((counts - expected) ** 2 / expected).sum())
-        assert chi2 < 30, (y, counts)  # dof <= 8; p(chi2 > 30) < 0.001
-        assert bool((counts > 0).all())
-    again = sampler.draw(anchors, torch.Generator().manual_seed(0))
-    assert torch.equal(negatives, again)
-
-
-def test_negative_sampler_single_class_raises():
-    with pytest.raises(ValueError, match="same class"):
-        NegativeSampler(torch.zeros(5, dtype=torch.int64), num_classes=3)
-
-
-def test_fixed_negatives():
-    labels = torch.randint(0, 10, (500,), generator=torch.Generator().manual_seed(0))
-    fixed = fixed_negatives(labels, 10, seed=7)
-    assert fixed.shape == (500,) and bool((labels[fixed] != labels).all())
-    assert torch.equal(fixed, fixed_negatives(labels, 10, seed=7))

@@ -6,16 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from tkd.losses import (
-    METHODS,
-    ObjectiveConfig,
     dist_loss,
     dkd_loss,
     hint_loss,
     hint_regressor,
     kd_loss,
     logit_mse_loss,
-    method_config,
-    objective,
     pair_kd_loss,
     pearson_rows,
     pkt_loss,
@@ -26,7 +22,7 @@ from tkd.losses import (
     triplet_angles,
     triplet_kd_loss,
 )
-from tkd.train import select_negatives
+from tkd.objective import ObjectiveConfig, method_config
 
 
 def logits(*shape, seed=0):
@@ -73,8 +69,8 @@ def test_gradients_reach_student_never_teacher():
     teacher = logits(6, 4, seed=1).requires_grad_(True)
     student = logits(6, 4, seed=2).requires_grad_(True)
     negative = logits(6, 4, seed=3).requires_grad_(True)
-    loss = triplet_kd_loss(teacher, student, negative, margin=50.0) + kd_loss(student, teacher)
-    loss = loss + logit_mse_loss(student, teacher) + pair_kd_loss(teacher, student, teacher)
+    loss = triplet_kd_loss(teacher, student, negative, margin=50.0) + kd_loss(teacher, student)
+    loss = loss + logit_mse_loss(teacher, student) + pair_kd_loss(teacher, student, teacher)
     loss.backward()
     assert teacher.grad is None
     assert student.grad.abs().sum() > 0 and negative.grad.abs().sum() > 0
@@ -86,14 +82,14 @@ def test_kd_loss_hand_computed():
     T = 2.0
     ps, pt = F.softmax(s / T, 1), F.softmax(t / T, 1)
     expected = (pt * (pt.log() - ps.log())).sum() * T * T
-    torch.testing.assert_close(kd_loss(s, t, T), expected)
+    torch.testing.assert_close(kd_loss(t, s, T), expected)
     assert kd_loss(t, t, 3.0).abs().item() < 1e-6
 
 
 def test_logit_mse_hand_computed():
     s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     t = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
-    assert logit_mse_loss(s, t).item() == pytest.approx((1 + 4 + 0 + 4) / 4)
+    assert logit_mse_loss(t, s).item() == pytest.approx((1 + 4 + 0 + 4) / 4)
 
 
 def test_pair_loss_hand_computed():
@@ -111,8 +107,8 @@ def test_pair_loss_hand_computed():
         (lambda: triplet_kd_loss(logits(4, 3), logits(4, 2), logits(4, 3)), "student_logits"),
         (lambda: triplet_kd_loss(logits(4, 3), logits(4, 3), logits(3)), "negative_logits"),
         (lambda: kd_loss(logits(4, 3), logits(4, 3), temperature=0), "temperature"),
-        (lambda: kd_loss(logits(4, 3), torch.full((4, 3), math.nan)), "teacher_logits"),
-        (lambda: logit_mse_loss(logits(4, 3), logits(5, 3)), "teacher_logits"),
+        (lambda: kd_loss(torch.full((4, 3), math.nan), logits(4, 3)), "teacher_logits"),
+        (lambda: logit_mse_loss(logits(4, 3), logits(5, 3)), "student_logits"),
         (lambda: pair_kd_loss(logits(4, 3), logits(4, 3), logits(4, 3), margin=math.inf),
          "margin"),
         (lambda: ObjectiveConfig(negatives="hardest"), "negatives"),
@@ -124,83 +120,6 @@ def test_pair_loss_hand_computed():
 def test_bad_input_names_the_argument(call, argument):
     with pytest.raises(ValueError, match=argument):
         call()
-
-
-def test_unknown_strategy_lists_valid_ones():
-    with pytest.raises(ValueError, match="batch-semihard"):
-        ObjectiveConfig(negatives="random")
-
-
-def test_objective_combines_weighted_terms():
-    s, t, n = logits(8, 5, seed=1), logits(8, 5, seed=2), logits(8, 5, seed=3)
-    y = torch.arange(8) % 5
-    config = ObjectiveConfig(kd_weight=0.5, temperature=2.0, triplet_weight=2.0, margin=5.0)
-    parts = objective(config, s, y, t, negative_logits=n)
-    assert set(parts) == {"total", "ce", "kd", "triplet"}
-    expected = F.cross_entropy(s, y) + 0.5 * kd_loss(s, t, 2.0) + 2.0 * triplet_kd_loss(t, s, n)
-    torch.testing.assert_close(parts["total"], expected)
-
-
-@pytest.mark.parametrize("strategy", ["batch-random", "batch-hard", "batch-semihard"])
-def test_objective_with_in_batch_negatives(strategy):
-    s, t = logits(12, 4, seed=1), logits(12, 4, seed=2)
-    y = torch.arange(12) % 4
-    for method in ("triplet", "pair"):
-        config = method_config(method, negatives=strategy)
-        s_neg, t_neg, valid = select_negatives(config, y, t, s, None, None,
-                                               torch.Generator().manual_seed(0))
-        assert valid.all() and s_neg.shape == t_neg.shape == s.shape
-        parts = objective(config, s, y, t, s_neg, t_neg, valid)
-        assert torch.isfinite(parts["total"])
-
-
-def test_objective_does_not_mine_in_batch_negatives_itself():
-    s, t = logits(6, 3, seed=1), logits(6, 3, seed=2)
-    y = torch.arange(6) % 3
-    with pytest.raises(ValueError, match="negative_logits"):
-        objective(method_config("triplet", negatives="batch-hard"), s, y, t)
-    with pytest.raises(ValueError, match="negative_teacher_logits"):
-        objective(method_config("pair", negatives="batch-hard"), s, y, t)
-
-
-def test_single_class_batch_is_finite_and_zero_metric_term():
-    s, t = logits(5, 3, seed=1).requires_grad_(True), logits(5, 3, seed=2)
-    y = torch.zeros(5, dtype=torch.long)
-    config = method_config("triplet", negatives="batch-hard")
-    s_neg, t_neg, valid = select_negatives(config, y, t, s, None, None, None)
-    assert not valid.any()
-    parts = objective(config, s, y, t, s_neg, t_neg, valid)
-    assert parts["triplet"].item() == 0.0
-    parts["total"].backward()
-    assert torch.isfinite(s.grad).all()
-
-
-def test_sample_strategy_requires_negatives():
-    s, t = logits(4, 3), logits(4, 3)
-    with pytest.raises(ValueError, match="negative_logits"):
-        objective(method_config("triplet"), s, torch.zeros(4, dtype=torch.long), t)
-
-
-def test_methods_match_the_papers_recipes():
-    triplet = method_config("triplet")
-    assert (triplet.ce_weight, triplet.triplet_weight, triplet.margin) == (1.0, 2.0, 5.0)
-    assert triplet.kd_weight == 0 and triplet.negatives == "sample"
-    rewrite = method_config("triplet-kd")
-    assert (rewrite.kd_weight, rewrite.temperature, rewrite.triplet_weight) == (1.0, 1.0, 2.0)
-    assert set(METHODS) == {"ce", "ce-mse", "logit-mse", "kd", "pair", "triplet", "triplet-kd",
-                            "rkd", "pkt", "hint", "dkd", "dist", "kd-ls", "triplet-ls",
-                            "triplet-self"}
-    dkd, dist, ls = method_config("dkd"), method_config("dist"), method_config("kd-ls")
-    assert (dkd.dkd_alpha, dkd.dkd_beta, dkd.temperature, dkd.dkd_warmup) == (1, 8, 4, 20 / 240)
-    assert (dist.dist_beta, dist.dist_gamma, dist.temperature) == (1, 1, 1)
-    assert (ls.ce_weight, ls.kd_weight, ls.temperature, ls.standardize) == (0.1, 9, 2, True)
-    logit = method_config("logit-mse")  # Ba & Caruana: regression on the logits, no labels
-    assert (logit.ce_weight, logit.mse_weight, logit.terms) == (0.0, 1.0, ["mse"])
-    assert method_config("ce-mse").terms == ["ce", "mse"]
-    pair = method_config("pair")
-    assert pair.needs_negatives and not pair.student_sees_negatives
-    assert triplet.student_sees_negatives
-    assert not method_config("triplet", negatives="batch-hard").student_sees_negatives
 
 
 # ------------------------------------------------ relation- and feature-based losses ----
@@ -312,37 +231,6 @@ def test_bad_relation_input_names_the_problem(call, message):
         call()
 
 
-def test_objective_puts_relations_on_embeddings_or_logits():
-    s, t = logits(8, 10, seed=1), logits(8, 10, seed=2)
-    s_feat, t_feat = logits(8, 6, seed=3), logits(8, 7, seed=4)
-    labels = torch.arange(8) % 10
-    on_embeddings = objective(method_config("rkd"), s, labels, t, student_features=s_feat,
-                              teacher_features=t_feat)
-    torch.testing.assert_close(on_embeddings["rkd_angle"], rkd_angle_loss(t_feat, s_feat))
-    on_logits = objective(method_config("rkd", relation_space="logits"), s, labels, t)
-    torch.testing.assert_close(on_logits["rkd_distance"], rkd_distance_loss(t, s))
-    expected = F.cross_entropy(s, labels) + 25 * rkd_distance_loss(t, s) \
-        + 50 * rkd_angle_loss(t, s)
-    torch.testing.assert_close(on_logits["total"], expected)
-    with pytest.raises(ValueError, match="student_features and teacher_features"):
-        objective(method_config("pkt"), s, labels, t)
-    with pytest.raises(ValueError, match="needs the regressor"):
-        objective(method_config("hint"), s, labels, t, student_features=s_feat,
-                  teacher_features=t_feat)
-    with pytest.raises(ValueError, match="relation_space"):
-        ObjectiveConfig(rkd_distance_weight=1.0, relation_space="features")
-
-
-def test_relation_methods_carry_repdistillers_weights():
-    rkd = method_config("rkd")
-    assert (rkd.ce_weight, rkd.rkd_distance_weight, rkd.rkd_angle_weight) == (1.0, 25.0, 50.0)
-    assert rkd.needs_embeddings and rkd.in_batch and rkd.needs_teacher
-    assert not method_config("rkd", relation_space="logits").needs_embeddings
-    assert method_config("pkt").pkt_weight == 30000 / 64
-    assert method_config("hint").hint_weight == 100.0 and method_config("hint").needs_embeddings
-    assert not method_config("triplet").in_batch and method_config("ce").terms == ["ce"]
-
-
 # ------------------------------------------------------------- DKD, DIST, standardization ----
 
 def test_standardize_logits_by_hand():
@@ -371,7 +259,7 @@ def test_dkd_matches_explicit_binary_and_non_target_distributions():
         tckd = (b_t * np.log(b_t / b_s)).sum()
         nckd = (q_t * np.log(q_t / q_s)).sum()
         total += T**2 * (alpha * tckd + beta * nckd)
-    ours = dkd_loss(s, t, y, alpha=alpha, beta=beta, temperature=T)
+    ours = dkd_loss(t, s, y, alpha=alpha, beta=beta, temperature=T)
     assert ours.item() == pytest.approx(total / len(y), rel=1e-5)
 
 
@@ -381,8 +269,8 @@ def test_dkd_with_alpha_equal_beta_is_not_hinton_kd_but_splits_it():
     s, t = logits(8, 6, seed=3), logits(8, 6, seed=4)
     y = torch.randint(0, 6, (8,), generator=torch.Generator().manual_seed(0))
     T = 2.0
-    assert dkd_loss(s, t, y, 1.0, 1.0, T).item() >= kd_loss(s, t, T).item() - 1e-5
-    assert dkd_loss(s, t, y, 1.0, 0.0, T).item() <= kd_loss(s, t, T).item() + 1e-5
+    assert dkd_loss(t, s, y, 1.0, 1.0, T).item() >= kd_loss(t, s, T).item() - 1e-5
+    assert dkd_loss(t, s, y, 1.0, 0.0, T).item() <= kd_loss(t, s, T).item() + 1e-5
 
 
 def test_dist_matches_numpy_corrcoef():
@@ -393,7 +281,7 @@ def test_dist_matches_numpy_corrcoef():
         inter = 1 - np.mean([np.corrcoef(p_s[i], p_t[i])[0, 1] for i in range(7)])
         intra = 1 - np.mean([np.corrcoef(p_s[:, c], p_t[:, c])[0, 1] for c in range(5)])
         expected = T**2 * (beta * inter + gamma * intra)
-        ours = dist_loss(s, t, beta=beta, gamma=gamma, temperature=T)
+        ours = dist_loss(t, s, beta=beta, gamma=gamma, temperature=T)
         assert ours.item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
@@ -402,55 +290,10 @@ def test_new_losses_are_zero_on_the_teacher_and_have_gradients():
     y = torch.arange(8) % 10
     assert dkd_loss(t, t, y).item() == pytest.approx(0.0, abs=1e-5)
     assert dist_loss(t, t).item() == pytest.approx(0.0, abs=1e-5)
-    assert dist_loss(t, 3 * t + 1, temperature=4.0).item() > 0  # probabilities change
+    assert dist_loss(3 * t + 1, t, temperature=4.0).item() > 0  # probabilities change
     s = logits(8, 10, seed=8).requires_grad_(True)
-    (dkd_loss(s, t, y) + dist_loss(s, t)).backward()
+    (dkd_loss(t, s, y) + dist_loss(t, s)).backward()
     assert torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
-
-
-def test_objective_standardizes_the_distillation_terms_only():
-    s, t, n = logits(6, 4, seed=9), logits(6, 4, seed=10), logits(6, 4, seed=11)
-    y = torch.tensor([0, 1, 2, 3, 0, 1])
-    parts = objective(method_config("kd-ls"), s, y, t)
-    torch.testing.assert_close(parts["ce"], F.cross_entropy(s, y))
-    zs, zt = standardize_logits(s), standardize_logits(t)
-    torch.testing.assert_close(parts["kd"], kd_loss(zs, zt, 2.0))
-    torch.testing.assert_close(parts["total"], 0.1 * parts["ce"] + 9.0 * parts["kd"])
-    parts = objective(method_config("triplet-ls"), s, y, t, n)
-    torch.testing.assert_close(parts["triplet"],
-                               triplet_kd_loss(zt, zs, standardize_logits(n), margin=1.0))
-
-
-def test_dkd_warmup_scales_its_weight_in_the_total():
-    s, t = logits(4, 5, seed=12), logits(4, 5, seed=13)
-    y = torch.tensor([0, 1, 2, 3])
-    config = method_config("dkd")
-    assert config.warmup_factor(1, 240) == pytest.approx(1 / 20)
-    assert config.warmup_factor(1, 30) == pytest.approx(0.4)
-    assert config.warmup_factor(3, 30) == 1.0
-    assert method_config("kd").warmup_factor(1, 30) == 1.0
-    parts = objective(config, s, y, t, warmup=torch.tensor(0.4))
-    torch.testing.assert_close(parts["total"], parts["ce"] + 0.4 * parts["dkd"])
-    with pytest.raises(ValueError, match="dkd_warmup"):
-        ObjectiveConfig(dkd_weight=1.0, dkd_warmup=1.5)
-    with pytest.raises(ValueError, match="dkd_beta"):
-        ObjectiveConfig(dkd_weight=1.0, dkd_beta=-1.0)
-    with pytest.raises(ValueError, match="is empty"):
-        dist_loss(s[:0], t[:0])
-
-
-def test_standardized_mining_ranks_in_the_standardized_space():
-    """A miner of a standardized triplet ranks the distances the loss pushes."""
-    t = logits(8, 5, seed=14)
-    s = logits(8, 5, seed=15) * torch.linspace(0.1, 10, 8)[:, None]  # rows of unequal scale
-    y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
-    config = method_config("triplet-ls", negatives="batch-hard")
-    _, _, valid = select_negatives(config, y, t, s, None, None, None)
-    chosen, _, _ = select_negatives(config, y, t, s, None, None, None)
-    zs, zt = standardize_logits(s), standardize_logits(t)
-    distance = torch.cdist(zt, zs).masked_fill(y[:, None] == y[None, :], math.inf)
-    torch.testing.assert_close(chosen, s[distance.argmin(1)])
-    assert valid.all()
 
 
 # ---------------------------------------------------------------- the teacher-free control ----
@@ -463,29 +306,6 @@ def test_student_triplet_loss_is_torchs_triplet_margin_loss_with_gradients_every
     torch.testing.assert_close(ours, F.triplet_margin_loss(a, p, n, margin=5.0, p=2, eps=0))
     ours.backward()
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (a, p, n))
-
-
-def test_teacher_free_objective_needs_no_teacher_and_uses_the_positive():
-    config = method_config("triplet-self")
-    assert not config.needs_teacher and config.anchor == "student"
-    g = torch.Generator().manual_seed(0)
-    s, pos, neg = (torch.randn(8, 10, generator=g) for _ in range(3))
-    labels = torch.randint(0, 10, (8,), generator=g)
-    parts = objective(config, s, labels, negative_logits=neg, positive_logits=pos)
-    torch.testing.assert_close(parts["triplet"], student_triplet_loss(s, pos, neg, 5.0))
-    torch.testing.assert_close(parts["total"], parts["ce"] + 2 * parts["triplet"])
-    with pytest.raises(ValueError, match="positive_logits"):
-        objective(config, s, labels, negative_logits=neg)
-
-
-@pytest.mark.parametrize("overrides, match", [
-    ({"negatives": "sample"}, "in-batch negatives"),
-    ({"kd_weight": 1.0}, "no term but ce and triplet"),
-    ({"anchor": "nobody"}, "anchor must be"),
-])
-def test_teacher_free_settings_that_cannot_work_are_refused(overrides, match):
-    with pytest.raises(ValueError, match=match):
-        method_config("triplet-self", **overrides)
 
 
 @pytest.mark.parametrize("loss, rows", [(rkd_distance_loss, 1), (rkd_angle_loss, 1),
@@ -503,7 +323,7 @@ def test_dist_on_one_row_keeps_its_inter_class_term_only():
     t, s = logits(1, 5, seed=1), logits(1, 5, seed=2).requires_grad_(True)
     p_s, p_t = (torch.softmax(z / 2.0, dim=1) for z in (s, t))
     inter = 1 - pearson_rows(p_s, p_t).mean()
-    value = dist_loss(s, t, beta=1.5, gamma=3.0, temperature=2.0)
+    value = dist_loss(t, s, beta=1.5, gamma=3.0, temperature=2.0)
     torch.testing.assert_close(value, 1.5 * inter * 4.0)
     value.backward()
     assert torch.isfinite(s.grad).all()

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from tkd.miners import batch_hard, batch_positives, batch_random, batch_semihard, mine_negatives
+from tkd.miners import (
+    NegativeSampler,
+    batch_hard,
+    batch_positives,
+    batch_random,
+    batch_semihard,
+    fixed_negatives,
+    mine_negatives,
+)
 
 
 def batch(n=32, classes=4, dim=6, seed=0):
@@ -143,3 +151,37 @@ def test_a_sample_alone_in_its_class_has_no_positive():
     index, valid = batch_positives(torch.tensor([0, 1, 1, 2]))
     assert valid.tolist() == [False, True, True, False]
     assert index.tolist()[1:3] == [2, 1]
+
+
+# ------------------------------------------------- the paper's sampled negatives ----
+
+
+def test_negative_sampler_other_class_uniform_and_seeded():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    sampler = NegativeSampler(labels, num_classes=5)  # class 4 is empty: allowed
+    anchors = torch.tensor([0, 1, 2, 3]).repeat_interleave(5000)
+    negatives = sampler.draw(anchors, torch.Generator().manual_seed(0))
+    assert negatives.dtype == torch.int64 and negatives.shape == anchors.shape
+    assert bool((labels[negatives] != anchors).all())
+    for y in range(4):
+        picked = negatives[anchors == y]
+        others = torch.nonzero(labels != y).view(-1)
+        counts = torch.bincount(picked, minlength=len(labels))[others].float()
+        expected = 5000 / len(others)
+        chi2 = float(((counts - expected) ** 2 / expected).sum())
+        assert chi2 < 30, (y, counts)  # dof <= 8; p(chi2 > 30) < 0.001
+        assert bool((counts > 0).all())
+    again = sampler.draw(anchors, torch.Generator().manual_seed(0))
+    assert torch.equal(negatives, again)
+
+
+def test_negative_sampler_single_class_raises():
+    with pytest.raises(ValueError, match="same class"):
+        NegativeSampler(torch.zeros(5, dtype=torch.int64), num_classes=3)
+
+
+def test_fixed_negatives():
+    labels = torch.randint(0, 10, (500,), generator=torch.Generator().manual_seed(0))
+    fixed = fixed_negatives(labels, 10, seed=7)
+    assert fixed.shape == (500,) and bool((labels[fixed] != labels).all())
+    assert torch.equal(fixed, fixed_negatives(labels, 10, seed=7))

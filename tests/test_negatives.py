@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from tkd.losses import method_config, objective
+from tests.helpers import select_negatives
 from tkd.models import build_model
-from tkd.train import TrainConfig, fit, predict, select_negatives
+from tkd.objective import method_config, objective
+from tkd.train import TrainConfig, fit, predict
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 N, BATCH = 200, 50  # N: the images of conftest's `small`
@@ -147,7 +148,8 @@ def test_test_triplet_uses_batch_hard_over_consecutive_batches(small, teacher):
         rows = slice(start, start + BATCH)
         s_neg, t_neg, valid = select_negatives(obj, labels[rows], t[rows], s[rows], None, None,
                                                None)
-        parts = objective(obj, s[rows], labels[rows], t[rows], s_neg, t_neg, valid)
+        parts = objective(obj, student_logits=s[rows], labels=labels[rows], teacher_logits=t[rows],
+                          negative_logits=s_neg, negative_teacher_logits=t_neg, valid=valid)
         total += parts["total"].item() * len(labels[rows])
         triplet += parts["triplet"].item() * len(labels[rows])
     last = history.iloc[-1]
@@ -155,5 +157,7 @@ def test_test_triplet_uses_batch_hard_over_consecutive_batches(small, teacher):
     assert last["test_total"] == pytest.approx(total / len(labels), rel=1e-4)
     # ... and not the value of the whole split mined at once (a different set of negatives)
     s_neg, t_neg, valid = select_negatives(obj, labels, t, s, None, None, None)
-    whole = objective(obj, s, labels, t, s_neg, t_neg, valid)["triplet"].item()
+    whole = objective(obj, student_logits=s, labels=labels, teacher_logits=t,
+                      negative_logits=s_neg, negative_teacher_logits=t_neg,
+                      valid=valid)["triplet"].item()
     assert abs(whole - last["test_triplet"]) > 1e-3

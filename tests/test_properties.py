@@ -19,15 +19,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from tkd.losses import (
-    METHODS,
-    ObjectiveConfig,
     dist_loss,
     dkd_loss,
     hint_loss,
     kd_loss,
     logit_mse_loss,
-    method_config,
-    objective,
     pair_kd_loss,
     pkt_loss,
     rkd_angle_loss,
@@ -36,7 +32,7 @@ from tkd.losses import (
     triplet_kd_loss,
 )
 from tkd.miners import NEGATIVE_STRATEGIES
-from tkd.train import negatives_for
+from tkd.objective import METHODS, ObjectiveConfig, method_config, objective, pick_negatives
 
 torch.set_num_threads(1)
 LIMIT = 1e4
@@ -102,8 +98,8 @@ def test_kd_and_mse_are_finite_non_negative(data, temperature, closeness):
     KL divergence slightly negative."""
     (student, other), _ = data
     teacher = student + closeness * other / LIMIT if closeness < 1 else other
-    finite_non_negative(kd_loss(student, teacher, temperature))
-    finite_non_negative(logit_mse_loss(student, teacher))
+    finite_non_negative(kd_loss(teacher, student, temperature))
+    finite_non_negative(logit_mse_loss(teacher, student))
 
 
 @FAST
@@ -112,13 +108,14 @@ def test_objective_is_the_weighted_sum_of_finite_terms(data, method, negatives):
     (student, teacher, negative, negative_teacher), labels = data
     assume(method != "triplet-self" or negatives != "sample")  # its positive is in the batch
     config = method_config(method, negatives=negatives)
-    others = negatives_for(config, labels, teacher, student, negative, negative_teacher,
-                           torch.Generator().manual_seed(0))
+    others = pick_negatives(config, labels, teacher, student, negative, negative_teacher,
+                            torch.Generator().manual_seed(0))
     # embeddings of other widths than the logits, as the networks' 128-d ones
     features = (student[:, :1].repeat(1, 3) / 7, teacher.flip(1)) if config.needs_embeddings \
         else (None, None)
     regressor = torch.nn.Linear(3, teacher.shape[1]) if "hint" in config.terms else None
-    parts = objective(config, student, labels, teacher, check_finite=True,
+    parts = objective(config, student_logits=student, labels=labels, teacher_logits=teacher,
+                      check_finite=True,
                       student_features=features[0], teacher_features=features[1],
                       regressor=regressor, **others)
     assert set(parts) == {"total", *config.terms}
@@ -206,7 +203,7 @@ def test_bad_labels_raise_value_error(data, kind):
     labels = {"too-big": labels.clone().fill_(classes), "negative": labels.clone().fill_(-1),
               "float": labels.float(), "shape": labels[:, None]}[kind]
     with pytest.raises(ValueError, match="labels"):
-        objective(ObjectiveConfig(), student, labels, teacher)
+        objective(ObjectiveConfig(), student_logits=student, labels=labels, teacher_logits=teacher)
 
 
 @FAST
@@ -250,11 +247,11 @@ def test_relation_losses_are_finite_non_negative_and_zero_on_the_teacher(tensors
 def test_dkd_and_dist_are_finite_non_negative_and_zero_on_the_teacher(data, temperature,
                                                                       first, second):
     (student, teacher), labels = data
-    finite_non_negative(dkd_loss(student, teacher, labels, first, second, temperature))
+    finite_non_negative(dkd_loss(teacher, student, labels, first, second, temperature))
     assert dkd_loss(teacher, teacher, labels, first, second, temperature).item() < 1e-3
     if len(labels) >= 2:
         # 1 - rho with rho a float32 cosine: rho can round to 1 + 1e-7, scaled by T^2 (b + g)
-        finite_non_negative(dist_loss(student, teacher, first, second, temperature),
+        finite_non_negative(dist_loss(teacher, student, first, second, temperature),
                             rounding=1e-6 * temperature**2 * (first + second))
 
 

@@ -12,8 +12,8 @@ import torch
 from tkd import experiments as ex
 from tkd import train as tr
 from tkd.data import load_dataset
-from tkd.losses import method_config
 from tkd.models import build_model
+from tkd.objective import method_config
 from tkd.train import TrainConfig, fit
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin

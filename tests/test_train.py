@@ -12,8 +12,8 @@ from torch import nn
 
 from tkd.checkpoint import list_checkpoints, safe_load
 from tkd.data import load_dataset
-from tkd.losses import ObjectiveConfig, method_config
 from tkd.models import build_model
+from tkd.objective import ObjectiveConfig, method_config
 from tkd.train import (
     NonFiniteLossError,
     TrainConfig,

@@ -55,7 +55,7 @@ def test_temperature_explorer(logits):
     assert hot["entropy"] > cold["entropy"]  # softer targets at a higher temperature
     assert hot["probabilities"].shape == (3, 5)
     np.testing.assert_allclose(hot["probabilities"].sum(1), 1, atol=1e-5)
-    expected = kd_loss(torch.from_numpy(student), torch.from_numpy(teacher), 12.0)
+    expected = kd_loss(torch.from_numpy(teacher), torch.from_numpy(student), 12.0)
     assert hot["kd_loss"] == pytest.approx(float(expected), rel=1e-5)
     same = widgets.TemperatureExplorer(teacher, teacher, labels)
     assert same.values(4.0)["kd_loss"] == pytest.approx(0, abs=1e-5)

@@ -3,11 +3,14 @@
 Modules, one a line (``tests/test_structure.py`` fails when one is missing here or from
 ``docs/files.md``):
 
-``losses``       the losses, each with its formula, and the weighted objective (``METHODS``)
-``miners``       negative selection in the batch (random, hard, semi-hard): indices out
-``models``       the paper's teacher and student, the 2022 student, CIFAR ResNets; by name
-``data``         datasets as device tensors, augmentation, the paper's sampled negatives
-``train``        the trainer: ``train_step``, ``train_epoch``, ``evaluate``, ``fit``
+``losses``       the losses as pure functions, teacher first, each with its formula
+``miners``       every negative strategy (the paper's sampler; random, hard, semi-hard): indices
+``objective``    the term table, who picks the negatives, the weighted sum; ``METHODS``
+``models``       the paper's teacher and student, the 2022 student, CIFAR ResNets; ``predict``
+``data``         datasets as device tensors, batch augmentation
+``state``        what a run holds: ``TrainConfig``, ``Run`` and ``setup``
+``evaluation``   scoring the validation and test splits every epoch; fidelity to the teacher
+``train``        the trainer: ``train_step``, ``train_epoch``, ``run_epoch``, ``fit``
 ``precision``    the floating-point precision chosen from the device
 ``checkpoint``   checkpoints that survive a kill; saved models
 ``live``         live ``history.csv`` and TensorBoard scalars

@@ -33,9 +33,9 @@ from tkd.figures import build_figures, comparison_table, load_records, runs_fram
 from tkd.files import BusyError, atomic_write_text, check_writable_folder, run_lock
 from tkd.grid import reproduce
 from tkd.live import EpochLog
-from tkd.losses import METHODS, method_config
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
+from tkd.objective import METHODS, method_config
 from tkd.portable import MODES, is_portable, portable_environment, reexec_portable
 from tkd.results import make_record, provenance, save_record
 from tkd.train import TrainConfig, fit, pick_device, seed_everything

@@ -1,9 +1,9 @@
-"""Datasets as tensors on the training device, batch augmentation, and the paper's negatives.
+"""Datasets as tensors on the training device, and batch augmentation.
 
 Design (after airbench): a whole split is one uint8 tensor ``(N, C, H, W)`` plus an int64 label
 tensor ``(N,)``, moved to the device once. Batches are slices by index tensors
 (:func:`batch_indices`), augmentation runs on the whole batch as tensor ops (:func:`augment`),
-and the triplet negatives are index tensors as well (:class:`NegativeSampler`). There is no
+and the triplet negatives are index tensors as well (:mod:`tkd.miners`). There is no
 ``torch.utils.data.Dataset``/``DataLoader`` and no per-sample Python in the training path.
 
 Files are read by small readers of the original on-disk formats (IDX for (Fashion-)MNIST, the
@@ -453,48 +453,3 @@ def batch_indices(n: int, batch_size: int, shuffle: bool,
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     return list(order.split(batch_size))
-
-
-# ------------------------------------------------------------------ the paper's negatives ----
-
-
-class NegativeSampler:
-    """Draws, for each anchor label ``y``, a uniformly random sample of the split with label != y.
-
-    labels: (N,) int64 labels of the whole split (on any device). The split is sorted by label
-    once; class ``c`` occupies ``order[start[c] : start[c] + count[c]]``. A draw picks
-    ``r`` in ``[0, N - count[y])`` and skips over the block of class ``y``.
-    """
-
-    def __init__(self, labels: Tensor, num_classes: int):
-        labels = labels.long()
-        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"labels must lie in 0..{num_classes - 1}")
-        self.num_classes = num_classes
-        self.order = torch.argsort(labels, stable=True)  # (N,) split indices, grouped by class
-        self.count = torch.bincount(labels, minlength=num_classes)  # (classes,)
-        self.start = torch.cumsum(self.count, 0) - self.count  # (classes,)
-        if len(labels) == 0 or bool((self.count == len(labels)).any()):
-            raise ValueError("every sample has the same class: no negative of another class exists")
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def draw(self, batch_labels: Tensor, generator: torch.Generator) -> Tensor:
-        """batch_labels (B,) -> (B,) int64 split indices of other-class samples.
-
-        Random numbers come from the CPU ``generator``; the result is on the sampler's device.
-        """
-        device = self.order.device
-        y = batch_labels.to(device).long()
-        pool = len(self.order) - self.count[y]  # (B,) how many samples are of another class
-        u = torch.rand(len(y), generator=generator, dtype=torch.float64).to(device)
-        r = torch.minimum((u * pool).long(), pool - 1)  # uniform in [0, pool)
-        position = r + torch.where(r >= self.start[y], self.count[y], 0)
-        return self.order[position]
-
-
-def fixed_negatives(labels: Tensor, num_classes: int, seed: int = 0) -> Tensor:
-    """One fixed other-class negative per sample: (N,) labels -> (N,) indices (test split)."""
-    generator = torch.Generator().manual_seed(seed)
-    return NegativeSampler(labels, num_classes).draw(labels, generator)

@@ -18,8 +18,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tkd.data import TensorSplit, fixed_negatives, to_float
+from tkd.data import TensorSplit
 from tkd.losses import distance
+from tkd.miners import fixed_negatives
+from tkd.models import predict
 
 PROJECTIONS = ("umap", "pca", "tsne")
 
@@ -38,22 +40,13 @@ class Outputs:
 def collect(model: nn.Module, split: TensorSplit, features: bool = False,
             batch_size: int = 1000) -> Outputs:
     """Logits (and with ``features=True`` the ``model.forward_features`` output) of ``model`` on
-    every image of ``split``, in one pass, on the model's device; labels come along."""
+    every image of ``split``, in one pass (:func:`tkd.models.predict`), on the model's device, as
+    NumPy arrays; labels come along."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    logits, feats = [], []
-    for start in range(0, len(split), batch_size):
-        x = to_float(split.images[start:start + batch_size].to(device))
-        if features:
-            f = model.forward_features(x)
-            feats.append(f.float().cpu())
-            logits.append(model.head(f).float().cpu())
-        else:
-            logits.append(model(x).float().cpu())
-    model.train(was_training)
-    return Outputs(torch.cat(logits).numpy(), split.labels.cpu().numpy().astype(np.int64),
-                   torch.cat(feats).numpy() if features else None)
+    out = predict(model, split.images.to(device), batch_size, features=features)
+    logits, feats = out if features else (out, None)
+    return Outputs(logits.cpu().numpy(), split.labels.cpu().numpy().astype(np.int64),
+                   feats.cpu().numpy() if features else None)
 
 
 # ------------------------------------------------------------------------ shared 2-D map ----
@@ -142,7 +135,7 @@ def margin_satisfied(teacher: np.ndarray, student: np.ndarray, labels: np.ndarra
                      margin: float = 5.0, seed: int = 0) -> float:
     """Share of triplets (anchor ``t_i``, positive ``s_i``, negative ``s_j``) with
     ``||t_i - s_i|| + margin <= ||t_i - s_j||``, i.e. zero triplet loss. ``j`` is the fixed
-    other-class negative of :func:`tkd.data.fixed_negatives` (``seed``)."""
+    other-class negative of :func:`tkd.miners.fixed_negatives` (``seed``)."""
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     negatives = fixed_negatives(labels_t, int(labels_t.max()) + 1, seed)
     t, s = torch.as_tensor(teacher).float(), torch.as_tensor(student).float()

@@ -1,13 +1,14 @@
 """Migration of records across code changes: equivalence checks and the code backfill.
 
-``python -m tkd equivalence <old-commit>`` trains every method of
-:data:`tkd.experiments.MAIN` and :data:`tkd.experiments.RELATIONS` that the old code has (and
-a teacher) for a few epochs on a 200-image digits subset, on the CPU with deterministic
-settings, once with the old commit's ``tkd/`` and once with today's, each in its own
-subprocess (``PYTHONPATH`` pointing at that code). Only when every
-history (losses, accuracies; timing columns aside) and every final weight is identical bit for
-bit is an entry appended to ``<results>/code-equivalence.json``; records fingerprinted with
-the old code then count as current (:func:`tkd.provenance.equivalent_code`). The check is
+``python -m tkd equivalence <old-commit>`` trains a teacher (``paper-teacher``) and every
+family of experiments the records hold that the old code has (:func:`_runs`: the main
+comparison with its batch miners, the relation- and feature-based methods, DKD, DIST, the
+standardized runs, the teacher-free control, the 2022 student) for a few epochs on a 200-image
+digits subset, on the CPU with deterministic settings, once with the old commit's ``tkd/`` and
+once with today's, each in its own subprocess (``PYTHONPATH`` pointing at that code). Only when
+every history (losses, accuracies; timing columns aside) and every final weight is identical
+bit for bit is an entry appended to ``<results>/code-equivalence.json``; records fingerprinted
+with the old code then count as current (:func:`tkd.provenance.equivalent_code`). The check is
 CPU-only: it cannot vouch for CUDA-only code paths.
 
 ``python -m tkd backfill-code`` adds ``provenance["code"]`` to the records that lack it,
@@ -44,9 +45,12 @@ root, spec_file = sys.argv[1:3]
 import tkd
 assert tkd.__file__.startswith(root), (tkd.__file__, root)
 from tkd.data import load_dataset
-from tkd.losses import method_config
 from tkd.models import build_model
 from tkd.train import TrainConfig, fit, seed_everything
+try:
+    from tkd.objective import METHODS, method_config
+except ImportError:  # code from before tkd.objective (up to commit 2397319)
+    from tkd.losses import METHODS, method_config
 
 spec = json.load(open(spec_file))
 torch.set_num_threads(1)
@@ -78,8 +82,6 @@ def train(run, teacher=None):
     return model, {"history": history.to_dict(orient="list"), "weights": weights(model)}
 
 
-from tkd.losses import METHODS
-
 teacher, results = None, {}
 for run in spec["runs"]:
     if run["method"] and run["method"] not in METHODS:
@@ -96,12 +98,13 @@ EQUIVALENCE_2022 = ("ce-wd0.007", "kd-t4", "triplet", "triplet-batch-semihard")
 
 
 def _runs() -> list[dict]:
-    """The teacher and every family of experiments the records hold, as plain data for the
-    worker: the main comparison, the relation- and feature-based methods, today's logit KD
-    (DKD, DIST, the standardized runs), the generality run, the fair comparison's author
-    settings (the teacher-free control among them), one margin and one temperature of the
-    sweeps, on the paper's student, and the experiments of the 2022 student; each with the
-    paper's learning rate and weight decay (:func:`tkd.experiments.student_config`)."""
+    """The teacher (the records' model, ``paper-teacher``) and every family of experiments the
+    records hold, as plain data for the worker: the main comparison, the relation- and
+    feature-based methods, today's logit KD (DKD, DIST, the standardized runs), the
+    generality run, the fair comparison's author settings (the teacher-free control among
+    them), one margin and one temperature of the sweeps, on the paper's student, and the
+    experiments of the 2022 student; each with the paper's learning rate and weight decay
+    (:func:`tkd.experiments.student_config`)."""
     from tkd.experiments import (
         AUTHOR_SETTINGS,
         GENERALITY,
@@ -114,7 +117,7 @@ def _runs() -> list[dict]:
     )
 
     runs = [{"name": "teacher", "method": None, "overrides": {}, "lr": 0.05,
-             "weight_decay": 5e-4, "seed": 1, "model": "paper-student"}]
+             "weight_decay": 5e-4, "seed": 1, "model": "paper-teacher"}]
     specs = [*MAIN.values(), *RELATIONS.values(), *MODERN.values(), *GENERALITY.values(),
              *AUTHOR_SETTINGS.values(), SWEEPS["triplet-m10"], SWEEPS["kd-t8"]]
     models = [("paper-student", spec) for spec in specs]

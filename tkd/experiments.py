@@ -25,8 +25,8 @@ from tkd.checkpoint import load_model, safe_load, save_model
 from tkd.data import Dataset, load_dataset
 from tkd.files import atomic_write_json, run_lock
 from tkd.live import EpochLog
-from tkd.losses import METHODS, ObjectiveConfig, method_config
 from tkd.models import build_model
+from tkd.objective import METHODS, ObjectiveConfig, method_config
 from tkd.provenance import code_changes, code_fingerprint, equivalent_code, load_equivalences
 from tkd.results import (
     RecordError,

@@ -1,9 +1,13 @@
 """Negative selection for the triplet and pair losses, kept apart from the losses themselves.
 
-A *negative* for sample ``i`` (label ``y_i``) is another sample of a different class. The paper
-draws it from the whole training set (strategy ``"sample"``, handled by
-:class:`tkd.data.NegativeSampler`, which needs an extra student forward on the drawn images).
-The three in-batch strategies below reuse logits that the batch already has:
+A *negative* for sample ``i`` (label ``y_i``) is another sample of a different class. Every strategy
+lives here, and each returns indices, never losses:
+
+- ``"sample"``, the paper's: a uniformly random other-class image of the whole training split,
+  drawn for every image once per epoch (:class:`NegativeSampler`; :func:`fixed_negatives` for
+  the fixed draw a test split is scored with); it needs an extra forward on the drawn images.
+
+The three in-batch strategies reuse logits that the batch already has:
 
 - ``"batch-random"``: a uniformly random other-class sample of the same batch;
 - ``"batch-hard"``: the other-class sample whose logits lie closest to the anchor;
@@ -11,9 +15,10 @@ The three in-batch strategies below reuse logits that the batch already has:
   ``triplet_semihard_loss``): the closest other-class sample that is still farther from the
   anchor than the positive, ``d(a, p) < d(a, n)``; where none exists, the *farthest* one.
 
-Which distance ranks the candidates is the caller's choice: the triplet loss pushes
-``||t_i - s_j||`` (anchor = teacher logits, candidates = student logits), the pair loss pushes
-``||s_i - t_j||`` (anchor = student logits, candidates = teacher logits).
+Which distance ranks the candidates is the term's choice (its row in
+:data:`tkd.objective.TABLE`): the triplet loss pushes ``||t_i - s_j||`` (anchor = teacher
+logits, candidates = student logits), the pair loss ``||s_i - t_j||`` (anchor = student logits,
+candidates = teacher logits).
 
 Every miner returns ``(index, valid)``: ``index`` (batch,) int64 into the batch and ``valid``
 (batch,) bool. A sample whose batch holds no other-class sample has ``valid = False`` (its index
@@ -136,7 +141,7 @@ def mine_negatives(
     if strategy == "sample":
         raise ValueError(
             "negatives='sample' draws negatives from the dataset, not the batch: "
-            "use tkd.data.NegativeSampler for it"
+            "use tkd.miners.NegativeSampler for it"
         )
     if strategy == "batch-random":
         return batch_random(labels, generator)
@@ -146,3 +151,48 @@ def mine_negatives(
     if strategy == "batch-hard":
         return batch_hard(anchor, candidates, labels)
     return batch_semihard(anchor, positive, candidates, labels)
+
+
+# ------------------------------------------------- the paper's negatives: the whole split ----
+
+
+class NegativeSampler:
+    """Draws, for each anchor label ``y``, a uniformly random sample of the split with label != y.
+
+    labels: (N,) int64 labels of the whole split (on any device). The split is sorted by label
+    once; class ``c`` occupies ``order[start[c] : start[c] + count[c]]``. A draw picks
+    ``r`` in ``[0, N - count[y])`` and skips over the block of class ``y``.
+    """
+
+    def __init__(self, labels: Tensor, num_classes: int):
+        labels = labels.long()
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"labels must lie in 0..{num_classes - 1}")
+        self.num_classes = num_classes
+        self.order = torch.argsort(labels, stable=True)  # (N,) split indices, grouped by class
+        self.count = torch.bincount(labels, minlength=num_classes)  # (classes,)
+        self.start = torch.cumsum(self.count, 0) - self.count  # (classes,)
+        if len(labels) == 0 or bool((self.count == len(labels)).any()):
+            raise ValueError("every sample has the same class: no negative of another class exists")
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def draw(self, batch_labels: Tensor, generator: torch.Generator) -> Tensor:
+        """batch_labels (B,) -> (B,) int64 split indices of other-class samples.
+
+        Random numbers come from the CPU ``generator``; the result is on the sampler's device.
+        """
+        device = self.order.device
+        y = batch_labels.to(device).long()
+        pool = len(self.order) - self.count[y]  # (B,) how many samples are of another class
+        u = torch.rand(len(y), generator=generator, dtype=torch.float64).to(device)
+        r = torch.minimum((u * pool).long(), pool - 1)  # uniform in [0, pool)
+        position = r + torch.where(r >= self.start[y], self.count[y], 0)
+        return self.order[position]
+
+
+def fixed_negatives(labels: Tensor, num_classes: int, seed: int = 0) -> Tensor:
+    """One fixed other-class negative per sample: (N,) labels -> (N,) indices (test split)."""
+    generator = torch.Generator().manual_seed(seed)
+    return NegativeSampler(labels, num_classes).draw(labels, generator)

@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from tkd.data import to_float
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
@@ -299,3 +301,30 @@ def model_table(num_classes: int = 10, in_channels: int = 3, image_size: int = 3
         model = build_model(name, num_classes, in_channels, image_size)
         rows.append({"name": name, "parameters": count_parameters(model)})
     return pd.DataFrame(rows, columns=["name", "parameters"])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Tensor, batch_size: int = 1000,
+            dtype: torch.dtype | None = None, channels_last: bool = False,
+            features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """The one way to run a model over a split: logits (N, classes) float32 of an eval-mode
+    ``model`` on uint8 images (N, C, H, W), in batches of ``batch_size``; with
+    ``features=True`` the pair ``(logits, embeddings)``, the embeddings (N, dim) from
+    :meth:`Classifier.forward_features`. ``dtype`` (e.g. ``torch.bfloat16``) runs the forward
+    under autocast; the model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    logits, embeddings = [], []
+    for start in range(0, len(images), batch_size):
+        x = to_float(images[start:start + batch_size])
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        with torch.autocast(images.device.type, dtype or torch.float32, enabled=dtype is not None):
+            if features:
+                f = model.forward_features(x)
+                logits.append(model.head(f).float())
+            else:
+                logits.append(model(x).float())
+        if features:
+            embeddings.append(f.float())
+    model.train(was_training)
+    return (torch.cat(logits), torch.cat(embeddings)) if features else torch.cat(logits)

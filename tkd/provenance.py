@@ -17,7 +17,11 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-CODE_MODULES = ("losses", "miners", "models", "data", "train")
+CODE_MODULES = ("losses", "miners", "models", "data", "objective", "state", "evaluation", "train")
+"""The modules whose code decides a run's numbers. The set may change between commits: a
+module a commit does not have contributes nothing to its fingerprint (:func:`commit_fingerprint`),
+and definitions that move from one module to another read as removed, so records made before a
+move are bridged by an equivalence entry (``python -m tkd equivalence``)."""
 MODULE_LEVEL = "<module-level>"
 EQUIVALENCE_FILE = "code-equivalence.json"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -55,9 +59,9 @@ def source_fingerprint(module: str, source: str) -> dict[str, str]:
 
 
 def code_fingerprint(source_root: str | Path | None = None) -> dict[str, str]:
-    """Hashes of the code that decides training: every top-level definition of
-    ``tkd/{losses,miners,models,data,train}.py`` under ``source_root`` (default: this
-    package's project folder), see :func:`source_fingerprint`.
+    """Hashes of the code that decides training: every top-level definition of the modules
+    :data:`CODE_MODULES` under ``source_root`` (default: this package's project folder), see
+    :func:`source_fingerprint`; a module missing there contributes nothing.
 
     Why per definition, on the syntax tree without docstrings: adding a new function (say a
     new loss) leaves the hashes of the old ones as they were, so old records stay current;
@@ -72,7 +76,9 @@ def code_fingerprint(source_root: str | Path | None = None) -> dict[str, str]:
 def _fingerprint_files(root: Path) -> dict[str, str]:
     entries: dict[str, str] = {}
     for module in CODE_MODULES:
-        entries.update(source_fingerprint(module, (root / "tkd" / f"{module}.py").read_text()))
+        path = root / "tkd" / f"{module}.py"
+        if path.is_file():
+            entries.update(source_fingerprint(module, path.read_text()))
     return entries
 
 
@@ -83,11 +89,19 @@ def _cached_today() -> tuple:
 
 def commit_fingerprint(commit: str, repo: str | Path | None = None) -> dict[str, str]:
     """:func:`code_fingerprint` of the files at git ``commit`` (``git show <commit>:tkd/...``)
-    of the repository at ``repo`` (default: this package's project folder)."""
+    of the repository at ``repo`` (default: this package's project folder). A module of
+    :data:`CODE_MODULES` that the commit does not have yet contributes nothing; a commit
+    without ``tkd/train.py`` is no commit of this package (``ValueError``)."""
+    git = ["git", "-C", str(repo or PACKAGE_ROOT)]
+    listed = subprocess.run([*git, "ls-tree", "--name-only", f"{commit}:tkd"],
+                            capture_output=True, text=True)
+    if listed.returncode != 0 or "train.py" not in listed.stdout.split():
+        raise ValueError(f"cannot read tkd/train.py at commit {commit}: "
+                         f"{listed.stderr.strip() or 'no such file'}")
     entries: dict[str, str] = {}
-    for module in CODE_MODULES:
-        done = subprocess.run(["git", "-C", str(repo or PACKAGE_ROOT), "show",
-                               f"{commit}:tkd/{module}.py"], capture_output=True, text=True)
+    for module in (m for m in CODE_MODULES if f"{m}.py" in listed.stdout.split()):
+        done = subprocess.run([*git, "show", f"{commit}:tkd/{module}.py"],
+                              capture_output=True, text=True)
         if done.returncode != 0:
             raise ValueError(f"cannot read tkd/{module}.py at commit {commit}: "
                              f"{done.stderr.strip()}")
@@ -117,7 +131,9 @@ def equivalent_code(old: dict[str, str], new: dict[str, str],
                     entries: list[dict]) -> bool:
     """Whether code fingerprinted ``old`` behaves as ``new``: no definition of ``old`` changed,
     or a chain of equivalence entries leads from ``old`` to a fingerprint whose definitions
-    ``new`` all keeps."""
+    ``new`` all keeps. An entry applies to code whose definitions its ``from_code`` all keeps
+    (its own code, or older code that the entry's code only added to), as a record stays
+    current when definitions are only added."""
     seen: set[str] = set()
     frontier = [old]
     while frontier:
@@ -128,5 +144,7 @@ def equivalent_code(old: dict[str, str], new: dict[str, str],
         if digest in seen:
             continue
         seen.add(digest)
-        frontier += [e["to_code"] for e in entries if e.get("from") == digest and "to_code" in e]
+        frontier += [e["to_code"] for e in entries if "to_code" in e and (
+            e.get("from") == digest
+            or ("from_code" in e and not code_changes(code, e["from_code"])))]
     return False

@@ -38,10 +38,12 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from tkd.data import Dataset, fixed_negatives
+from tkd.data import Dataset
 from tkd.embed import collect, logit_metrics, shared_map
-from tkd.losses import ObjectiveConfig, distance, kd_loss, triplet_kd_loss
+from tkd.losses import distance, kd_loss, triplet_kd_loss
+from tkd.miners import fixed_negatives
 from tkd.models import build_model
+from tkd.objective import ObjectiveConfig
 from tkd.plots import (
     _class_legend,
     _class_palette,
@@ -137,7 +139,7 @@ class TemperatureExplorer(_SliderPanel):
         return {"temperature": float(temperature),
                 "probabilities": soft[self.chosen].numpy(),
                 "entropy": float(entropy),
-                "kd_loss": float(kd_loss(self.student, self.teacher, temperature))}
+                "kd_loss": float(kd_loss(self.teacher, self.student, temperature))}
 
     def snapshot(self, temperatures=(1.0, 2.0, 4.0, 20.0)) -> Figure:
         """What the slider draws at each of ``temperatures``: one row of bar panels per
@@ -185,7 +187,7 @@ class MarginExplorer(_SliderPanel):
 
     teacher_logits, student_logits: (N, classes); labels: (N,). The batch is ``batch_size``
     samples of a seeded shuffle; each sample's negative is its fixed other-class sample
-    (:func:`tkd.data.fixed_negatives`, ``seed``).
+    (:func:`tkd.miners.fixed_negatives`, ``seed``).
     """
 
     def __init__(self, teacher_logits, student_logits, labels, batch_size: int = 100,
