@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from tkd.experiments import PRESETS, results_root
+from tkd.experiments import PRESETS
+from tkd.records import results_root
 from tkd.files import atomic_write_json
 
 
