@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from tkd.results import load_record
+from tkd.records import load_record
 
 NOTEBOOK_TOOLS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -14,6 +14,9 @@ import torch
 
 from tkd import experiments as ex
 from tkd import figures as fg
+from tkd import records as rc
+from tkd import tables as tb
+from tkd import verdict as vd
 from tkd.cli import main
 from tkd.grid import reproduce
 
@@ -76,7 +79,7 @@ def test_comparison_table_statistics():
         "converged": [True, True, False, True], "device": ["cpu", "cpu", "H200", "cpu"],
         "epochs": [3, 3, 3, 3], "wall_seconds": [60.0] * 4,
     })
-    table = fg.comparison_table(runs).set_index("experiment")
+    table = tb.comparison_table(runs).set_index("experiment")
     assert table.loc["ce", "test_mean"] == pytest.approx(60.0)
     assert table.loc["ce", "test_std"] == pytest.approx(10.0)
     assert table.loc["ce", "test_at_best_val_mean"] == pytest.approx(60.0)
@@ -84,13 +87,14 @@ def test_comparison_table_statistics():
     assert table.loc["ce", "converged"] == "2/3" and table.loc["ce", "devices"] == "H200, cpu"
     assert table.loc["ce", "compute_minutes"] == pytest.approx(3.0)
     assert np.isnan(table.loc["kd-t4", "test_std"])
-    sentence = fg.describe_difference(table.reset_index().fillna(0), "kd-t4", "ce")
+    sentence = tb.describe_difference(table.reset_index().fillna(0), "kd-t4", "ce")
     assert sentence.startswith("kd-t4 is ahead of ce by +30.00 points")
     assert sentence.endswith("3.0x the larger seed std (10.00): beyond the seed spread.")
 
 
 def test_learning_curves_have_the_logged_panels(results):
-    records = [r for r in fg.load_records("quick", results) if r["config"]["seed"] == 1]
+    records = [r for r in rc.load_records(ex.get_preset("quick"), results)
+               if r["config"]["seed"] == 1]
     fig = fg.plot_learning_curves(records, ["ce", "triplet"])
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["total loss", "classification loss (CE)", "triplet loss", "accuracy"]
@@ -134,8 +138,7 @@ def test_stale_and_diverged_runs_are_marked(results, tmp_path, monkeypatch):
 
 
 def test_beside_puts_a_smaller_preset_next_to_its_teachers_owner(tmp_path):
-    from tkd.experiments import result_path
-    from tkd.results import save_record
+    from tkd.records import result_path, save_record
 
     def record(preset, name, seed, acc):
         return {"config": {"preset": preset, "experiment": name, "seed": seed, "objective": {},
@@ -151,29 +154,31 @@ def test_beside_puts_a_smaller_preset_next_to_its_teachers_owner(tmp_path):
     for preset, rows in accuracy.items():
         for name, acc in rows.items():
             for seed in (1, 2):
-                save_record(result_path(preset, name, seed, tmp_path),
+                save_record(result_path(ex.get_preset(preset), name, seed, tmp_path),
                             record(preset, name, seed, acc + 0.001 * seed))
-    text = fg.beside_markdown("lesson", tmp_path)
+    lesson = ex.get_preset("lesson")
+    text = tb.beside_markdown(lesson, tb.student_runs(lesson, tmp_path), tmp_path)
     assert "| `kd-t4` | 88.15 (2 seeds) | 90.15 (2 seeds) |" in text
     assert "| `kd-t4` − `triplet` | +2.00 [+2.00, +2.00] (2 seeds) |" in text
     assert text.rstrip().endswith("| no |")  # +2 on the lesson, -1 on the full set
-    assert fg.beside_markdown("fashion", tmp_path) is None
+    fashion = ex.get_preset("fashion")
+    assert tb.beside_markdown(fashion, tb.student_runs(fashion, tmp_path), tmp_path) is None
 
 
 def test_a_run_that_ends_at_chance_is_counted_in_the_seeds_cell_and_not_as_converged():
     """A student that ended where a constant guess ends (val. acc. below 1.5 / classes) is
     marked, with chance taken from the data set's number of classes."""
-    assert fg.at_chance(0.10, "fashion-mnist") and not fg.at_chance(0.151, "fashion-mnist")
-    assert not fg.at_chance(0.10, "cifar100") and fg.at_chance(0.01, "cifar100")
+    assert tb.at_chance(0.10, "fashion-mnist") and not tb.at_chance(0.151, "fashion-mnist")
+    assert not tb.at_chance(0.10, "cifar100") and tb.at_chance(0.01, "cifar100")
     runs = pd.DataFrame([{"experiment": "pkt", "seed": s, "epochs": 3, "test_acc": acc,
                           "test_at_best_val": acc, "val_acc": acc, "train_acc": acc,
                           "best_test_acc": acc, "converged": True, "device": "cpu",
                           "wall_seconds": 60.0, "stale": "",
-                          "at_chance": fg.at_chance(acc, "fashion-mnist")}
+                          "at_chance": tb.at_chance(acc, "fashion-mnist")}
                          for s, acc in ((1, 0.91), (2, 0.10), (3, 0.90))])
-    table = fg.comparison_table(runs)
+    table = tb.comparison_table(runs)
     assert table.loc[0, "at_chance"] == 1
-    assert "| 3 (1 at chance) |" in fg.table_markdown(table)
+    assert "| 3 (1 at chance) |" in tb.table_markdown(table)
     assert table.loc[0, "converged"] == "2/3"  # flat at chance has plateaued, not converged
 
 
@@ -208,7 +213,7 @@ def test_headline_pairs_put_the_chosen_rate_and_mined_triplet_first_then_the_oth
            "logit-mse-lr0.001": 0.93, "logit-mse-lr0.003": 0.92, "logit-mse": 0.1}
     runs = pd.DataFrame([{"experiment": n, "seed": s, "test_acc": 0.9, "val_acc": val.get(n, 0.9)}
                          for n in names for s in (1, 2)])
-    pairs = fg.headline_pairs(runs)
+    pairs = vd.headline_pairs(runs)
     assert pairs.index(("triplet-batch-semihard", "kd-t4")) < pairs.index(
         ("triplet-batch-hard", "kd-t4"))  # chosen on validation first, the other after it
     assert ("triplet-batch-hard", "triplet") in pairs
@@ -234,7 +239,7 @@ def test_schedule_plot_labels_each_length_with_its_seeds():
 def test_fidelity_comes_from_the_run_or_from_the_saved_weights_or_is_missing():
     scored = {"final": {"test_teacher_agreement": 0.9, "test_teacher_kl": 0.1}}
     later = {"final": {}, "fidelity": {"test_teacher_agreement": 0.8, "test_teacher_kl": 0.2}}
-    assert fg._fidelity(scored)["fidelity_source"] == "run"
-    assert fg._fidelity(later) == {"test_teacher_agreement": 0.8, "test_teacher_kl": 0.2,
+    assert tb._fidelity(scored)["fidelity_source"] == "run"
+    assert tb._fidelity(later) == {"test_teacher_agreement": 0.8, "test_teacher_kl": 0.2,
                                    "fidelity_source": "saved weights"}
-    assert fg._fidelity({"final": {}})["fidelity_source"] == ""
+    assert tb._fidelity({"final": {}})["fidelity_source"] == ""
