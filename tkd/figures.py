@@ -1,6 +1,6 @@
-"""Tables and figures built from results files alone (``results/<preset>/<experiment>/*.json``).
-
-:func:`build_figures` writes into ``figures/<preset>/``:
+"""Figures built from results files alone (``results/<preset>/<experiment>/*.json``), and
+:func:`build_figures`, which reads a preset's records once into one runs table
+(:mod:`tkd.tables`) and writes every table and figure of it into ``figures/<preset>/``:
 
 - ``comparison.md`` / ``comparison.csv``: final test accuracy (mean ± std over seeds), test
   accuracy at the best-validation epoch, final validation and train accuracy, how many runs

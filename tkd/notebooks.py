@@ -99,7 +99,7 @@ def setup(repo: str | None = None, installed_from: str | None = None) -> list[st
 
 def notebook_path(name: str) -> Path:
     """The lesson notebook ``name`` (``"00_quickstart.ipynb"``): looked for in the working
-    folder, its parent, the project's ``notebooks/`` (:func:`tkd.experiments.project_root`)
+    folder, its parent, the project's ``notebooks/`` (:func:`tkd.records.project_root`)
     and the ``notebooks/`` beside an editable install of tkd. ``FileNotFoundError`` if none."""
     from tkd.records import project_root
 
@@ -356,7 +356,7 @@ def lab_verdict(runs, preset: str) -> str:
     (:func:`tkd.verdict.ladder`) and the comparisons among the methods the lab meets
     (:data:`LAB_PAIRS`, :func:`tkd.verdict.paired`), each with its paired 95 % interval, and
     one sentence saying what the numbers mean. The full verdict, with every other method, is
-    ``tkd.figures.verdict`` (notebook 03's "What the paper claims", notebook 07)."""
+    ``tkd.verdict.verdict_markdown`` (notebook 03's "What the paper claims", notebook 07)."""
     from tkd.verdict import ladder, ordering_reading, paired
 
     steps = ladder(runs)

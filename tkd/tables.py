@@ -133,7 +133,7 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
     but learnt nothing), devices, minutes (mean wall time per run),
     compute_minutes (all seeds), stale (runs whose record is stale), at_chance (finished runs
     that ended at chance, :func:`at_chance`) and diverged (runs of ``failures``,
-    :func:`load_failures`, that stopped on a NaN/inf loss).
+    :func:`tkd.records.load_failures`, that stopped on a NaN/inf loss).
     """
     if experiments is not None:
         runs = runs[runs.experiment.isin(experiments)]

@@ -13,8 +13,8 @@ import json
 import shutil
 
 from tkd.experiments import PRESETS
-from tkd.records import results_root
 from tkd.files import atomic_write_json
+from tkd.records import results_root
 
 
 def move(source: str = "fashion", target: str = "fashion-h200") -> list[str]:
