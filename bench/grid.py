@@ -48,8 +48,8 @@ def align_teacher_record(preset, root) -> None:
     ``reproduce`` would take a different one (this setting's ``TKD_CUDA_GRAPH``) for a changed
     recipe and retrain it inside the timed grid. Write this setting's value into the copy (how
     the step was executed does not change the weights)."""
-    from tkd.experiments import teacher_config, teacher_path
-    from tkd.results import load_record, save_record
+    from tkd.experiments import teacher_config
+    from tkd.records import load_record, save_record, teacher_path
 
     path = teacher_path(preset, root).with_name("1.json")
     record = load_record(path)
@@ -62,7 +62,7 @@ def run_setting(args) -> dict:
     """One timed grid (this process is the setting's subprocess); returns what it measured."""
     from tkd.experiments import load_data
     from tkd.grid import reproduce
-    from tkd.results import load_record
+    from tkd.records import load_record
     from tkd.train import TrainConfig
 
     preset = make_preset(args.preset, args.teacher_epochs)
@@ -95,7 +95,8 @@ def run_setting(args) -> dict:
 
 def train_shared_teacher(args, root: Path, device: str) -> float:
     """Train (or reuse) the preset's teacher under ``root``; returns the seconds it took."""
-    from tkd.experiments import load_data, train_teacher
+    from tkd.experiments import load_data
+    from tkd.runs import train_teacher
 
     preset = make_preset(args.preset, args.teacher_epochs)
     start = time.perf_counter()

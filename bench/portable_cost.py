@@ -102,7 +102,7 @@ def main() -> None:
         dataset, images, epochs = args.measure
         print(json.dumps(measure(dataset, int(images), int(epochs))))
         return
-    from tkd.results import cpu_name
+    from tkd.records import cpu_name
 
     sizes = {"digits": (1138, 5), "fashion-mnist": (args.fashion_images, 1)}
     modes = ("native", "portable", *(f"portable/{c}" for c in args.cbwr))

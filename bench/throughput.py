@@ -42,7 +42,7 @@ import time
 
 from tkd.files import atomic_write_json
 from tkd.files import portable_path as portable
-from tkd.results import cpu_name
+from tkd.records import cpu_name
 
 BATCH = 100
 

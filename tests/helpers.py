@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from tkd.objective import pick_negatives
-from tkd.results import load_record
+from tkd.records import load_record
 
 NOTEBOOK_TOOLS = Path(__file__).resolve().parents[1] / "notebooks"
 

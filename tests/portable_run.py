@@ -20,7 +20,7 @@ from tkd.data import load_dataset
 from tkd.models import build_model
 from tkd.objective import method_config
 from tkd.portable import mkl_cnr
-from tkd.results import cpu_name
+from tkd.records import cpu_name
 from tkd.train import TrainConfig, fit, seed_everything
 
 

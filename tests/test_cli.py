@@ -17,8 +17,9 @@ import torch
 
 from tkd.checkpoint import save_model
 from tkd.cli import main
+from tkd.experiments import get_preset
 from tkd.models import build_model
-from tkd.results import file_sha256
+from tkd.records import file_sha256
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +175,8 @@ def test_reproduce_passes_jobs_and_main_only_to_the_library(tmp_path, monkeypatc
     assert main(["reproduce", "--preset", "quick", "--main-only", "--jobs", "2",
                  "--no-figures", "--results", str(tmp_path), "--tensorboard", "tb",
                  "--cpu-mode", "native"]) == 0
-    assert calls[0]["experiments"] == main_experiments("quick") and calls[0]["jobs"] == 2
+    assert calls[0]["experiments"] == main_experiments(get_preset("quick"))
+    assert calls[0]["jobs"] == 2
     assert "logit-mse" not in calls[0]["experiments"]  # lr 0.01 stays in the rate grid
     assert "logit-mse-lr0.003" in calls[0]["experiments"]
     assert main(["reproduce", "--preset", "fashion", "--main-only", "--no-figures",

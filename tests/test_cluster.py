@@ -12,10 +12,11 @@ import pytest
 from tests.helpers import edit_record
 from tkd import cluster
 from tkd import experiments as ex
+from tkd import records as rc
 from tkd.cli import main
 from tkd.grid import reproduce
 from tkd.portable import portable_environment
-from tkd.results import load_record
+from tkd.records import load_record
 
 TINY = dataclasses.replace(ex.PRESETS["quick"], teacher_epochs=3, epochs=2)
 
@@ -30,10 +31,10 @@ def test_submit_grid_on_the_local_executor_writes_the_records(tmp_path, capsys):
                                     environment=portable_environment(1))
     finals = cluster.wait(submitted)
     assert submitted["teacher_job_id"] and len(submitted["run_job_ids"]) == 2
-    assert ex.teacher_path(TINY, root).is_file()
+    assert rc.teacher_path(TINY, root).is_file()
     for (name, seed), final in zip(runs, finals):
-        record = load_record(ex.result_path(TINY, name, seed, root))
-        assert ex.student_path(TINY, name, seed, root).is_file()
+        record = load_record(rc.result_path(TINY, name, seed, root))
+        assert rc.student_path(TINY, name, seed, root).is_file()
         assert math.isfinite(final["test_acc"]) and 0 <= final["test_acc"] <= 1
         assert record["final"] == final and len(record["history"]["epoch"]) == 2
         assert record["environment"]["cpu_mode"]["mode"] == "portable"  # set in the job
@@ -54,7 +55,7 @@ def test_a_missing_submitit_gives_the_install_command(monkeypatch, tmp_path, cap
 
     monkeypatch.setattr(builtins, "__import__", no_submitit)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'tkd\[cluster\]'"):
-        cluster.submit_grid("quick", [("ce", 1)], executor="slurm", folder=tmp_path,
+        cluster.submit_grid(ex.get_preset("quick"), [("ce", 1)], executor="slurm", folder=tmp_path,
                             root=tmp_path)
     code = main(["reproduce", "--preset", "quick", "--executor", "slurm", "--results",
                  str(tmp_path), "--experiments", "ce", "--seeds", "1"])
@@ -120,12 +121,12 @@ def test_submit_grid_submits_exactly_the_stale_runs_of_the_local_grid(tmp_path, 
     root = tmp_path / "results"
     runs = [("ce", 1), ("logit-mse", 1), ("kd-t4", 1), ("ce-wd0.007", 1), ("pair", 1)]
     reproduce(GRID_TINY, [e for e, _ in runs], root=root, log=lambda _: None, progress=False)
-    edit_record(ex.result_path(GRID_TINY, "ce", 1, root), "config", "train", "lr", 0.5)
-    edit_record(ex.result_path(GRID_TINY, "logit-mse", 1, root), "provenance",
+    edit_record(rc.result_path(GRID_TINY, "ce", 1, root), "config", "train", "lr", 0.5)
+    edit_record(rc.result_path(GRID_TINY, "logit-mse", 1, root), "provenance",
                 "teacher_sha256", "0" * 64)
-    edit_record(ex.result_path(GRID_TINY, "kd-t4", 1, root), "provenance", "data", "name",
+    edit_record(rc.result_path(GRID_TINY, "kd-t4", 1, root), "provenance", "data", "name",
                 "x")
-    edit_record(ex.result_path(GRID_TINY, "ce-wd0.007", 1, root), "provenance", "code",
+    edit_record(rc.result_path(GRID_TINY, "ce-wd0.007", 1, root), "provenance", "code",
                 "tkd.train.fit", "0" * 12)
     fake = FakeExecutor()
     monkeypatch.setattr(cluster, "make_executor", lambda *args, **kwargs: fake)
@@ -135,7 +136,7 @@ def test_submit_grid_submits_exactly_the_stale_runs_of_the_local_grid(tmp_path, 
     assert submitted["teacher_job_id"] is None and fake.submitted == []
     assert sorted(submitted["runs"]) == sorted(runs[:4])  # pair is current
     assert any("ce seed 1: stale, its settings changed" in line for line in lines)
-    edit_record(ex.teacher_path(GRID_TINY, root).with_name("1.json"), "provenance", "code",
+    edit_record(rc.teacher_path(GRID_TINY, root).with_name("1.json"), "provenance", "code",
                 "tkd.models.build_model", "0" * 12)
     submitted = cluster.submit_grid(GRID_TINY, runs, executor="slurm", root=root,
                                     log=lines.append)

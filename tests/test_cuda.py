@@ -113,7 +113,7 @@ def test_fp16_trains_through_the_gradient_scaler(digits, teacher, monkeypatch):
 
 def test_an_fp32_run_turns_tf32_off_and_records_it(digits, monkeypatch):
     """PyTorch lets cuDNN convolutions use TF32 by default: an fp32 run must not."""
-    from tkd.results import environment_info
+    from tkd.records import environment_info
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tkd import fair
-from tkd.experiments import MARGINS, margin_experiment, rate_experiment
+from tkd.experiments import MARGINS, get_preset, margin_experiment, rate_experiment
 from tkd.stats import benjamini_hochberg, holm
 
 
@@ -109,9 +109,10 @@ def test_a_diverged_candidate_is_tried_and_never_chosen():
 def test_the_control_mines_with_the_miner_validation_chose_on_the_committed_records():
     """``triplet-self`` fixes its miner; it must be the one the mined triplet chose."""
     from tkd.experiments import EXPERIMENTS
-    from tkd.figures import load_records, runs_frame
+    from tkd.records import load_records
+    from tkd.tables import runs_frame
 
-    runs = runs_frame(load_records("fashion"), check=False)
+    runs = runs_frame(load_records(get_preset("fashion")), check=False)
     chosen = fair.chosen_setting(runs, "mined")
     assert chosen is not None
     assert (EXPERIMENTS["triplet-self"].objective().negatives

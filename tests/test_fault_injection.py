@@ -25,7 +25,9 @@ import pytest
 
 from tkd import experiments as ex
 from tkd import grid
-from tkd.results import file_sha256
+from tkd import records as rc
+from tkd import staleness as sl
+from tkd.records import file_sha256
 
 pytestmark = pytest.mark.slow
 RUNS = ["ce", "triplet"]
@@ -46,7 +48,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
 
 def content(path: Path) -> dict:
     """A record without what differs between identical runs: wall and epoch times."""
-    record = ex.read_record(path)
+    record = rc.read_record(path)
     record.pop("wall_seconds")
     record["history"] = {k: v for k, v in record["history"].items() if k not in TIMING}
     record["final"] = {k: v for k, v in record["final"].items() if k not in TIMING}
@@ -73,11 +75,11 @@ def reported_current(root: Path, identity: dict) -> dict[str, object]:
     if grid.teacher_state(preset, root, identity)[0] == "current":
         seen.update({k: now[k] for k in ("quick/teacher/1.json", "quick/teacher/model.pt")})
     for name in RUNS:
-        record = ex.result_path(preset, name, 1, root)
+        record = rc.result_path(preset, name, 1, root)
         if record.is_file():
             seen[record.relative_to(root).as_posix()] = content(record)
-        if ex.saved_student_reason(preset, name, 1, root, identity) is None:
-            pt = ex.student_path(preset, name, 1, root).relative_to(root).as_posix()
+        if sl.saved_student_reason(preset, name, 1, root, identity) is None:
+            pt = rc.student_path(preset, name, 1, root).relative_to(root).as_posix()
             seen[pt] = now[pt]
     return seen
 
@@ -114,7 +116,7 @@ def test_reproduce_interrupted_anywhere_ends_bit_identical_to_an_uninterrupted_r
     draw = random.Random(seed)
     note = f"TKD_FAULT_SEED={seed}"
     baseline_run = run(tmp_path / "baseline", tmp_path)  # beside the interrupted ones
-    identity = ex.load_data("quick").identity()
+    identity = ex.load_data(ex.get_preset("quick")).identity()
     preset = ex.PRESETS["quick"]
     root = tmp_path / "interrupted"
     phases = {"teacher": (root / "quick/teacher/1.run/checkpoints", preset.teacher_epochs),

@@ -14,12 +14,14 @@ import torch
 
 from tkd import experiments as ex
 from tkd import figures as fg
+from tkd import records as rc
 from tkd.cli import main
 from tkd.grid import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
+
 
 TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1, 2),
                            headline_seeds=(1, 2), sweep_seeds=(1, 2))
@@ -68,29 +70,9 @@ def test_figures_without_results_is_a_clear_error(tmp_path, capsys):
     assert "reproduce --preset quick" in capsys.readouterr().err
 
 
-def test_comparison_table_statistics():
-    runs = pd.DataFrame({
-        "experiment": ["ce", "ce", "ce", "kd-t4"], "test_acc": [0.5, 0.6, 0.7, 0.9],
-        "train_acc": [0.6, 0.7, 0.8, 1.0], "best_test_acc": [0.5, 0.6, 0.7, 0.9],
-        "val_acc": [0.55, 0.65, 0.75, 0.85], "test_at_best_val": [0.4, 0.6, 0.8, 0.9],
-        "converged": [True, True, False, True], "device": ["cpu", "cpu", "H200", "cpu"],
-        "epochs": [3, 3, 3, 3], "wall_seconds": [60.0] * 4,
-    })
-    table = fg.comparison_table(runs).set_index("experiment")
-    assert table.loc["ce", "test_mean"] == pytest.approx(60.0)
-    assert table.loc["ce", "test_std"] == pytest.approx(10.0)
-    assert table.loc["ce", "test_at_best_val_mean"] == pytest.approx(60.0)
-    assert table.loc["ce", "val_mean"] == pytest.approx(65.0)
-    assert table.loc["ce", "converged"] == "2/3" and table.loc["ce", "devices"] == "H200, cpu"
-    assert table.loc["ce", "compute_minutes"] == pytest.approx(3.0)
-    assert np.isnan(table.loc["kd-t4", "test_std"])
-    sentence = fg.describe_difference(table.reset_index().fillna(0), "kd-t4", "ce")
-    assert sentence.startswith("kd-t4 is ahead of ce by +30.00 points")
-    assert sentence.endswith("3.0x the larger seed std (10.00): beyond the seed spread.")
-
-
 def test_learning_curves_have_the_logged_panels(results):
-    records = [r for r in fg.load_records("quick", results) if r["config"]["seed"] == 1]
+    records = [r for r in rc.load_records(ex.get_preset("quick"), results)
+               if r["config"]["seed"] == 1]
     fig = fg.plot_learning_curves(records, ["ce", "triplet"])
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["total loss", "classification loss (CE)", "triplet loss", "accuracy"]
@@ -133,50 +115,6 @@ def test_stale_and_diverged_runs_are_marked(results, tmp_path, monkeypatch):
         == (2, 1, 1)
 
 
-def test_beside_puts_a_smaller_preset_next_to_its_teachers_owner(tmp_path):
-    from tkd.experiments import result_path
-    from tkd.results import save_record
-
-    def record(preset, name, seed, acc):
-        return {"config": {"preset": preset, "experiment": name, "seed": seed, "objective": {},
-                           "train": {"epochs": 1}},
-                "history": {"epoch": [1], "val_acc": [acc], "test_acc": [acc],
-                            "train_acc": [acc]},
-                "final": {"test_acc": acc, "val_acc": acc, "train_acc": acc, "epoch": 1.0},
-                "environment": {"device": "cpu", "device_name": "cpu"}, "wall_seconds": 1.0,
-                "interrupted": False, "provenance": {}}
-
-    accuracy = {"lesson": {"kd-t4": 0.88, "triplet": 0.86}, "fashion": {"kd-t4": 0.90,
-                                                                        "triplet": 0.91}}
-    for preset, rows in accuracy.items():
-        for name, acc in rows.items():
-            for seed in (1, 2):
-                save_record(result_path(preset, name, seed, tmp_path),
-                            record(preset, name, seed, acc + 0.001 * seed))
-    text = fg.beside_markdown("lesson", tmp_path)
-    assert "| `kd-t4` | 88.15 (2 seeds) | 90.15 (2 seeds) |" in text
-    assert "| `kd-t4` − `triplet` | +2.00 [+2.00, +2.00] (2 seeds) |" in text
-    assert text.rstrip().endswith("| no |")  # +2 on the lesson, -1 on the full set
-    assert fg.beside_markdown("fashion", tmp_path) is None
-
-
-def test_a_run_that_ends_at_chance_is_counted_in_the_seeds_cell_and_not_as_converged():
-    """A student that ended where a constant guess ends (val. acc. below 1.5 / classes) is
-    marked, with chance taken from the data set's number of classes."""
-    assert fg.at_chance(0.10, "fashion-mnist") and not fg.at_chance(0.151, "fashion-mnist")
-    assert not fg.at_chance(0.10, "cifar100") and fg.at_chance(0.01, "cifar100")
-    runs = pd.DataFrame([{"experiment": "pkt", "seed": s, "epochs": 3, "test_acc": acc,
-                          "test_at_best_val": acc, "val_acc": acc, "train_acc": acc,
-                          "best_test_acc": acc, "converged": True, "device": "cpu",
-                          "wall_seconds": 60.0, "stale": "",
-                          "at_chance": fg.at_chance(acc, "fashion-mnist")}
-                         for s, acc in ((1, 0.91), (2, 0.10), (3, 0.90))])
-    table = fg.comparison_table(runs)
-    assert table.loc[0, "at_chance"] == 1
-    assert "| 3 (1 at chance) |" in fg.table_markdown(table)
-    assert table.loc[0, "converged"] == "2/3"  # flat at chance has plateaued, not converged
-
-
 COMMITTED_PRESETS = sorted(p.name for p in (ROOT / "figures").iterdir()
                            if p.is_dir() and (ROOT / "results" / p.name).is_dir())
 
@@ -201,24 +139,6 @@ def test_the_committed_tables_are_what_the_committed_records_give(preset, tmp_pa
             f"figures/{preset}/{path.name} is out of date: run `make figures PRESET={preset}`")
 
 
-def test_headline_pairs_put_the_chosen_rate_and_mined_triplet_first_then_the_others():
-    names = ["triplet", "kd-t4", "ce-wd0.007", "triplet-batch-hard", "triplet-batch-semihard",
-             "logit-mse", "logit-mse-lr0.003", "logit-mse-lr0.001"]
-    val = {"triplet-batch-semihard": 0.95, "triplet-batch-hard": 0.94,
-           "logit-mse-lr0.001": 0.93, "logit-mse-lr0.003": 0.92, "logit-mse": 0.1}
-    runs = pd.DataFrame([{"experiment": n, "seed": s, "test_acc": 0.9, "val_acc": val.get(n, 0.9)}
-                         for n in names for s in (1, 2)])
-    pairs = fg.headline_pairs(runs)
-    assert pairs.index(("triplet-batch-semihard", "kd-t4")) < pairs.index(
-        ("triplet-batch-hard", "kd-t4"))  # chosen on validation first, the other after it
-    assert ("triplet-batch-hard", "triplet") in pairs
-    assert pairs.index(("kd-t4", "logit-mse-lr0.001")) < pairs.index(
-        ("kd-t4", "logit-mse-lr0.003"))
-    assert ("logit-mse-lr0.003", "ce-wd0.007") in pairs
-    assert ("kd-t4", "logit-mse") not in pairs  # the collapsed rate 0.01 is neither
-    assert len(pairs) == len(set(pairs))
-
-
 def test_schedule_plot_labels_each_length_with_its_seeds():
     from tkd.verdict import schedule_frame
     by_length = {n: pd.DataFrame([{"experiment": e, "seed": s, "test_acc": acc,
@@ -229,12 +149,3 @@ def test_schedule_plot_labels_each_length_with_its_seeds():
     fig = fg.plot_schedule_gaps(schedule_frame(by_length, [("kd-t4", "triplet")]))
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["10\n3 seeds", "40\n1 seed"]
-
-
-def test_fidelity_comes_from_the_run_or_from_the_saved_weights_or_is_missing():
-    scored = {"final": {"test_teacher_agreement": 0.9, "test_teacher_kl": 0.1}}
-    later = {"final": {}, "fidelity": {"test_teacher_agreement": 0.8, "test_teacher_kl": 0.2}}
-    assert fg._fidelity(scored)["fidelity_source"] == "run"
-    assert fg._fidelity(later) == {"test_teacher_agreement": 0.8, "test_teacher_kl": 0.2,
-                                   "fidelity_source": "saved weights"}
-    assert fg._fidelity({"final": {}})["fidelity_source"] == ""

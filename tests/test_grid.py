@@ -18,9 +18,12 @@ import torch
 from tests.helpers import edit_record
 from tkd import experiments as ex
 from tkd import grid
+from tkd import records as rc
+from tkd import runs as rn
+from tkd import staleness as sl
 from tkd.checkpoint import load_model, save_model
 from tkd.live import HISTORY_FILE
-from tkd.results import file_sha256, git_state, history_frame, load_record
+from tkd.records import file_sha256, git_state, history_frame, load_record
 from tkd.train import predict
 
 torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
@@ -82,16 +85,16 @@ def strings(value):
 
 
 def test_records_hold_provenance_and_no_absolute_path(done):
-    record = load_record(ex.result_path(TINY, "logit-mse", 1, done))
+    record = load_record(rc.result_path(TINY, "logit-mse", 1, done))
     origin = record["provenance"]
     here = git_state()  # None outside a git checkout (e.g. a copied tree)
     assert (origin["commit"], origin["dirty"]) == (here["commit"], here["dirty"])
     if here["commit"] is not None:
         assert re.fullmatch(r"[0-9a-f]{40}", origin["commit"]) and isinstance(origin["dirty"], bool)
-    assert origin["teacher_sha256"] == file_sha256(ex.teacher_path(TINY, done))
+    assert origin["teacher_sha256"] == file_sha256(rc.teacher_path(TINY, done))
     assert origin["data"] == ex.load_data(TINY).identity()
     assert record["config"]["teacher"] == "quick/teacher/model.pt"  # relative to the root
-    assert load_record(ex.result_path(TINY, "ce", 1, done))["provenance"]["teacher_sha256"] \
+    assert load_record(rc.result_path(TINY, "ce", 1, done))["provenance"]["teacher_sha256"] \
         is None  # CE uses no teacher
     machine = record["environment"]  # enough to explain a CPU run that rounds differently
     assert machine["device"] == "cpu" and machine["threads"] >= 1
@@ -133,17 +136,17 @@ def test_nothing_changed_means_everything_is_skipped(done):
 def test_a_new_teacher_makes_its_students_stale(tmp_path):
     root = tmp_path / "grid"
     reproduce(root, ["ce", "logit-mse"])
-    teacher_file = ex.teacher_path(TINY, root)
+    teacher_file = rc.teacher_path(TINY, root)
     # new weights under the same recipe (e.g. a teacher file copied in from elsewhere)
     teacher = scale_teacher(teacher_file, 1.5)
     lines = reproduce(root, ["ce", "logit-mse"])
     assert "stale, it was trained with another teacher" in line_of(lines, "logit-mse")
     assert "up to date" in line_of(lines, "ce")  # it uses no teacher
-    record = load_record(ex.result_path(TINY, "logit-mse", 1, root))
+    record = load_record(rc.result_path(TINY, "logit-mse", 1, root))
     assert record["provenance"]["teacher_sha256"] == file_sha256(teacher_file)
     # ... and it was really trained and scored against the new teacher's logits
     data = ex.load_data(TINY)
-    student = load_model(ex.student_path(TINY, "logit-mse", 1, root))
+    student = load_model(rc.student_path(TINY, "logit-mse", 1, root))
     mse = (predict(student, data.test.images) - predict(teacher, data.test.images)).pow(2).mean()
     assert record["final"]["test_mse"] == pytest.approx(mse.item(), rel=1e-4)
     # a changed teacher recipe retrains the teacher, and its students rerun again
@@ -163,7 +166,7 @@ def test_a_teacher_of_another_model_or_split_is_retrained(done, tmp_path, change
     preset = dataclasses.replace(TINY, **change)
     lines = reproduce(root, ["logit-mse"], preset)
     assert "teacher trained" in lines[0]
-    assert load_model(ex.teacher_path(preset, root)).tkd_info["name"] == preset.teacher_model
+    assert load_model(rc.teacher_path(preset, root)).tkd_info["name"] == preset.teacher_model
     assert "stale" in line_of(lines, "logit-mse")
     assert reproduce(root, ["logit-mse"], preset)[0].startswith("[quick] teacher loaded")
 
@@ -172,7 +175,7 @@ def test_a_teacher_record_with_a_removed_setting_is_stale_not_a_crash(done, tmp_
     """Records written before a TrainConfig field was removed (e.g. the old ``bf16`` flag)."""
     root = tmp_path / "grid"
     shutil.copytree(done, root)
-    path = ex.teacher_path(TINY, root).with_name("1.json")
+    path = rc.teacher_path(TINY, root).with_name("1.json")
     record = load_record(path)
     record["config"]["train"]["bf16"] = True
     path.write_text(json.dumps(record))
@@ -184,7 +187,7 @@ def test_changed_settings_make_a_run_stale(done, tmp_path):
     shutil.copytree(done, root)
     lines = reproduce(root, ["ce"], dataclasses.replace(TINY, lr=0.02))
     assert "stale, its settings changed (train)" in line_of(lines, "ce")
-    assert load_record(ex.result_path(TINY, "ce", 1, root))["config"]["train"]["lr"] == 0.02
+    assert load_record(rc.result_path(TINY, "ce", 1, root))["config"]["train"]["lr"] == 0.02
 
 
 # ----------------------------------------------------------------------- live history ----
@@ -193,12 +196,12 @@ def test_changed_settings_make_a_run_stale(done, tmp_path):
 def test_history_csv_grows_each_epoch_and_is_removed_at_the_end(tmp_path, live_history):
     seen = live_history
     data = ex.load_data(TINY)
-    record = ex.run_experiment(TINY, "ce", 1, data, root=tmp_path, epochs=3)
-    work = ex.result_path(TINY, "ce", 1, tmp_path).with_name("1.run")
+    record = rn.run_experiment(TINY, "ce", 1, data, root=tmp_path, epochs=3)
+    work = rc.result_path(TINY, "ce", 1, tmp_path).with_name("1.run")
     assert seen == [[1], [1, 2], [1, 2, 3]]
     assert not work.exists() and not list(tmp_path.rglob(HISTORY_FILE))
     assert record["history"]["epoch"] == [1, 2, 3]
-    assert ex.result_path(TINY, "ce", 1, tmp_path).is_file()
+    assert rc.result_path(TINY, "ce", 1, tmp_path).is_file()
 
 
 # ----------------------------------------------------------------------------- failures ----
@@ -219,8 +222,8 @@ def test_a_failed_run_is_reported_and_the_others_finish(done, tmp_path, monkeypa
     assert "FAILED: RuntimeError: boom" in line_of(lines, "ce")
     assert "test acc" in line_of(lines, "logit-mse")
     assert "1 run(s) failed: ce seed 1" in lines[-1]
-    assert not ex.result_path(TINY, "ce", 1, root).exists()
-    assert ex.result_path(TINY, "logit-mse", 1, root).is_file()
+    assert not rc.result_path(TINY, "ce", 1, root).exists()
+    assert rc.result_path(TINY, "logit-mse", 1, root).is_file()
 
 
 DIVERGES = ex.Experiment("ce-diverges", "ce", "CE at lr 1e4 (diverges in epoch 2)", lr=1e4)
@@ -235,11 +238,11 @@ def test_a_diverged_run_keeps_a_failed_record_and_is_not_retried(done, tmp_path,
     assert "FAILED: NonFiniteLossError: the ce loss became nan at epoch 2" in \
         line_of(lines, DIVERGES.name)
     assert "test acc" in line_of(lines, "ce")  # the other run finished
-    path = ex.result_path(TINY, DIVERGES.name, 1, root)
-    failed = ex.failed_path(path)
+    path = rc.result_path(TINY, DIVERGES.name, 1, root)
+    failed = rc.failed_path(path)
     assert not path.exists() and failed.is_file()
     record = load_record(failed)
-    assert record["config"] == ex.expected_run(TINY, DIVERGES.name, 1, 2)
+    assert record["config"] == sl.expected_run(TINY, DIVERGES.name, 1, 2)
     assert "epoch 2" in record["error"]
     assert history_frame(record)["epoch"].tolist() == [1]  # the epochs that finished
     assert record["provenance"]["teacher_sha256"] is None  # CE: no teacher involved
@@ -262,11 +265,11 @@ def test_a_diverged_distillation_run_is_retried_with_a_new_teacher(done, tmp_pat
     assert "FAILED: NonFiniteLossError" in line_of(lines, "logit-mse")
     assert "diverged before" in line_of(reproduce(root, ["logit-mse"], preset, epochs=2),
                                         "logit-mse")
-    teacher_file = ex.teacher_path(TINY, root)
+    teacher_file = rc.teacher_path(TINY, root)
     scale_teacher(teacher_file, 0.5)
     lines = reproduce(root, ["logit-mse"], preset, epochs=2)
     assert "diverged before" not in line_of(lines, "logit-mse")  # tried with the new teacher
-    failed = ex.failed_path(ex.result_path(TINY, "logit-mse", 1, root))
+    failed = rc.failed_path(rc.result_path(TINY, "logit-mse", 1, root))
     if failed.is_file():  # diverged again: the record names the teacher it diverged with
         assert load_record(failed)["provenance"]["teacher_sha256"] == file_sha256(teacher_file)
 
@@ -291,7 +294,7 @@ def test_two_workers_give_the_same_histories_as_one_process(done, tmp_path):
         lines = reproduce(root, experiments, epochs=2, threads=1, jobs=jobs)
         assert not any("FAILED" in line for line in lines), lines
         histories[jobs] = {
-            name: pd.DataFrame(load_record(ex.result_path(TINY, name, 1, root))["history"])
+            name: pd.DataFrame(load_record(rc.result_path(TINY, name, 1, root))["history"])
             .drop(columns=TIMING) for name in experiments}
     for name in experiments:
         assert histories[1][name]["epoch"].tolist() == [1, 2]
@@ -321,7 +324,7 @@ def test_every_kind_of_stale_record_is_rerun(done, tmp_path, kind):
     """A teacher-free run (ce) is checked for its data and code too, not only settings."""
     root = copy_of(done, tmp_path)
     edit, reason = STALE_EDITS[kind]
-    edit_record(ex.result_path(TINY, "ce", 1, root), *edit)
+    edit_record(rc.result_path(TINY, "ce", 1, root), *edit)
     lines = reproduce(root, ["ce", "logit-mse"])
     assert "stale, " in line_of(lines, "ce") and reason in line_of(lines, "ce")
     assert "up to date" in line_of(lines, "logit-mse")
@@ -330,9 +333,9 @@ def test_every_kind_of_stale_record_is_rerun(done, tmp_path, kind):
 
 def test_a_diverged_run_of_older_code_is_retried(done, tmp_path):
     root = copy_of(done, tmp_path)
-    path = ex.result_path(TINY, "ce", 1, root)
+    path = rc.result_path(TINY, "ce", 1, root)
     record = {**load_record(path), "error": "the ce loss became nan at epoch 1"}
-    failed = ex.failed_path(path)
+    failed = rc.failed_path(path)
     failed.write_text(json.dumps(record))
     path.unlink()
     assert "diverged before" in line_of(reproduce(root, ["ce"]), "ce")
@@ -346,7 +349,7 @@ def test_an_equivalence_entry_keeps_older_code_current(done, tmp_path):
     from tkd.provenance import code_fingerprint
 
     root = copy_of(done, tmp_path)
-    path = ex.result_path(TINY, "ce", 1, root)
+    path = rc.result_path(TINY, "ce", 1, root)
     edit_record(path, "provenance", "code", "tkd.train.fit", "000000000000")
     old = load_record(path)["provenance"]["code"]
     assert add_equivalence(root, old, code_fingerprint(), {"evidence": "test"})
@@ -356,11 +359,11 @@ def test_an_equivalence_entry_keeps_older_code_current(done, tmp_path):
 
 def test_a_teacher_file_that_is_not_the_recorded_one_is_retrained(done, tmp_path):
     root = copy_of(done, tmp_path)
-    scale_teacher(ex.teacher_path(TINY, root), 1.5, record=False)
+    scale_teacher(rc.teacher_path(TINY, root), 1.5, record=False)
     lines = reproduce(root, ["logit-mse"])
     assert "teacher trained" in lines[0] and "model.pt is not the file it recorded" in lines[0]
-    record = load_record(ex.teacher_path(TINY, root).with_name("1.json"))
-    assert record["provenance"]["model_sha256"] == file_sha256(ex.teacher_path(TINY, root))
+    record = load_record(rc.teacher_path(TINY, root).with_name("1.json"))
+    assert record["provenance"]["model_sha256"] == file_sha256(rc.teacher_path(TINY, root))
     assert "up to date" in line_of(lines, "logit-mse")  # the deterministic retrain: same file
 
 
@@ -369,7 +372,7 @@ def test_a_teacher_file_that_is_not_the_recorded_one_is_retrained(done, tmp_path
                          ids=["data", "code"])
 def test_a_teacher_of_other_data_or_code_is_retrained(done, tmp_path, edit):
     root = copy_of(done, tmp_path)
-    edit_record(ex.teacher_path(TINY, root).with_name("1.json"), *edit)
+    edit_record(rc.teacher_path(TINY, root).with_name("1.json"), *edit)
     assert "teacher trained" in reproduce(root, ["ce"])[0]
 
 
@@ -394,15 +397,15 @@ def test_a_setting_added_later_at_its_default_keeps_records_current(done, tmp_pa
     """A record written before a TrainConfig field existed (here: without ``compile``, whose
     default today is False) is current; one that lacks it while today's value differs is not."""
     root = copy_of(done, tmp_path)
-    path = ex.result_path(TINY, "ce", 1, root)
+    path = rc.result_path(TINY, "ce", 1, root)
     record = load_record(path)
     del record["config"]["train"]["compile"]
     path.write_text(json.dumps(record))
     assert "up to date" in line_of(reproduce(root, ["ce"]), "ce")
-    assert ex.stale_reason(record, TINY, "ce", 1, None) is None
-    want = ex.expected_run(TINY, "ce", 1)
+    assert sl.stale_reason(record, TINY, "ce", 1, None) is None
+    want = sl.expected_run(TINY, "ce", 1)
     want["train"]["compile"] = True
-    assert ex._changed_settings(record["config"], want) == ["train"]
+    assert sl._changed_settings(record["config"], want) == ["train"]
 
 
 def test_a_shared_teacher_is_trained_and_judged_on_its_own_presets_data(tmp_path):
@@ -419,8 +422,8 @@ def test_a_shared_teacher_is_trained_and_judged_on_its_own_presets_data(tmp_path
     original = ex.PRESETS.copy()
     ex.PRESETS.update(saved)
     try:
-        ex.train_teacher(small, ex.load_data(small), tmp_path)  # trains the owner's teacher
-        record = ex.load_record(ex.teacher_path(owner, tmp_path).with_name("1.json"))
+        rn.train_teacher(small, ex.load_data(small), tmp_path)  # trains the owner's teacher
+        record = rc.load_record(rc.teacher_path(owner, tmp_path).with_name("1.json"))
         assert record["provenance"]["data"] == ex.load_data(owner).identity()
         assert teacher_state(small, tmp_path, ex.load_data(owner).identity())[0] == "current"
     finally:
@@ -433,13 +436,13 @@ def test_an_objective_field_added_later_at_its_default_keeps_records_current(don
     objective) stay current; a record whose objective lacks a field that today is not at its
     default is stale."""
     root = copy_of(done, tmp_path)
-    path = ex.result_path(TINY, "ce", 1, root)
+    path = rc.result_path(TINY, "ce", 1, root)
     record = load_record(path)
     for name in ("rkd_distance_weight", "rkd_angle_weight", "pkt_weight", "hint_weight",
                  "relation_space"):
         del record["config"]["objective"][name]
     path.write_text(json.dumps(record))
-    assert ex.stale_reason(record, TINY, "ce", 1, None) is None
-    want = ex.expected_run(TINY, "ce", 1)
+    assert sl.stale_reason(record, TINY, "ce", 1, None) is None
+    want = sl.expected_run(TINY, "ce", 1)
     want["objective"]["pkt_weight"] = 1.0
-    assert ex._changed_settings(record["config"], want) == ["objective"]
+    assert sl._changed_settings(record["config"], want) == ["objective"]

@@ -15,6 +15,8 @@ import torch
 from tkd import data as tkd_data
 from tkd import experiments as ex
 from tkd import notebooks
+from tkd import records as rc
+from tkd import runs as rn
 from tkd.data import IDX_FILES, load_dataset
 
 
@@ -106,21 +108,21 @@ def test_saved_student_loads_a_current_one_trains_a_small_one_and_refuses_a_larg
     monkeypatch.setenv("TKD_RESULTS", str(tmp_path))
     data = ex.load_data(SHORT)
     messages = []
-    trained = notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
+    trained = notebooks.saved_student(SHORT, "ce", 1, data, None, log=messages.append)
     assert not trained.training and "never saved" in messages[0]
     assert not list(tmp_path.rglob("*.pt"))  # trained in memory, nothing written
     monkeypatch.setattr(notebooks, "SMALL_TRAIN_SET", len(data.train) - 1)
     with pytest.raises(ValueError, match=r"never saved; run `python -m tkd reproduce "
                                          r"--preset short --experiments ce --seeds 1`"):
-        notebooks.saved_student("short", "ce", 1, data, None)
-    ex.run_experiment(SHORT, "ce", 1, data)  # saves 1.pt with its record
+        notebooks.saved_student(SHORT, "ce", 1, data, None)
+    rn.run_experiment(SHORT, "ce", 1, data)  # saves 1.pt with its record
     messages.clear()
-    saved = notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
+    saved = notebooks.saved_student(SHORT, "ce", 1, data, None, log=messages.append)
     assert messages == ["ce: loaded 1.pt"] and not saved.training
-    torch.testing.assert_close(saved.state_dict(), ex.load_student(SHORT, "ce", 1).state_dict())
+    torch.testing.assert_close(saved.state_dict(), rn.load_student(SHORT, "ce", 1).state_dict())
     monkeypatch.setattr(notebooks, "SMALL_TRAIN_SET", len(data.train))
     data.train = data.train.subset(50)  # not the data the saved student was trained on
-    notebooks.saved_student("short", "ce", 1, data, None, log=messages.append)
+    notebooks.saved_student(SHORT, "ce", 1, data, None, log=messages.append)
     assert "other data" in messages[1]
     assert len(list(tmp_path.rglob("*.pt"))) == 1  # still only the saved one: nothing written
 
@@ -235,7 +237,7 @@ def test_start_lesson_run_copies_the_teacher_and_starts_the_cli_in_the_backgroun
     lesson`` into a fresh folder holding a copy of the saved teacher (the process is faked)."""
     if not (tkd_data.DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").is_file():
         pytest.skip("needs Debian's dataset-fashion-mnist")
-    if not ex.teacher_path("lesson").is_file():
+    if not rc.teacher_path(ex.get_preset("lesson")).is_file():
         pytest.skip("needs the committed Fashion-MNIST teacher")
     started = []
 
@@ -259,8 +261,9 @@ def test_start_lesson_run_copies_the_teacher_and_starts_the_cli_in_the_backgroun
     assert command[1:6] == ["-m", "tkd", "reproduce", "--preset", "lesson"]
     assert command[command.index("--results") + 1] == str(tmp_path)
     assert command[command.index("--seeds") + 1:command.index("--jobs")] == ["1"]
-    teacher = ex.teacher_path("lesson", tmp_path)
-    assert teacher.is_file() and teacher.read_bytes() == ex.teacher_path("lesson").read_bytes()
+    teacher = rc.teacher_path(ex.get_preset("lesson"), tmp_path)
+    saved = rc.teacher_path(ex.get_preset("lesson"))
+    assert teacher.is_file() and teacher.read_bytes() == saved.read_bytes()
     assert run.wait() == 0 and run.done() and "finished (exit status 0)" in run.status()
 
 

@@ -221,7 +221,7 @@ def test_notebook_runs_top_to_bottom(path, sandbox):
                     "run is tested above: slow work once, so solutions run under quick only")
     nb = nbformat.read(path, as_version=4)
     # The kernel starts in the sandbox, so a notebook that derives paths from the working
-    # directory (tkd.experiments.project_root) cannot touch the committed folders either.
+    # directory (tkd.records.project_root) cannot touch the committed folders either.
     client = NotebookClient(nb, timeout=TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(root)}})
     client.execute()  # raises CellExecutionError on the first failing cell

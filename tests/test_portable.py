@@ -14,7 +14,7 @@ import pytest
 
 from tkd.cli import main
 from tkd.portable import cpu_mode, is_portable, portable_environment
-from tkd.results import cpu_name
+from tkd.records import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "portable_run.json"

@@ -39,7 +39,7 @@ def rows(split) -> Counter:
 
 def test_quick_holds_out_a_fixed_stratified_validation_split():
     full = load_dataset("digits")
-    data = ex.load_data("quick")
+    data = ex.load_data(ex.get_preset("quick"))
     held = ex.PRESETS["quick"].validation
     assert len(data.validation) == held >= 200
     assert torch.bincount(data.validation.labels).tolist() == [held // 10] * 10  # stratified
@@ -47,7 +47,7 @@ def test_quick_holds_out_a_fixed_stratified_validation_split():
     assert len(data.train) + len(data.validation) == len(full.train)
     assert rows(data.train) + rows(data.validation) == rows(full.train)
     assert torch.equal(data.test.labels, full.test.labels)
-    again = ex.load_data("quick")
+    again = ex.load_data(ex.get_preset("quick"))
     for split in ("train", "validation"):
         assert torch.equal(getattr(again, split).images, getattr(data, split).images)
         assert torch.equal(getattr(again, split).labels, getattr(data, split).labels)

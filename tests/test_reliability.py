@@ -24,11 +24,13 @@ import torch
 from tests.helpers import edit_record
 from tkd import cli, grid, train
 from tkd import experiments as ex
+from tkd import records as rc
+from tkd import runs as rn
+from tkd import staleness as sl
 from tkd.checkpoint import load_latest_checkpoint, save_checkpoint
 from tkd.data import load_dataset
-from tkd.figures import load_records
 from tkd.files import BusyError, run_lock
-from tkd.results import RecordError, file_sha256, load_record
+from tkd.records import RecordError, file_sha256, load_record, load_records
 
 torch.set_num_threads(1)
 TINY = dataclasses.replace(
@@ -92,16 +94,16 @@ def test_ctrl_c_in_the_teacher_commits_nothing_and_the_rerun_resumes(done, tmp_p
     ctrl_c_at(monkeypatch, 2, teacher=True)
     with pytest.raises(KeyboardInterrupt):
         reproduce(root)
-    teacher = ex.teacher_path(TINY, root)
+    teacher = rc.teacher_path(TINY, root)
     assert not teacher.exists() and not teacher.with_name("1.json").exists()
     assert grid.teacher_state(TINY, root)[0] == "missing"
-    assert not ex.result_path(TINY, "ce", 1, root).exists()
+    assert not rc.result_path(TINY, "ce", 1, root).exists()
     assert (teacher.parent / "1.run" / "checkpoints" / "epoch-0001.pt").is_file()
     monkeypatch.undo()
     reproduce(root)
     ours, theirs = (load_record(r / "quick/teacher/1.json") for r in (root, done))
     assert training(ours) == training(theirs)
-    assert file_sha256(teacher) == file_sha256(ex.teacher_path(TINY, done))
+    assert file_sha256(teacher) == file_sha256(rc.teacher_path(TINY, done))
     assert not (teacher.parent / "1.run").exists()
 
 
@@ -111,11 +113,11 @@ def test_an_interrupted_retraining_keeps_the_old_teacher(done, tmp_path, monkeyp
     root = copy_of(done, tmp_path)
     record = root / "quick/teacher/1.json"
     edit_record(record, "provenance", "code", {"tkd/train.py:fit": "0" * 16})  # stale code
-    before = (file_sha256(ex.teacher_path(TINY, root)), record.read_bytes())
+    before = (file_sha256(rc.teacher_path(TINY, root)), record.read_bytes())
     ctrl_c_at(monkeypatch, 2, teacher=True)
     with pytest.raises(KeyboardInterrupt):
         reproduce(root)
-    assert (file_sha256(ex.teacher_path(TINY, root)), record.read_bytes()) == before
+    assert (file_sha256(rc.teacher_path(TINY, root)), record.read_bytes()) == before
 
 
 def test_a_record_of_an_interrupted_teacher_is_never_current(done, tmp_path):
@@ -166,13 +168,13 @@ def test_a_record_copied_under_another_experiment_or_preset_is_refused(done, tmp
     shutil.copy(root / "quick/ce/1.json", copy)
     with pytest.raises(RecordError, match=r"logit-mse/2\.json.*config\.experiment is 'ce', "
                        r"not 'logit-mse'.*config\.seed is '1', not '2'.*move it"):
-        load_records("quick", root)
+        load_records(ex.get_preset("quick"), root)
     copy.unlink()
     other = root / "fashion/ce/1.json"
     other.parent.mkdir(parents=True)
     shutil.copy(root / "quick/ce/1.json", other)
     with pytest.raises(RecordError, match="config.preset is 'quick', not 'fashion'"):
-        load_records("fashion", root)
+        load_records(ex.get_preset("fashion"), root)
 
 
 def test_verify_refuses_a_duplicate_naming_the_file(done, tmp_path, capsys):
@@ -187,15 +189,15 @@ def test_the_place_rule_checks_the_device_kind_of_students_not_teachers(done, tm
     edit_record(root / "quick/ce/1.json", "environment", "device", "cuda:0")
     with pytest.raises(RecordError, match="trained on cuda, but every student of preset "
                                           "'quick' comes from cpu"):
-        ex.read_record(root / "quick/ce/1.json")
+        rc.read_record(root / "quick/ce/1.json")
     edit_record(root / "quick/teacher/1.json", "environment", "device", "cuda:0")
-    ex.read_record(root / "quick/teacher/1.json")  # the shared teacher is exempt
+    rc.read_record(root / "quick/teacher/1.json")  # the shared teacher is exempt
     h200 = root / "fashion-h200/ce/1.json"
     h200.parent.mkdir(parents=True)
     record = load_record(root / "quick/ce/1.json")
     record["config"]["preset"] = "fashion-h200"
     h200.write_text(json.dumps(record))
-    ex.read_record(h200)  # the layout of the moved H200 records
+    rc.read_record(h200)  # the layout of the moved H200 records
 
 
 def test_every_committed_record_is_valid_and_in_place():
@@ -206,7 +208,7 @@ def test_every_committed_record_is_valid_and_in_place():
     paths = [p for p in sorted(results.glob("*/*/*.json")) if not p.name.endswith(".failed.json")]
     assert len(paths) > 200
     for path in paths:
-        record = ex.read_record(path)
+        record = rc.read_record(path)
         weights = path.with_suffix(".pt")
         if weights.is_file() and path.parent.name != "teacher":
             assert record["provenance"]["model_sha256"] == file_sha256(weights), path
@@ -252,11 +254,11 @@ def test_a_malformed_record_is_refused_everywhere_naming_the_file(done, tmp_path
     record = load_record(path)
     damage(record)
     path.write_text(json.dumps(record))
-    for read in (lambda: reproduce(root), lambda: load_records("quick", root)):
+    for read in (lambda: reproduce(root), lambda: load_records(ex.get_preset("quick"), root)):
         with pytest.raises(RecordError, match=r"quick/ce/1\.json is not a usable run "
                                               rf"record: .*{fault}"):
             read()
-    assert "not a usable record" in ex.stale_reason(record, TINY, "ce", 1, None)
+    assert "not a usable record" in sl.stale_reason(record, TINY, "ce", 1, None)
 
 
 # --------------------------------------------------------------- case 4: two writers ----
@@ -266,16 +268,16 @@ def test_a_second_writer_into_one_run_is_refused(done, tmp_path):
     """Before: two writers both reported success, or one died on the other's clean-up.
     After: the second gets BusyError naming the run and the process holding it."""
     root = copy_of(done, tmp_path)
-    path = ex.result_path(TINY, "ce", 1, root)
+    path = rc.result_path(TINY, "ce", 1, root)
     path.unlink()
     data = ex.load_data(TINY)
     with run_lock(path):
         with pytest.raises(BusyError, match=rf"ce/1 is being written by another process "
                                             rf"\(pid {os.getpid()}"):
-            ex.run_experiment(TINY, "ce", 1, data, root=root)
+            rn.run_experiment(TINY, "ce", 1, data, root=root)
         paths, lines = reproduce(root, ["ce"])
         assert paths.failed == [("ce", 1)] and "BusyError" in " ".join(lines)
-    ex.run_experiment(TINY, "ce", 1, data, root=root)  # released: the run goes on
+    rn.run_experiment(TINY, "ce", 1, data, root=root)  # released: the run goes on
 
 
 def test_a_lock_dies_with_its_process(tmp_path):
@@ -313,31 +315,31 @@ def test_weights_that_are_not_their_records_are_refused(done, tmp_path):
     After: load_student refuses it (the record holds the sha256 of its weights)."""
     root = copy_of(done, tmp_path)
     identity = ex.load_data(TINY).identity()
-    ex.load_student(TINY, "logit-mse", 1, root, data_identity=identity)
-    shutil.copy(ex.student_path(TINY, "ce", 1, root), ex.student_path(TINY, "logit-mse", 1, root))
+    rn.load_student(TINY, "logit-mse", 1, root, data_identity=identity)
+    shutil.copy(rc.student_path(TINY, "ce", 1, root), rc.student_path(TINY, "logit-mse", 1, root))
     with pytest.raises(ValueError, match="weights 1.pt are not the ones its record 1.json names"):
-        ex.load_student(TINY, "logit-mse", 1, root, data_identity=identity)
+        rn.load_student(TINY, "logit-mse", 1, root, data_identity=identity)
 
 
 def test_a_teacher_file_that_is_not_its_records_is_never_served(done, tmp_path):
     root = copy_of(done, tmp_path)
-    model = ex.teacher_path(TINY, root)
-    shutil.copy(ex.student_path(TINY, "ce", 1, root), model)  # same network: it would load
+    model = rc.teacher_path(TINY, root)
+    shutil.copy(rc.student_path(TINY, "ce", 1, root), model)  # same network: it would load
     with pytest.raises(ValueError, match="is not the teacher its record 1.json names"):
-        ex.train_teacher(TINY, root=root)
+        rn.train_teacher(TINY, root=root)
     assert grid.teacher_state(TINY, root)[0] == "stale"  # reproduce retrains it
 
 
 def test_backfill_weights_vouches_for_records_made_before_weight_hashes(done, tmp_path):
     root = copy_of(done, tmp_path)
-    path = ex.result_path(TINY, "ce", 1, root)
+    path = rc.result_path(TINY, "ce", 1, root)
     record = load_record(path)
     del record["provenance"]["model_sha256"]
     path.write_text(json.dumps(record))
-    assert "backfill-weights" in ex.saved_student_reason(TINY, "ce", 1, root)
+    assert "backfill-weights" in sl.saved_student_reason(TINY, "ce", 1, root)
     assert cli.main(["backfill-weights", "--results", str(root)]) == 0
     assert load_record(path)["provenance"]["model_sha256"] == file_sha256(path.with_suffix(".pt"))
-    assert ex.saved_student_reason(TINY, "ce", 1, root) is None
+    assert sl.saved_student_reason(TINY, "ce", 1, root) is None
     before = path.read_bytes()
     cli.main(["backfill-weights", "--results", str(root)])  # idempotent
     assert path.read_bytes() == before
@@ -421,7 +423,7 @@ def test_the_safe_unpickler_reads_every_pickle_protocol_of_cifar_batches(tmp_pat
 
 def test_reproduce_exits_1_when_a_run_failed(monkeypatch, capsys):
     monkeypatch.setattr(cli, "reproduce", lambda **kw: grid.Planned([], [("ce", 1)]))
-    monkeypatch.setattr(cli, "_apply_cpu_mode", lambda args: None)
+    monkeypatch.setattr(cli, "_apply_cpu_mode", lambda args, preset: None)
     assert cli.main(["reproduce", "--experiments", "ce", "--no-figures"]) == 1
     assert "1 run(s) FAILED" in capsys.readouterr().err
 
@@ -431,7 +433,7 @@ def test_ctrl_c_in_reproduce_exits_130_without_a_traceback(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "reproduce", interrupted)
-    monkeypatch.setattr(cli, "_apply_cpu_mode", lambda args: None)
+    monkeypatch.setattr(cli, "_apply_cpu_mode", lambda args, preset: None)
     assert cli.main(["reproduce", "--experiments", "ce", "--no-figures"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
@@ -469,7 +471,7 @@ def test_a_full_disk_is_reported_as_an_error_line(monkeypatch, capsys):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cli, "reproduce", full)
-    monkeypatch.setattr(cli, "_apply_cpu_mode", lambda args: None)
+    monkeypatch.setattr(cli, "_apply_cpu_mode", lambda args, preset: None)
     assert cli.main(["reproduce", "--experiments", "ce", "--no-figures"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "No space left" in err and "Traceback" not in err

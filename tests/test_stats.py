@@ -8,9 +8,11 @@ import math
 import pandas as pd
 import pytest
 
-from tkd import figures as fg
-from tkd.experiments import failed_path, result_path
-from tkd.results import save_record
+from tkd import records as rc
+from tkd import tables as tb
+from tkd import verdict as vd
+from tkd.experiments import get_preset
+from tkd.records import failed_path, result_path, save_record
 from tkd.stats import convergence_gap, has_converged, paired_difference, reading
 
 T_975_2 = 4.302652729911275  # t quantile, 2 degrees of freedom
@@ -65,17 +67,18 @@ def root(tmp_path):
     accuracy = {"ce-wd0.007": 0.80, "logit-mse": 0.83, "kd-t4": 0.88, "triplet": 0.96}
     for name, acc in accuracy.items():
         for seed, noise in zip((1, 2, 3), (0.0, 0.004, -0.003)):
-            save_record(result_path("quick", name, seed, tmp_path),
+            save_record(result_path(get_preset("quick"), name, seed, tmp_path),
                         record(name, seed, acc + noise * (name == "kd-t4")))
-    save_record(result_path("quick", "teacher", 1, tmp_path), record("teacher", 1, 0.95))
-    save_record(failed_path(result_path("quick", "logit-mse-lr0.001", 1, tmp_path)),
+    save_record(result_path(get_preset("quick"), "teacher", 1, tmp_path),
+                record("teacher", 1, 0.95))
+    save_record(failed_path(result_path(get_preset("quick"), "logit-mse-lr0.001", 1, tmp_path)),
                 {"config": {"experiment": "logit-mse-lr0.001", "seed": 1},
                  "error": "the mse loss became nan at epoch 2", "history": []})
     return tmp_path
 
 
 def test_runs_frame_scores_test_accuracy_at_the_best_validation_epoch():
-    runs = fg.runs_frame([record("ce", 1, 0.8, val=[0.5, 0.9, 0.7])])
+    runs = tb.runs_frame([record("ce", 1, 0.8, val=[0.5, 0.9, 0.7])])
     row = runs.iloc[0]
     assert row.test_at_best_val == pytest.approx(0.75)  # epoch 2: the best validation
     assert row.test_acc == pytest.approx(0.8) and row.val_acc == pytest.approx(0.7)
@@ -83,22 +86,25 @@ def test_runs_frame_scores_test_accuracy_at_the_best_validation_epoch():
 
 
 def test_paired_table_and_verdict_from_the_records(root):
-    assert set(fg.load_failures("quick", root).experiment) == {"logit-mse-lr0.001"}
+    assert set(rc.load_failures(get_preset("quick"), root).experiment) == {"logit-mse-lr0.001"}
     assert all(r["config"]["experiment"] != "logit-mse-lr0.001"
-               for r in fg.load_records("quick", root))
-    table = fg.paired_table("quick", root).set_index(["a", "b"])
+               for r in rc.load_records(get_preset("quick"), root))
+    quick = get_preset("quick")
+    runs = tb.runs_frame(rc.load_records(quick, root), check=False)
+    table = tb.paired_table(runs, quick).set_index(["a", "b"])
     row = table.loc[("triplet", "kd-t4")]
     assert row.seeds == 3 and row.difference == pytest.approx(8.0 - 100 * 0.001 / 3, abs=1e-6)
     assert row.ci_low > 0 and row.reading == "triplet beats kd-t4"
     assert table.loc[("logit-mse", "ce-wd0.007")].reading == "logit-mse beats ce-wd0.007"
-    text = fg.verdict("quick", root)
+    text = vd.verdict_markdown(runs, "quick", rc.load_failures(quick, root))
     assert "on `quick`: holds.**" in text and "refuted" not in text
     assert "students above it: `triplet`" in text
-    assert "| `triplet` | `kd-t4` | 3 |" in fg.paired_markdown(fg.paired_table("quick", root))
+    assert "| `triplet` | `kd-t4` | 3 |" in tb.paired_markdown(tb.paired_table(runs, quick))
 
 
 def test_verdict_without_records_says_how_to_make_them(tmp_path):
-    assert "python -m tkd reproduce --preset quick" in fg.verdict("quick", tmp_path)
+    runs = tb.runs_frame(rc.load_records(get_preset("quick"), tmp_path))
+    assert "python -m tkd reproduce --preset quick" in vd.verdict_markdown(runs, "quick")
 
 
 def test_per_phase_rule_checks_the_plateau_before_every_decay():

@@ -166,3 +166,21 @@ def test_todays_logit_kd_enters_at_its_setting_chosen_on_validation():
     assert frame.loc[("triplet-ls-m2", "triplet"), "reading"] == vd.HOLDS  # the raw twin
     assert "`dkd` > `kd-t4`" in vd.modern_sentence(table)
     assert vd.modern_sentence(runs({"kd-t4": [0.9]})) == ""
+
+
+def test_headline_pairs_put_the_chosen_rate_and_mined_triplet_first_then_the_others():
+    names = ["triplet", "kd-t4", "ce-wd0.007", "triplet-batch-hard", "triplet-batch-semihard",
+             "logit-mse", "logit-mse-lr0.003", "logit-mse-lr0.001"]
+    val = {"triplet-batch-semihard": 0.95, "triplet-batch-hard": 0.94,
+           "logit-mse-lr0.001": 0.93, "logit-mse-lr0.003": 0.92, "logit-mse": 0.1}
+    runs = pd.DataFrame([{"experiment": n, "seed": s, "test_acc": 0.9, "val_acc": val.get(n, 0.9)}
+                         for n in names for s in (1, 2)])
+    pairs = vd.headline_pairs(runs)
+    assert pairs.index(("triplet-batch-semihard", "kd-t4")) < pairs.index(
+        ("triplet-batch-hard", "kd-t4"))  # chosen on validation first, the other after it
+    assert ("triplet-batch-hard", "triplet") in pairs
+    assert pairs.index(("kd-t4", "logit-mse-lr0.001")) < pairs.index(
+        ("kd-t4", "logit-mse-lr0.003"))
+    assert ("logit-mse-lr0.003", "ce-wd0.007") in pairs
+    assert ("kd-t4", "logit-mse") not in pairs  # the collapsed rate 0.01 is neither
+    assert len(pairs) == len(set(pairs))

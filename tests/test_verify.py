@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from tkd import experiments as ex
+from tkd import records as rc
+from tkd import runs as rn
 from tkd.cli import main
-from tkd.results import load_record
+from tkd.records import load_record
 from tkd.verify import (
     IMAGE_FLOOR,
     compare_records,
@@ -33,14 +35,14 @@ TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2)
 def copy_records(root: Path, runs: list[tuple[str, int]]) -> Path:
     """Copy committed quick records (JSON only) into ``root``."""
     for name, seed in runs:
-        target = ex.result_path("quick", name, seed, root)
+        target = rc.result_path(ex.get_preset("quick"), name, seed, root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ex.result_path("quick", name, seed, COMMITTED), target)
+        shutil.copy(rc.result_path(ex.get_preset("quick"), name, seed, COMMITTED), target)
     return root
 
 
 def edit(root: Path, name: str, seed: int, change) -> None:
-    path = ex.result_path("quick", name, seed, root)
+    path = rc.result_path(ex.get_preset("quick"), name, seed, root)
     record = json.loads(path.read_text())
     change(record)
     path.write_text(json.dumps(record))
@@ -49,8 +51,8 @@ def edit(root: Path, name: str, seed: int, change) -> None:
 def test_two_real_runs_of_the_same_seed_match_exactly(tmp_path):
     data = ex.load_data(TINY)
     for folder in ("a", "b"):
-        ex.run_experiment(TINY, "ce", 1, data, root=tmp_path / folder, device="cpu")
-    frame = compare_runs(tmp_path / "a", tmp_path / "b", "quick")
+        rn.run_experiment(TINY, "ce", 1, data, root=tmp_path / folder, device="cpu")
+    frame = compare_runs(tmp_path / "a", tmp_path / "b", ex.get_preset("quick"))
     assert len(frame) == 1 and frame.match.all() and frame.history_match.all()
     assert summary_line(frame) == "1/1 runs match the committed results (max |Δacc| = 0.00 points)"
 
@@ -67,7 +69,7 @@ def test_a_changed_accuracy_or_history_is_named(tmp_path):
     edit(fresh, "ce", 2, lower)
     edit(fresh, "triplet", 1, lambda r: r["history"]["train_total"].__setitem__(0, 9.0))
     edit(fresh, "ce", 1, lambda r: r["history"]["epoch_seconds"].__setitem__(0, 99.0))
-    frame = compare_runs(fresh, committed, "quick").set_index(["experiment", "seed"])
+    frame = compare_runs(fresh, committed, ex.get_preset("quick")).set_index(["experiment", "seed"])
     assert "kd-t4" not in frame.index.get_level_values(0)  # not run afresh: not compared
     assert frame.loc[("ce", 1), "match"]  # timing columns are ignored
     assert not frame.loc[("ce", 2), "match"]
@@ -92,7 +94,8 @@ def test_another_device_type_gets_the_stated_tolerance(tmp_path):
     # a quick record from CUDA breaks the place rule of the files (quick is a CPU preset):
     # the tolerance across device types is a rule of the records, compared in memory
     edit(fresh, "ce", 1, lambda r: on_gpu(r, 0.25))
-    pair = [[load_record(ex.result_path("quick", "ce", 1, root))] for root in (fresh, committed)]
+    pair = [[load_record(rc.result_path(ex.get_preset("quick"), "ce", 1, root))]
+            for root in (fresh, committed)]
     assert compare_records(*pair, tolerance=None).match.all()
     assert not compare_records(*pair, tolerance=0.0).match.any()
 
@@ -113,7 +116,7 @@ def test_one_test_image_passes_level_2_but_not_level_1(tmp_path):
     fresh = copy_records(tmp_path / "fresh", HEADLINE_RUNS)
     committed = copy_records(tmp_path / "committed", HEADLINE_RUNS)
     edit(fresh, "kd-t4", 2, shift(-ONE_IMAGE))
-    result = levels(fresh, committed, "quick")
+    result = levels(ex_records(fresh), ex_records(committed))
     assert not result["identical"].match.all()
     noise = result["noise"].set_index("experiment")
     assert noise.ok.all() and noise.loc["kd-t4", "worst"] == pytest.approx(100 * ONE_IMAGE)
@@ -127,7 +130,7 @@ def test_beyond_the_seed_spread_fails_level_2(tmp_path):
     bound = noise_frame(ex_records(committed), ex_records(committed)).set_index(
         "experiment").loc["triplet", "bound"]
     edit(fresh, "triplet", 1, shift(-(bound + 0.5) / 100))
-    noise = levels(fresh, committed, "quick")["noise"].set_index("experiment")
+    noise = levels(ex_records(fresh), ex_records(committed))["noise"].set_index("experiment")
     assert not noise.loc["triplet", "ok"] and noise.drop("triplet").ok.all()
 
 
@@ -140,7 +143,7 @@ def test_a_diverged_twin_is_a_categorical_mismatch(tmp_path):
         record["history"]["val_acc"][-1] = record["history"]["test_acc"][-1] = 0.1
 
     edit(fresh, "ce", 3, at_chance)
-    result = levels(fresh, committed, "quick")
+    result = levels(ex_records(fresh), ex_records(committed))
     row = result["noise"].set_index("experiment").loc["ce"]
     assert row.categorical == [3] and not row.ok
     assert not reproduced(result)
@@ -162,8 +165,8 @@ def test_a_flipped_verdict_step_fails_level_3(tmp_path):
 
 
 def ex_records(root):
-    from tkd.figures import load_records
-    return load_records("quick", root)
+    from tkd.records import load_records
+    return load_records(ex.get_preset("quick"), root)
 
 
 def test_verify_command_states_each_level_and_exits_on_2_and_3(tmp_path, capsys):
@@ -239,7 +242,7 @@ def test_a_one_seed_rerun_is_checked_as_a_part_that_is_named(tmp_path, capsys):
 def test_a_part_of_two_seeds_checks_the_conclusions_on_those_seeds(tmp_path):
     runs = [(e, s) for e, s in HEADLINE_RUNS if s in (1, 2)]
     fresh = copy_records(tmp_path / "fresh", [*runs, ("ce", 3)])
-    result = levels(fresh, COMMITTED, "quick", seeds=[2, 1])
+    result = levels(ex_records(fresh), ex_records(COMMITTED), seeds=[2, 1])
     assert result["part"] == {"seeds": [1, 2], "committed": [1, 2, 3]}
     assert set(result["identical"].seed) == {1, 2} and result["identical"].match.all()
     assert result["conclusions"] is not None and result["conclusions"].ok.all()

@@ -185,7 +185,7 @@ def test_retrain_panel_trains_on_data_with_a_validation_split():
     from tkd.models import build_model
     from tkd.widgets import RetrainPanel
 
-    data = ex.load_data("quick")
+    data = ex.load_data(ex.get_preset("quick"))
     teacher = build_model("paper-teacher", data.num_classes, data.in_channels, data.image_size)
     panel = RetrainPanel(data, teacher, epochs=1, map_method="pca", background=False)
     panel.epochs.value = 1

@@ -14,17 +14,20 @@ Modules, one a line (``tests/test_structure.py`` fails when one is missing here 
 ``precision``    the floating-point precision chosen from the device
 ``checkpoint``   checkpoints that survive a kill; saved models
 ``live``         live ``history.csv`` and TensorBoard scalars
-``results``      run records (JSON): config, history, environment, provenance
+``records``      run records (JSON): where they live, writing, reading and checking them
+``staleness``    whether a record is current: settings, teacher, data and code as today's
 ``provenance``   the fingerprint of the code that decides training; which records are stale
 ``equivalence``  ``tkd equivalence``: records stay current across equivalent code changes
 ``portable``     the portable CPU mode (kernels capped at AVX2; MKL's CNR mode in force)
-``experiments``  the paper's experiments and presets as data; result paths; single runs
+``experiments``  the paper's experiments and presets as data; their recipes and run plan
+``runs``         train or load a preset's runs: its teacher, a student of experiment x seed
 ``grid``         a preset's grid: the teacher, then every missing run (``--jobs``)
 ``cluster``      the grid on slurm through submitit
 ``fair``         the declared comparison: one choice rule, tuned rows, Holm and BH readings
 ``stats``        paired differences over seeds, p-values, Holm, BH; the convergence rule
 ``verdict``      the paper's claimed ordering, checked step by step from a runs table
-``figures``      tables and figures from the records; the runs table
+``tables``       the runs table (one row per record) and the tables read from it
+``figures``      the figures, and ``build_figures``: every table and figure of a preset
 ``verify``       ``tkd verify``: fresh runs against the committed records, at three levels
 ``embed``        one shared 2-D map of teacher and student logits, and its numbers
 ``plots``        seaborn figures of the map and of the widgets' quantities

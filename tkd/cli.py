@@ -23,13 +23,13 @@ from tkd.experiments import (
     MAIN,
     PRESETS,
     Experiment,
+    Preset,
     get_preset,
     main_experiments,
     plan,
-    results_root,
     student_config,
 )
-from tkd.figures import build_figures, comparison_table, load_records, runs_frame, table_markdown
+from tkd.figures import build_figures
 from tkd.files import BusyError, atomic_write_text, check_writable_folder, run_lock
 from tkd.grid import reproduce
 from tkd.live import EpochLog
@@ -37,7 +37,8 @@ from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
 from tkd.objective import METHODS, method_config
 from tkd.portable import MODES, is_portable, portable_environment, reexec_portable
-from tkd.results import make_record, provenance, save_record
+from tkd.records import load_records, results_root, write_record
+from tkd.tables import comparison_table, runs_frame, table_markdown
 from tkd.train import TrainConfig, fit, pick_device, seed_everything
 from tkd.verify import level_lines, levels, machine_note, reproduced
 
@@ -172,9 +173,8 @@ def _train(args: argparse.Namespace, objective, weight_decay: float, out: Path) 
     run_config = {"dataset": args.dataset, "model": args.model, "teacher": args.teacher,
                   "method": args.method, "subset": args.subset, "validation": args.validation,
                   "train": asdict(config), "objective": objective.to_dict()}
-    record = make_record(run_config, history, pick_device(args.device), wall,
-                         provenance(data, args.teacher))
-    save_record(out / "result.json", record)
+    write_record(out / "result.json", run_config, history, pick_device(args.device), wall, data,
+                 args.teacher)
     if len(history):
         last = history.iloc[-1]
         print(f"epoch {int(last.epoch)}: train acc {last.train_acc:.4f}, "
@@ -243,28 +243,30 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 
 def reproduce_command(args: argparse.Namespace) -> int:
     """Run ``tkd reproduce``: every planned run (teacher first) here or on a cluster, then
-    rebuild the figures (unless ``--no-figures`` or the runs were only submitted)."""
-    experiments = main_experiments(args.preset) if args.main_only else args.experiments
-    check_data_root(get_preset(args.preset).dataset, args.data_root)
+    rebuild the figures (unless ``--no-figures`` or the runs were only submitted). The preset
+    is resolved here, once, and passed down."""
+    preset = get_preset(args.preset)
+    experiments = main_experiments(preset) if args.main_only else args.experiments
+    check_data_root(preset.dataset, args.data_root)
     given = [f"--{k.replace('_', '-')}" for k in CLUSTER_OPTIONS if getattr(args, k) is not None]
     if args.executor == "local" and given:
         raise ValueError(f"{', '.join(given)} only apply to a cluster: add --executor slurm "
                          "(or submitit-local), or leave them out")
-    args.device = args.device or get_preset(args.preset).device  # the preset's kind of device
+    args.device = args.device or preset.device  # the preset's kind of device
     for key, default in CLUSTER_OPTIONS.items():
         setattr(args, key, default if getattr(args, key) is None else getattr(args, key))
     failed = []
     if args.executor != "local":
-        if not _submit(args, experiments):
+        if not _submit(args, preset, experiments):
             return 0  # submitted to slurm: the records land later
     else:
-        threads = _apply_cpu_mode(args)
-        failed = reproduce(preset=args.preset, experiments=experiments, seeds=args.seeds,
+        threads = _apply_cpu_mode(args, preset)
+        failed = reproduce(preset=preset, experiments=experiments, seeds=args.seeds,
                            root=args.results, device=args.device, data_root=args.data_root,
                            threads=threads, jobs=args.jobs, tensorboard=args.tensorboard)
         failed = getattr(failed, "failed", [])
     if not args.no_figures:
-        for path in build_figures(args.preset, args.results, args.figures):
+        for path in build_figures(preset, args.results, args.figures):
             print(f"wrote {path}")
     if failed:
         print(f"error: {len(failed)} run(s) FAILED (see above); fix the cause and run the same "
@@ -306,12 +308,12 @@ def _cpu_mode(args: argparse.Namespace) -> str:
     return args.cpu_mode or ("portable" if args.preset == "quick" else "native")
 
 
-def _portable_threads(args: argparse.Namespace) -> int:
+def _portable_threads(args: argparse.Namespace, preset: Preset) -> int:
     """The threads per run that the portable mode fixes: ``--threads``, else the preset's."""
-    return args.threads or get_preset(args.preset).threads or 1
+    return args.threads or preset.threads or 1
 
 
-def _apply_cpu_mode(args: argparse.Namespace) -> int | None:
+def _apply_cpu_mode(args: argparse.Namespace, preset: Preset) -> int | None:
     """The threads per run of a local reproduction; in the portable CPU mode
     (:mod:`tkd.portable`) on the CPU, first restart this command with its caps unless they are
     set. A call from Python (not the shell) cannot restart: it gets a ``ValueError`` saying
@@ -319,7 +321,7 @@ def _apply_cpu_mode(args: argparse.Namespace) -> int | None:
     on_cpu = args.device == "cpu" or (args.device is None and pick_device().type == "cpu")
     if _cpu_mode(args) != "portable" or not on_cpu:
         return args.threads
-    threads = _portable_threads(args)
+    threads = _portable_threads(args, preset)
     if not is_portable():
         if args.entry_argv is None:
             raise ValueError("--cpu-mode portable sets CPU caps that torch reads when it "
@@ -333,15 +335,15 @@ def _apply_cpu_mode(args: argparse.Namespace) -> int | None:
     return threads
 
 
-def _submit(args: argparse.Namespace, experiments: list[str] | None) -> bool:
+def _submit(args: argparse.Namespace, preset: Preset, experiments: list[str] | None) -> bool:
     """Submit the plan through :func:`tkd.cluster.submit_grid`; with submitit's local executor
     wait for every run. Returns whether the runs are finished."""
     from tkd.cluster import submit_grid, wait
 
-    folder = args.cluster_folder or results_root(args.results) / args.preset / "_submitit"
-    environment = (portable_environment(_portable_threads(args))  # set in each job's shell
+    folder = args.cluster_folder or results_root(args.results) / preset.name / "_submitit"
+    environment = (portable_environment(_portable_threads(args, preset))  # in each job's shell
                    if _cpu_mode(args) == "portable" else None)
-    submitted = submit_grid(args.preset, plan(args.preset, experiments, args.seeds),
+    submitted = submit_grid(preset, plan(preset, experiments, args.seeds),
                             executor=args.executor, folder=folder, partition=args.partition,
                             time_min=args.time_min, gpus_per_run=args.gpus_per_run,
                             root=args.results, device=args.device, data_root=args.data_root,
@@ -354,7 +356,7 @@ def _submit(args: argparse.Namespace, experiments: list[str] | None) -> bool:
 
 def figures_command(args: argparse.Namespace) -> int:
     """Run ``tkd figures``: rebuild the tables and figures from the results files."""
-    for path in build_figures(args.preset, args.results, args.out):
+    for path in build_figures(get_preset(args.preset), args.results, args.out):
         print(f"wrote {path}")
     return 0
 
@@ -362,26 +364,29 @@ def figures_command(args: argparse.Namespace) -> int:
 def verify_command(args: argparse.Namespace) -> int:
     """Run ``tkd verify``: the fresh runs' table, then the three levels of
     :mod:`tkd.verify` (identical, within noise, same conclusions), one line each, and a last
-    line; exit code 0 when the results came out again (levels 2 and 3), else 1."""
+    line; exit code 0 when the results came out again (levels 2 and 3), else 1. Each records
+    folder is read once."""
+    preset = get_preset(args.preset)
     committed = results_root(args.committed)
     if Path(args.fresh).resolve() == committed.resolve():
         raise ValueError(f"--fresh {args.fresh} is the committed results folder itself: verify "
                          "compares fresh runs with the committed records; pass the folder "
                          "`tkd reproduce --results DIR` wrote")
-    fresh_records = load_records(args.preset, args.fresh)
+    fresh_records = load_records(preset, args.fresh)
     fresh = runs_frame(fresh_records, check=False)
     if not len(fresh):
         raise FileNotFoundError(f"no runs of preset {args.preset!r} under {args.fresh}")
-    if not (committed / args.preset).is_dir() or not load_records(args.preset, committed):
+    committed_records = load_records(preset, committed)
+    if not committed_records:
         raise FileNotFoundError(f"no committed records of preset {args.preset!r} under "
                                 f"{committed}: run verify from the project folder, or pass "
                                 "--committed <the project's results folder>")
     print(f"fresh runs in {args.fresh}, checked against the committed records in {committed}:")
     print(table_markdown(comparison_table(fresh, ["teacher", *MAIN, *EXPERIMENTS])))
-    result = levels(args.fresh, args.committed, args.preset, args.seeds)
+    result = levels(fresh_records, committed_records, args.seeds)
     print(result["identical"].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if not result["identical"].match.all():
-        note = machine_note(fresh_records, load_records(args.preset, args.committed))
+        note = machine_note(fresh_records, committed_records)
         if note:
             print(f"note: {note}.")
     print("\n".join(level_lines(result)))
@@ -410,12 +415,14 @@ def fair_plan_command(args: argparse.Namespace) -> int:
     """Run ``tkd fair-plan``: the runs a stage of ``tools/fair_grid.sh`` still needs, one line
     per seed set: ``"<seeds> <experiments...>"`` (nothing when the stage is complete)."""
     from tkd.fair import pending, pending_reruns, with_failures
-    from tkd.figures import load_failures, load_records, runs_frame
+    from tkd.records import load_failures
 
-    runs = with_failures(runs_frame(load_records(args.preset, args.results), args.results,
-                                    check=False), load_failures(args.preset, args.results))
+    preset = get_preset(args.preset)
+    runs = with_failures(runs_frame(load_records(preset, args.results), args.results,
+                                    check=False), load_failures(preset, args.results))
     if args.stage == 4:
-        moved = runs_frame(load_records(f"{args.preset}-h200", args.results), check=False)
+        moved = runs_frame(load_records(get_preset(f"{preset.name}-h200"), args.results),
+                           check=False)
         todo = pending_reruns(runs, moved) if len(moved) else []
     else:
         todo = pending(runs, args.stage)
@@ -431,13 +438,13 @@ def backfill_fidelity_command(args: argparse.Namespace) -> int:
     """Run ``tkd backfill-fidelity``: fidelity to the teacher from the saved students."""
     from tkd.fair import backfill_fidelity
 
-    backfill_fidelity(args.preset, args.results)
+    backfill_fidelity(get_preset(args.preset), args.results)
     return 0
 
 
 def backfill_weights_command(args: argparse.Namespace) -> int:
     """Run ``tkd backfill-weights``: name each saved student's weights in its record."""
-    from tkd.experiments import backfill_weights
+    from tkd.records import backfill_weights
 
     backfill_weights(args.results)
     return 0

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import torch
 
-from tkd import experiments as ex
+from tkd.experiments import Preset, load_data
 from tkd.grid import pending_runs, teacher_state
+from tkd.records import results_root
+from tkd.runs import run_experiment, teacher_accuracy, teacher_logits, train_teacher
 
 EXECUTORS = {"slurm": "slurm", "submitit-local": "local", "local": "local"}
 MISSING = "submitit is not installed: pip install 'tkd[cluster]' (or pip install submitit)"
@@ -33,36 +35,34 @@ def _submitit():
     return submitit
 
 
-def _set_threads(preset: ex.Preset) -> None:
+def _set_threads(preset: Preset) -> None:
     if preset.threads:
         torch.set_num_threads(preset.threads)
 
 
-def run_teacher(preset: str | ex.Preset, root: str | Path | None = None,
+def run_teacher(preset: Preset, root: str | Path | None = None,
                 device: str | None = None, data_root: str | Path | None = None,
                 force: bool = False) -> float:
     """Job body: train (or load) the preset's teacher with
-    :func:`tkd.experiments.train_teacher` (``force``: retrain a stale one); returns its final
+    :func:`tkd.runs.train_teacher` (``force``: retrain a stale one); returns its final
     test accuracy."""
-    preset = ex.get_preset(preset)
     _set_threads(preset)
-    ex.train_teacher(preset, ex.load_data(preset, data_root), root, device, force=force)
-    return ex.teacher_accuracy(preset, root)
+    train_teacher(preset, load_data(preset, data_root), root, device, force=force)
+    return teacher_accuracy(preset, root)
 
 
-def run_one(preset: str | ex.Preset, experiment: str, seed: int,
+def run_one(preset: Preset, experiment: str, seed: int,
             root: str | Path | None = None, device: str | None = None,
             data_root: str | Path | None = None, epochs: int | None = None) -> dict:
     """Job-array body: one (experiment, seed) run with the saved teacher and its logits, written
-    by :func:`tkd.experiments.run_experiment` as a local run would be; returns its ``final``
+    by :func:`tkd.runs.run_experiment` as a local run would be; returns its ``final``
     metrics. ``epochs`` overrides the preset's (for tests)."""
-    preset = ex.get_preset(preset)
     _set_threads(preset)
-    data = ex.load_data(preset, data_root)
-    teacher = ex.train_teacher(preset, data, root, device)  # loads the saved one
-    logits = ex.teacher_logits(teacher, data, device)
-    record = ex.run_experiment(preset, experiment, seed, data, teacher, logits, root, device,
-                               epochs=epochs)
+    data = load_data(preset, data_root)
+    teacher = train_teacher(preset, data, root, device)  # loads the saved one
+    logits = teacher_logits(teacher, data, device)
+    record = run_experiment(preset, experiment, seed, data, teacher, logits, root, device,
+                            epochs=epochs)
     return record["final"]
 
 
@@ -85,7 +85,7 @@ def make_executor(executor: str, folder: str | Path, partition: str | None = Non
     return job_executor
 
 
-def submit_grid(preset: str | ex.Preset, runs: list[tuple[str, int]], *,
+def submit_grid(preset: Preset, runs: list[tuple[str, int]], *,
                 executor: str = "slurm", folder: str | Path | None = None,
                 partition: str | None = None, time_min: int = 60, gpus_per_run: int = 0,
                 cpus_per_run: int = 2, root: str | Path | None = None,
@@ -103,36 +103,35 @@ def submit_grid(preset: str | ex.Preset, runs: list[tuple[str, int]], *,
     Returns ``{"folder", "teacher_job_id" (None if the teacher was saved already),
     "run_job_ids", "runs", "jobs"}``; ``jobs`` holds the array's submitit jobs (see :func:`wait`).
     """
-    spec = ex.get_preset(preset)
-    folder = Path(folder or ex.results_root(root) / spec.name / "_submitit")
+    folder = Path(folder or results_root(root) / preset.name / "_submitit")
     job_executor = make_executor(executor, folder, partition, time_min, gpus_per_run,
                                  cpus_per_run, environment)
-    identity = ex.load_data(spec, data_root).identity()
-    state, why = teacher_state(spec, root, identity)
-    todo = pending_runs(spec, runs, root, epochs, identity, log, new_teacher=state != "current")
+    identity = load_data(preset, data_root).identity()
+    state, why = teacher_state(preset, root, identity)
+    todo = pending_runs(preset, runs, root, epochs, identity, log, new_teacher=state != "current")
     teacher_job = None
     if state != "current":
-        job_executor.update_parameters(name=f"tkd-{spec.name}-teacher")
-        teacher_job = job_executor.submit(run_teacher, spec, root, device, data_root,
+        job_executor.update_parameters(name=f"tkd-{preset.name}-teacher")
+        teacher_job = job_executor.submit(run_teacher, preset, root, device, data_root,
                                           state == "stale")
-        log(f"[{spec.name}] teacher job {teacher_job.job_id} submitted ({state}"
+        log(f"[{preset.name}] teacher job {teacher_job.job_id} submitted ({state}"
             + (f": {why})" if why else ")"))
         if EXECUTORS[executor] == "slurm":
             job_executor.update_parameters(
                 slurm_additional_parameters={"dependency": f"afterok:{teacher_job.job_id}"})
         else:  # submitit's local executor has no dependencies: wait for the teacher here
-            log(f"[{spec.name}] teacher test acc {teacher_job.result():.4f}")
+            log(f"[{preset.name}] teacher test acc {teacher_job.result():.4f}")
     jobs = []
     if todo:
-        job_executor.update_parameters(name=f"tkd-{spec.name}-runs")
+        job_executor.update_parameters(name=f"tkd-{preset.name}-runs")
         n = len(todo)
-        jobs = job_executor.map_array(run_one, [spec] * n, [e for e, _ in todo],
+        jobs = job_executor.map_array(run_one, [preset] * n, [e for e, _ in todo],
                                       [s for _, s in todo], [root] * n, [device] * n,
                                       [data_root] * n, [epochs] * n)
-    log(f"[{spec.name}] {len(todo)} runs submitted as one job array "
+    log(f"[{preset.name}] {len(todo)} runs submitted as one job array "
         f"({len(runs) - len(todo)} already done): {', '.join(j.job_id for j in jobs) or '-'}")
-    log(f"[{spec.name}] logs: {folder}/<job id>_0_log.out/.err; records: "
-        f"{ex.results_root(root) / spec.name}/<experiment>/<seed>.json")
+    log(f"[{preset.name}] logs: {folder}/<job id>_0_log.out/.err; records: "
+        f"{results_root(root) / preset.name}/<experiment>/<seed>.json")
     return {"folder": folder, "teacher_job_id": teacher_job.job_id if teacher_job else None,
             "run_job_ids": [j.job_id for j in jobs], "runs": todo, "jobs": jobs}
 

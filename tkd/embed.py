@@ -6,7 +6,7 @@ their logits stacked), so a teacher point and its student point share coordinate
 distance between them means something. Everything is seeded and repeatable.
 
 This module maps and measures; it never trains. The students to map come from
-:func:`tkd.experiments.load_or_train_student` (in the notebooks, `tkd.notebooks.saved_student`).
+:func:`tkd.runs.load_or_train_student` (in the notebooks, `tkd.notebooks.saved_student`).
 """
 
 from __future__ import annotations

@@ -254,7 +254,7 @@ def backfill_code(results: str | Path, repo: str | Path | None = None, log=print
     ``results`` that lacks it, computed from the commit the record names when the record says
     its tree was clean; records without a commit, or dirty ones, are left as they are.
     Idempotent. Returns counts: ``{"added", "current", "skipped"}``."""
-    from tkd.results import load_record
+    from tkd.records import load_record
 
     counts = {"added": 0, "current": 0, "skipped": 0}
     fingerprints: dict[str, dict] = {}

@@ -21,6 +21,7 @@ from tkd.experiments import (
     SETTING_GRIDS,
     TUNED_METHODS,
     TUNED_RATES,
+    Preset,
     margin_experiment,
     rate_experiment,
 )
@@ -62,7 +63,7 @@ def choose(runs: pd.DataFrame, candidates: list[str]) -> str | None:
 
 def with_failures(runs: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with a row (NaN accuracies) for each diverged run of ``failures`` (columns
-    experiment, seed, e.g. :func:`tkd.figures.load_failures`) that has no finished run: a
+    experiment, seed, e.g. :func:`tkd.records.load_failures`) that has no finished run: a
     candidate that diverged has been tried, and lost."""
     have = set(zip(runs.experiment, runs.seed))
     extra = [{"experiment": e, "seed": s, "val_acc": math.nan, "test_acc": math.nan}
@@ -356,23 +357,17 @@ def exploratory_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def backfill_fidelity(preset: str = "fashion", root=None, log=print) -> dict:
+def backfill_fidelity(preset: Preset, root=None, log=print) -> dict:
     """Add the final fidelity to the teacher (:func:`tkd.train.fidelity` on the validation and
     test splits) to every record of ``preset`` that was made before fidelity was scored and
-    whose saved student ``<seed>.pt`` is current (:func:`tkd.experiments.load_student`), as
+    whose saved student ``<seed>.pt`` is current (:func:`tkd.runs.load_student`), as
     ``record["fidelity"]`` with the sha256 of the weights it was computed from. Records without
     saved weights are left as they are (their tables show "–"). Idempotent. Returns counts:
     ``{"added", "present", "no weights"}``."""
-    from tkd.experiments import (
-        load_data,
-        load_student,
-        result_path,
-        student_path,
-        teacher_logits,
-        train_teacher,
-    )
+    from tkd.experiments import load_data
     from tkd.files import atomic_write_json
-    from tkd.results import file_sha256, load_record
+    from tkd.records import file_sha256, load_record, result_path, student_path
+    from tkd.runs import load_student, teacher_logits, train_teacher
     from tkd.train import fidelity, predict
 
     data = load_data(preset)

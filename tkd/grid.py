@@ -22,26 +22,29 @@ import torch
 
 from tkd.experiments import (
     PRESETS,
-    failed_path,
+    Preset,
     get_experiment,
     get_preset,
     load_data,
     plan,
-    read_record,
-    result_path,
-    run_experiment,
-    stale_reason,
-    teacher_logits,
     teacher_owner,
-    teacher_path,
-    train_teacher,
 )
 from tkd.files import check_writable_folder
-from tkd.results import RecordError, file_sha256, load_record
+from tkd.records import (
+    RecordError,
+    failed_path,
+    file_sha256,
+    load_record,
+    read_record,
+    result_path,
+    teacher_path,
+)
+from tkd.runs import run_experiment, teacher_logits, train_teacher
+from tkd.staleness import stale_reason
 from tkd.train import pick_device
 
 
-def reproduce(preset="quick", experiments: list[str] | None = None,
+def reproduce(preset: str | Preset = "quick", experiments: list[str] | None = None,
               seeds: list[int] | None = None, root: str | Path | None = None,
               device: str | None = None, data_root: str | Path | None = None,
               epochs: int | None = None, threads: int | None = None, log=print,
@@ -49,8 +52,9 @@ def reproduce(preset="quick", experiments: list[str] | None = None,
               progress: bool | None = None) -> list[Path]:
     """Run a preset end to end: the teacher first (trained once, retrained when its recipe
     changed), then every run of :func:`tkd.experiments.plan` without a current record.
+    ``preset``: a name (resolved here, once) or a :class:`tkd.experiments.Preset`.
 
-    A record is reused only when :func:`tkd.experiments.stale_reason` finds it current
+    A record is reused only when :func:`tkd.staleness.stale_reason` finds it current
     (settings, teacher hash, data and code as today's); a stale one is rerun, with a log line
     saying why. Returns the results paths of all planned runs.
     ``progress``: a bar over the runs (default: only in a terminal).
@@ -93,7 +97,7 @@ class Planned(list):
         self.failed = list(failed)
 
 
-def preset_device(preset, device: str | None) -> str:
+def preset_device(preset: Preset, device: str | None) -> str:
     """The device a reproduction of ``preset`` trains on: ``device``, else the preset's kind
     (:attr:`tkd.experiments.Preset.device`); ``ValueError`` before any work when its kind is
     not the preset's (the records would break the place rule and be refused) or it is absent."""
@@ -107,7 +111,7 @@ def preset_device(preset, device: str | None) -> str:
     return device or preset.device
 
 
-def check_output(preset, runs, root=None) -> None:
+def check_output(preset: Preset, runs, root=None) -> None:
     """Refuse, before any work, a results location that cannot take every run of ``runs``
     and the teacher: a path on the way that is a file, or a folder that cannot be written
     (``OSError`` naming it). Creates the folders."""
@@ -117,9 +121,9 @@ def check_output(preset, runs, root=None) -> None:
         check_writable_folder(folder)
 
 
-def check_records(preset, runs, root=None) -> None:
+def check_records(preset: Preset, runs, root=None) -> None:
     """Read every record that ``runs`` and the teacher would reuse and refuse the lot
-    (:class:`tkd.results.RecordError` listing each file and its fault) if one is malformed,
+    (:class:`tkd.records.RecordError` listing each file and its fault) if one is malformed,
     cut short or misplaced, before any work."""
     paths = [teacher_path(preset, root).with_name("1.json"),
              *(result_path(preset, name, seed, root) for name, seed in runs)]
@@ -134,9 +138,10 @@ def check_records(preset, runs, root=None) -> None:
         raise RecordError("\n".join(faults))
 
 
-def teacher_state(preset, root=None, data_identity: dict | None = None) -> tuple[str, str | None]:
+def teacher_state(preset: Preset, root=None,
+                  data_identity: dict | None = None) -> tuple[str, str | None]:
     """``("missing" | "current" | "stale", why stale)`` of the preset's saved teacher, judged by
-    :func:`tkd.experiments.stale_reason` against the recipe and split of the preset that owns
+    :func:`tkd.staleness.stale_reason` against the recipe and split of the preset that owns
     the teacher (``teacher_preset``), the sha256 of its ``model.pt``, the data and the code."""
     model = teacher_path(preset, root)
     if not model.is_file():
@@ -149,9 +154,9 @@ def teacher_state(preset, root=None, data_identity: dict | None = None) -> tuple
     return ("current", None) if reason is None else ("stale", reason)
 
 
-def pending_runs(preset, runs, root, epochs, data_identity: dict | None, log,
+def pending_runs(preset: Preset, runs, root, epochs, data_identity: dict | None, log,
                  new_teacher: bool = False) -> list[tuple[str, int]]:
-    """The runs of ``runs`` without a current record (:func:`tkd.experiments.stale_reason`);
+    """The runs of ``runs`` without a current record (:func:`tkd.staleness.stale_reason`);
     stale records' checkpoints are cleared, a stale ``.failed.json`` is removed (the run is
     retried). ``new_teacher``: the teacher is about to be (re)trained, so every run that uses
     it is pending. Shared by :func:`reproduce` and :func:`tkd.cluster.submit_grid`."""
@@ -200,13 +205,12 @@ _CACHE: dict = {}  # per process: (preset, root, device, data_root, teacher file
 #                    -> (data, teacher, logits)
 
 
-def run_one(preset, experiment: str, seed: int, root: str | None, device: str | None,
+def run_one(preset: Preset, experiment: str, seed: int, root: str | None, device: str | None,
             data_root: str | None, epochs: int | None = None,
             tensorboard: str | None = None) -> dict:
     """One run with the preset's saved teacher; data, teacher and its logits are loaded once
-    per process. ``preset``: a name or a :class:`tkd.experiments.Preset` (kept whole, so a
-    customised preset's epochs and seeds reach the run). Returns the record (also written to
-    disk)."""
+    per process. ``preset`` is passed whole, so a customised preset's epochs and seeds reach
+    the run. Returns the record (also written to disk)."""
     saved = teacher_path(preset, root)  # a retrained teacher must not be served from the cache
     key = (preset, root, device, data_root, file_sha256(saved) if saved.is_file() else None)
     if key not in _CACHE:

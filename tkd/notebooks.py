@@ -32,10 +32,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tkd import data as tkd_data
 from tkd.data import IDX_FILES, DatasetNotFoundError, load_dataset
 from tkd.files import open_stream_log
+
+if TYPE_CHECKING:
+    from tkd.experiments import Preset
 
 AUTO = "auto"
 QUICK_TEST_IMAGES = 359  # the digits' test split (tkd.data.load_dataset("digits"))
@@ -95,9 +99,9 @@ def setup(repo: str | None = None, installed_from: str | None = None) -> list[st
 
 def notebook_path(name: str) -> Path:
     """The lesson notebook ``name`` (``"00_quickstart.ipynb"``): looked for in the working
-    folder, its parent, the project's ``notebooks/`` (:func:`tkd.experiments.project_root`)
+    folder, its parent, the project's ``notebooks/`` (:func:`tkd.records.project_root`)
     and the ``notebooks/`` beside an editable install of tkd. ``FileNotFoundError`` if none."""
-    from tkd.experiments import project_root
+    from tkd.records import project_root
 
     here = Path.cwd()
     for folder in (here, here.parent, project_root() / "notebooks",
@@ -206,13 +210,13 @@ def choose_preset(requested: str = AUTO, show: bool = True) -> str:
     return preset.name
 
 
-def saved_student(preset: str, name: str, seed: int, data, teacher, log=print):
+def saved_student(preset: Preset, name: str, seed: int, data, teacher, log=print):
     """The saved student ``name`` x ``seed`` of ``preset`` (eval mode) when its record is
     current; otherwise, where ``data`` has at most ``SMALL_TRAIN_SET`` training images (the
     digits: seconds), one trained here with the preset's settings and nothing written to
     disk; on a larger set ``ValueError`` gives the command that saves it
-    (:func:`tkd.experiments.load_or_train_student` with ``save=False``)."""
-    from tkd.experiments import load_or_train_student
+    (:func:`tkd.runs.load_or_train_student` with ``save=False``)."""
+    from tkd.runs import load_or_train_student
 
     return load_or_train_student(preset, name, data, teacher, seed=seed, log=log, save=False,
                                  max_train=SMALL_TRAIN_SET, retrain=True)
@@ -308,18 +312,18 @@ def start_lesson_run(experiments: list[str], seeds: list[int], jobs: int = 2,
     import shutil
     import tempfile
 
-    from tkd import experiments as ex
+    from tkd.experiments import get_preset, load_data, teacher_owner
     from tkd.grid import teacher_state
+    from tkd.records import results_root, teacher_path
 
-    lesson = ex.get_preset("lesson")
-    saved = ex.teacher_path(lesson).parent
-    owner = lesson.teacher_preset or lesson.name
-    state, why = teacher_state(lesson, None, ex.load_data(owner).identity())
+    lesson = get_preset("lesson")
+    saved = teacher_path(lesson).parent
+    state, why = teacher_state(lesson, None, load_data(teacher_owner(lesson)).identity())
     if state != "current":
         return (f"The saved teacher is {state}" + (f" ({why})" if why else "") +
                 ": training the lesson runs would first retrain it, so nothing was started.")
     root = Path(root) if root else Path(tempfile.mkdtemp(prefix="tkd-lesson-"))
-    shutil.copytree(saved, root / saved.relative_to(ex.results_root()), dirs_exist_ok=True)
+    shutil.copytree(saved, root / saved.relative_to(results_root()), dirs_exist_ok=True)
     log = root / "lesson-run.log"
     command = [sys.executable, "-m", "tkd", "reproduce", "--preset", "lesson", "--experiments",
                *experiments, "--seeds", *map(str, seeds), "--jobs", str(jobs), "--results",
@@ -352,7 +356,7 @@ def lab_verdict(runs, preset: str) -> str:
     (:func:`tkd.verdict.ladder`) and the comparisons among the methods the lab meets
     (:data:`LAB_PAIRS`, :func:`tkd.verdict.paired`), each with its paired 95 % interval, and
     one sentence saying what the numbers mean. The full verdict, with every other method, is
-    ``tkd.figures.verdict`` (notebook 03's "What the paper claims", notebook 07)."""
+    ``tkd.verdict.verdict_markdown`` (notebook 03's "What the paper claims", notebook 07)."""
     from tkd.verdict import ladder, ordering_reading, paired
 
     steps = ladder(runs)

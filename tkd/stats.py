@@ -79,13 +79,21 @@ def benjamini_hochberg(p_values: list[float]) -> list[float]:
     return q
 
 
-def reading(difference: dict, a: str, b: str) -> str:
-    """What an interval allows one to say: "a beats b", "b beats a" or "no difference shown"
-    (the interval contains 0, or there are too few seeds for one)."""
+def direction(difference: dict) -> int:
+    """The one reading rule of a paired interval of ``a - b``: +1 when it lies above 0 (a beats
+    b), -1 when it lies below (b beats a), 0 when it contains 0 or there are too few seeds for
+    one. :func:`reading` and :func:`tkd.verdict.step_reading` say it in words."""
     low, high = difference["low"], difference["high"]
     if math.isnan(low) or low <= 0 <= high:
-        return "no difference shown"
-    return f"{a} beats {b}" if low > 0 else f"{b} beats {a}"
+        return 0
+    return 1 if low > 0 else -1
+
+
+def reading(difference: dict, a: str, b: str) -> str:
+    """What an interval allows one to say (:func:`direction`): "a beats b", "b beats a" or
+    "no difference shown"."""
+    return {1: f"{a} beats {b}", -1: f"{b} beats {a}", 0: "no difference shown"}[
+        direction(difference)]
 
 
 def convergence_gap(val_acc: list[float] | np.ndarray,

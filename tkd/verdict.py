@@ -21,7 +21,7 @@ import math
 import pandas as pd
 
 from tkd.experiments import MINED, MODERN_GRIDS, WEIGHT_GRIDS
-from tkd.stats import bh_readings, exploratory_note, paired_difference
+from tkd.stats import bh_readings, direction, exploratory_note, paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
 STUDENT_ALONE = "ce-wd0.007"
@@ -38,11 +38,8 @@ triplet on validation)."""
 
 def step_reading(difference: dict) -> str:
     """What the paired interval of ``a - b`` says of the claim "a beats b": :data:`HOLDS`,
-    :data:`REFUTED` or :data:`NOT_SHOWN`."""
-    low, high = difference["low"], difference["high"]
-    if math.isnan(low) or low <= 0 <= high:
-        return NOT_SHOWN
-    return HOLDS if low > 0 else REFUTED
+    :data:`REFUTED` or :data:`NOT_SHOWN` (:func:`tkd.stats.direction`)."""
+    return {1: HOLDS, -1: REFUTED, 0: NOT_SHOWN}[direction(difference)]
 
 
 def ordering_reading(readings: list[str]) -> str:
@@ -58,6 +55,34 @@ def final_test_accuracy(runs: pd.DataFrame, experiment: str) -> pd.Series:
     """Final test accuracy (points) of ``experiment``'s runs, indexed by seed."""
     part = runs[runs.experiment == experiment]
     return 100 * part.set_index("seed").test_acc.dropna()
+
+
+def headline_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """The comparisons the README reports: triplet vs the loss-matched student alone
+    (``ce-wd0.007``), the authors' baseline (``ce``) and kd-t4; triplet-kd vs kd-t1; the best
+    mined triplet (on validation) vs kd-t4 and vs the paper's sampled negatives; semi-hard vs
+    hard and random in-batch vs sampled negatives; the pair loss vs kd-t4; the two students
+    alone; the paper's ordering kd-t4 > logit MSE > the student alone, with each Ba & Caruana
+    family at its learning rate chosen on validation first, then at its other tuned rates; and
+    the semi-hard triplet with Hinton KD against both parents. The other mined triplet (hard or
+    semi-hard) follows the chosen one against kd-t4 and the paper's triplet."""
+    mined = best_on_validation(runs, MINED)
+    other_mined = [m for m in MINED[1:] if m != mined]  # hard or semi-hard
+    rates = chosen_rates(runs)
+    mse, ce_mse = rates.get("logit-mse"), rates.get("ce-mse")
+    mse_rates, ce_mse_rates = MSE_FAMILIES["logit-mse"][1:], MSE_FAMILIES["ce-mse"][1:]
+    both = "triplet-semihard-kd-t4"
+    pairs = [("triplet", STUDENT_ALONE), ("triplet", "ce"), ("triplet", "kd-t4"),
+             ("triplet-kd", "kd-t1"), (mined, "kd-t4"), (mined, "triplet")]
+    pairs += [(m, b) for m in other_mined for b in ("kd-t4", "triplet")]
+    pairs += [("triplet-batch-semihard", "triplet-batch-hard"),
+              ("triplet-batch-random", "triplet"), ("pair", "kd-t4"), (STUDENT_ALONE, "ce"),
+              ("kd-t4", mse), (mse, STUDENT_ALONE), (ce_mse, STUDENT_ALONE)]
+    pairs += [p for name in mse_rates for p in (("kd-t4", name), (name, STUDENT_ALONE))]
+    pairs += [(name, STUDENT_ALONE) for name in ce_mse_rates]
+    pairs += [(both, "triplet-batch-semihard"), (both, "kd-t4")]
+    present = set(runs.experiment)
+    return [(a, b) for a, b in dict.fromkeys(pairs) if a in present and b in present]
 
 
 def paired(runs: pd.DataFrame, a: str, b: str) -> dict:
@@ -156,6 +181,26 @@ def _fair_text(runs: pd.DataFrame, preset: str) -> str:
         text += ("Exploratory, the teacher-free control (the same triplet anchored on the "
                  "student itself): " + _step_text(paired(runs, mined, free)) + ". ")
     return text
+
+
+def verdict_markdown(runs: pd.DataFrame, preset: str,
+                     failures: pd.DataFrame | None = None) -> str:
+    """``verdict.md`` of a preset from its runs table (the teacher's row included): the
+    paper's claimed ordering read step by step (:func:`verdict_text`), with the teacher's
+    accuracy; for a preset of the declared comparison the diverged runs (``failures``,
+    :func:`tkd.records.load_failures`) count as lost. A line saying how to make the records
+    when there are no students yet."""
+    from tkd.fair import FAIR_PRESETS, with_failures
+
+    students = runs[runs.experiment != "teacher"] if len(runs) else runs
+    if not len(students):
+        return (f"No records for preset {preset!r} yet: run "
+                f"`python -m tkd reproduce --preset {preset}`.")
+    teacher = runs[runs.experiment == "teacher"]
+    if preset in FAIR_PRESETS and failures is not None:
+        students = with_failures(students, failures)
+    return verdict_text(students, preset, float(teacher.test_acc.iloc[0]) if len(teacher)
+                        else None)
 
 
 def verdict_text(runs: pd.DataFrame, preset: str, teacher_acc: float | None = None) -> str:

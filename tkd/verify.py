@@ -28,8 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tkd.figures import headline_pairs, load_records, runs_frame
-from tkd.verdict import NOT_SHOWN, final_test_accuracy, ladder, paired
+from tkd.experiments import Preset
+from tkd.records import load_records
+from tkd.tables import runs_frame
+from tkd.verdict import NOT_SHOWN, final_test_accuracy, headline_pairs, ladder, paired
 
 TIMING_COLUMNS = ("epoch_seconds", "images_per_second")
 CROSS_DEVICE_TOLERANCE = 0.5  # points of test accuracy, fresh and committed on other devices
@@ -79,7 +81,7 @@ def _row(key: tuple[str, int], committed: dict, fresh: dict | None,
             "committed_device": device_type(committed), "fresh_device": device_type(fresh)}
 
 
-def compare_runs(fresh_root: str | Path, committed_root: str | Path | None, preset: str,
+def compare_runs(fresh_root: str | Path, committed_root: str | Path | None, preset: Preset,
                  tolerance: float | None = 0.0) -> pd.DataFrame:
     """One row per committed run of an experiment present in ``fresh_root`` (the teacher
     included): experiment, seed, committed_acc and fresh_acc (test accuracy, %), delta
@@ -205,7 +207,7 @@ def noise_frame(fresh: list[dict], committed: list[dict],
 def verdict_steps(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """The claims "a beats b" of a preset's verdict: the paper's ordering
     (:func:`tkd.verdict.ladder`) and the README's paired comparisons
-    (:func:`tkd.figures.headline_pairs`), choices on validation made on ``runs``."""
+    (:func:`tkd.verdict.headline_pairs`), choices on validation made on ``runs``."""
     steps = [(s["a"], s["b"]) for s in ladder(runs)] + headline_pairs(runs)
     return list(dict.fromkeys(steps))
 
@@ -227,9 +229,10 @@ def conclusion_frame(fresh: list[dict], committed: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["a", "b", "committed", "fresh", "ok"])
 
 
-def levels(fresh_root, committed_root, preset: str, seeds: list[int] | None = None) -> dict:
-    """All three levels for the fresh runs under ``fresh_root``: ``{"identical": frame,
-    "noise": frame, "conclusions": frame, "part": ...}`` (see :func:`compare_runs`,
+def levels(fresh: list[dict], committed: list[dict], seeds: list[int] | None = None) -> dict:
+    """All three levels for a preset's ``fresh`` records against its ``committed`` ones (each
+    folder read once by the caller, :func:`tkd.records.load_records`): ``{"identical": frame,
+    "noise": frame, "conclusions": frame, "part": ...}`` (see :func:`compare_records`,
     :func:`noise_frame`, :func:`conclusion_frame`).
 
     ``seeds``: check only the runs of these seeds (after rerunning some seeds only; ``None``:
@@ -237,10 +240,8 @@ def levels(fresh_root, committed_root, preset: str, seeds: list[int] | None = No
     seeds checked and those the records hold, and level 3 compares the fresh runs with the
     committed ones of the same seeds, or is not checked (``"conclusions": None``) with fewer
     than 2 seeds, which give no paired interval."""
-    fresh = load_records(preset, fresh_root)
     names = {r["config"]["experiment"] for r in fresh}
-    committed = [r for r in load_records(preset, committed_root)
-                 if r["config"]["experiment"] in names]
+    committed = [r for r in committed if r["config"]["experiment"] in names]
     if seeds is None:
         return {"identical": compare_records(fresh, committed),
                 "noise": noise_frame(fresh, committed),

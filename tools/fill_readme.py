@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tkd.files import atomic_write_text
-from tkd.results import load_record
+from tkd.records import load_record
 
 ROOT = Path(__file__).resolve().parents[1]
 

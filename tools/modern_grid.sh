@@ -12,10 +12,11 @@ PY=${PY:-.venv/bin/python}
 run() { "$PY" -m tkd reproduce --preset fashion --jobs 2 --threads 1 --no-figures "$@"; }
 chosen() {  # the experiment of each MODERN_GRIDS method that is best on validation now
     "$PY" - <<'PY'
-from tkd.experiments import MODERN_GRIDS
-from tkd.figures import load_records, runs_frame
+from tkd.experiments import MODERN_GRIDS, get_preset
+from tkd.records import load_records
+from tkd.tables import runs_frame
 from tkd.verdict import best_on_validation
-runs = runs_frame(load_records("fashion"), check=False)
+runs = runs_frame(load_records(get_preset("fashion")), check=False)
 print(" ".join(best_on_validation(runs, grid) or grid[0] for grid in MODERN_GRIDS.values()))
 PY
 }

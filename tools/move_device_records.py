@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from tkd.experiments import PRESETS, results_root
+from tkd.experiments import PRESETS
 from tkd.files import atomic_write_json
+from tkd.records import results_root
 
 
 def move(source: str = "fashion", target: str = "fashion-h200") -> list[str]:

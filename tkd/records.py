@@ -1,7 +1,11 @@
-"""Run records: one JSON file per training run, enough to rebuild every table and figure.
+"""Run records: where they live, writing and reading them, and the checks on reading.
 
-A record holds the full configuration, the per-epoch history, the final metrics, library
-versions, the device and the wall time. Files are written atomically.
+One JSON file per training run, ``<results root>/<preset>/<experiment>/<seed>.json``, holds
+the full configuration, the per-epoch history, the final metrics, library versions, the device,
+the wall time and the provenance: enough to rebuild every table and figure. Files are written
+atomically; a record is read through :func:`read_record`, which refuses a malformed or
+misplaced one. The results root is ``$TKD_RESULTS`` if set, else ``results/`` of the project
+folder. Whether a record is still current: :mod:`tkd.staleness`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,56 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from tkd.checkpoint import safe_load
+from tkd.experiments import PRESETS, Preset
 from tkd.files import atomic_write_json
 from tkd.portable import cpu_mode
 from tkd.provenance import code_fingerprint
+
+
+def project_root() -> Path:
+    """The nearest folder at or above the working directory holding ``pyproject.toml`` or
+    ``results/`` (so notebooks in ``notebooks/`` write to the project's folders); else cwd."""
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "pyproject.toml").is_file() or (folder / "results").is_dir():
+            return folder
+    return cwd
+
+
+def results_root(root: str | Path | None = None) -> Path:
+    """``root`` if given, else ``$TKD_RESULTS``, else ``<project>/results``."""
+    if root is not None:
+        return Path(root)
+    return Path(os.environ.get("TKD_RESULTS") or project_root() / "results")
+
+
+def result_path(preset: Preset, experiment: str, seed: int,
+                root: str | Path | None = None) -> Path:
+    """``<root>/<preset>/<experiment>/<seed>.json``."""
+    return results_root(root) / preset.name / experiment / f"{seed}.json"
+
+
+def teacher_path(preset: Preset, root: str | Path | None = None) -> Path:
+    """Where the preset's teacher checkpoint lives: ``<root>/<preset>/teacher/model.pt``
+    (``<preset>`` being ``teacher_preset`` for a preset that shares another's teacher)."""
+    return results_root(root) / (preset.teacher_preset or preset.name) / "teacher" / "model.pt"
+
+
+def student_path(preset: Preset, experiment: str, seed: int,
+                 root: str | Path | None = None) -> Path:
+    """Where a trained student is saved: ``<root>/<preset>/<experiment>/<seed>.pt``."""
+    return result_path(preset, experiment, seed, root).with_suffix(".pt")
+
+
+def failed_path(path: Path) -> Path:
+    """``<seed>.failed.json`` beside a run's record: the error of a run that diverged."""
+    return path.with_name(path.stem + ".failed.json")
+
+
+def relative(path: Path, root: str | Path | None) -> str:
+    """``path`` relative to the results root (records never hold absolute machine paths)."""
+    return Path(path).relative_to(results_root(root)).as_posix()
 
 
 def environment_info(device: str | torch.device) -> dict:
@@ -132,6 +183,21 @@ def make_record(config: dict, history: pd.DataFrame, device: str | torch.device,
     }
 
 
+def write_record(path: str | Path, config: dict, history: pd.DataFrame,
+                 device: str | torch.device, wall_seconds: float, data,
+                 teacher_file: str | Path | None = None,
+                 weights: str | Path | None = None) -> dict:
+    """Write the record of a finished run (a teacher, a student, ``tkd train``): its
+    :func:`provenance` and, where its weights were saved, their sha256 (the record vouches
+    for them), then the record itself, the last file a run writes. Returns it."""
+    origin = provenance(data, teacher_file)
+    if weights is not None:
+        origin["model_sha256"] = file_sha256(weights)
+    record = make_record(config, history, device, wall_seconds, origin)
+    save_record(path, record)
+    return record
+
+
 def save_record(path: str | Path, record: dict) -> Path:
     """Write a record atomically (temporary file + rename)."""
     return atomic_write_json(path, record)
@@ -233,3 +299,87 @@ def check_record(record, path: str | Path) -> dict:
 def history_frame(record: dict) -> pd.DataFrame:
     """The per-epoch history of a record as a DataFrame."""
     return pd.DataFrame(record["history"])
+
+
+def place_fault(path: str | Path, record: dict) -> str | None:
+    """What breaks the place rule for the record at ``path`` (``<preset>/<experiment>/
+    <seed>.json``), None when nothing does: its ``config.preset``, ``config.experiment`` and
+    ``config.seed`` must be the folders' and the file's, and a student's device kind
+    (``environment.device`` before ``:``) the preset's :attr:`Preset.device` (teachers, the
+    shared input of every run, are exempt from the device part)."""
+    path = Path(path)
+    config = record.get("config") or {}
+    stem = path.name.removesuffix(".failed.json").removesuffix(".json")
+    here = {"preset": path.parent.parent.name, "experiment": path.parent.name, "seed": stem}
+    said = {k: str(config.get(k)) for k in here}
+    wrong = [f"config.{k} is {said[k]!r}, not {here[k]!r}" for k in here if said[k] != here[k]]
+    if wrong:
+        return (f"it is not where it belongs ({'; '.join(wrong)}): move it to "
+                f"{said['preset']}/{said['experiment']}/{said['seed']}.json or delete it")
+    spec = PRESETS.get(here["preset"])
+    device = str((record.get("environment") or {}).get("device", "")).split(":")[0]
+    if spec is not None and here["experiment"] != "teacher" and device != spec.device:
+        return (f"it was trained on {device or 'an unrecorded device'}, but every student of "
+                f"preset {spec.name!r} comes from {spec.device}: move it to a preset of "
+                f"{device or 'its'} runs or delete it")
+    return None
+
+
+def read_record(path: str | Path) -> dict:
+    """A run record read from ``path`` and checked: its schema and contents
+    (:func:`record_fault`) and its place (:func:`place_fault`); :class:`RecordError` naming
+    the file, the fault and the fix otherwise."""
+    record = check_record(load_record(path), path)
+    fault = place_fault(path, record)
+    if fault is not None:
+        raise RecordError(f"{path} is refused: {fault}")
+    return record
+
+
+def load_records(preset: Preset, root: str | Path | None = None) -> list[dict]:
+    """Every finished run record of a preset (the teacher's included), sorted by experiment
+    and seed; diverged runs (``*.failed.json``) are read by :func:`load_failures`."""
+    folder = results_root(root) / preset.name
+    paths = sorted(p for p in folder.glob("*/*.json") if not p.name.endswith(".failed.json")) \
+        if folder.is_dir() else []
+    records = [read_record(p) for p in paths]  # RecordError: refused, never counted
+    return sorted(records, key=lambda r: (r["config"]["experiment"], r["config"]["seed"]))
+
+
+def load_failures(preset: Preset, root: str | Path | None = None) -> pd.DataFrame:
+    """Runs that stopped on a NaN/inf loss: experiment, seed, error."""
+    folder = results_root(root) / preset.name
+    rows = [{"experiment": r["config"]["experiment"], "seed": r["config"]["seed"],
+             "error": r["error"]}
+            for r in map(load_record, sorted(folder.glob("*/*.failed.json")))]
+    return pd.DataFrame(rows, columns=["experiment", "seed", "error"])
+
+
+def backfill_weights(root: str | Path | None = None, log=print) -> list[Path]:
+    """Add ``provenance.model_sha256`` (the sha256 of ``<seed>.pt``) to every student record
+    under ``root`` that has its weights saved beside it but was made before records named
+    their weights' hash; marked ``model_sha256_added``. A ``.pt`` whose own ``info`` names
+    another experiment or seed is not vouched for. Idempotent; returns the records changed."""
+    changed = []
+    for path in sorted(results_root(root).glob("*/*/*.json")):
+        weights = path.with_suffix(".pt")
+        if path.name.endswith(".failed.json") or path.parent.name == "teacher" \
+                or not weights.is_file():
+            continue
+        record = load_record(path)
+        origin = record.setdefault("provenance", {})
+        if origin.get("model_sha256"):
+            continue
+        info = (safe_load(weights).get("info") or {})
+        config = record.get("config") or {}
+        if (info.get("experiment"), info.get("seed")) != (config.get("experiment"),
+                                                           config.get("seed")):
+            log(f"{path}: {weights.name} says it is {info.get('experiment')} seed "
+                f"{info.get('seed')}; not vouched for")
+            continue
+        origin["model_sha256"] = file_sha256(weights)
+        origin["model_sha256_added"] = f"backfilled from the saved {weights.name}"
+        save_record(path, record)
+        changed.append(path)
+    log(f"backfill-weights: {len(changed)} record(s) now name their weights' sha256")
+    return changed

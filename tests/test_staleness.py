@@ -1,0 +1,57 @@
+"""Whether a record is current (tkd.staleness), on tiny real runs of `digits`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from tests.helpers import edit_record
+from tkd import experiments as ex
+from tkd import records as rc
+from tkd import runs as rn
+
+torch.set_num_threads(1)  # a busy 2-core machine: more threads only spin
+
+
+TINY = dataclasses.replace(ex.PRESETS["quick"], epochs=2, teacher_epochs=1, seeds=(1,),
+                           headline_seeds=(1,), sweep_seeds=(1,))
+
+
+SHORT = dataclasses.replace(TINY, name="short", epochs=1, subset=100)
+
+
+@pytest.fixture
+def saved_ce(tmp_path, monkeypatch):
+    """A saved full-length ce student of a 1-epoch preset, with its record."""
+    monkeypatch.setitem(ex.PRESETS, "short", SHORT)
+    data = ex.load_data(SHORT)
+    rn.run_experiment(SHORT, "ce", 1, data, root=tmp_path)
+    return tmp_path, data
+
+
+@pytest.mark.parametrize("change", ["settings", "data", "code"])
+def test_a_saved_student_with_a_stale_record_is_refused_or_retrained(saved_ce, change):
+    root, data = saved_ce
+    rn.load_student(SHORT, "ce", root=root, data_identity=data.identity())  # current
+    record = rc.result_path(SHORT, "ce", 1, root)
+    if change == "settings":
+        edit_record(record, "config", "train", "lr", 0.5)
+    elif change == "data":
+        edit_record(record, "provenance", "data", {"name": "digits", "sizes": {}})
+    else:
+        edit_record(record, "provenance", "code", {"tkd.train.fit": "000000000000"})
+    reason = {"settings": r"settings changed \(train\)", "data": "other data",
+              "code": "code changed since it was recorded: tkd.train.fit"}[change]
+    with pytest.raises(ValueError, match=reason):
+        rn.load_student(SHORT, "ce", root=root, data_identity=data.identity())
+    with pytest.raises(ValueError, match=f"{reason}.*--preset short --experiments ce"):
+        rn.load_or_train_student(SHORT, "ce", data, None, root=root, retrain=False,
+                                 log=lambda _: None)
+    messages = []
+    model = rn.load_or_train_student(SHORT, "ce", data, None, root=root,
+                                     log=messages.append)  # full length: retrained
+    assert "training it here" in messages[0] and "trained 1 epochs" in messages[1]
+    assert not model.training
+    rn.load_student(SHORT, "ce", root=root, data_identity=data.identity())  # current again
