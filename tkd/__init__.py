@@ -14,7 +14,7 @@ Modules, one a line (``tests/test_structure.py`` fails when one is missing here 
 ``results``      run records (JSON): config, history, environment, provenance
 ``provenance``   the fingerprint of the code that decides training; which records are stale
 ``equivalence``  ``tkd equivalence``: records stay current across equivalent code changes
-``portable``     the portable CPU mode (kernels capped at AVX2; MKL's CNR mode in force)
+``portable``     the portable CPU mode (kernels capped at AVX2, MKL's COMPATIBLE branch)
 ``experiments``  the paper's experiments and presets as data; result paths; single runs
 ``grid``         a preset's grid: the teacher, then every missing run (``--jobs``)
 ``cluster``      the grid on slurm through submitit
