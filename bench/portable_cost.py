@@ -1,6 +1,6 @@
 """What the portable CPU mode costs: one training epoch of the quick preset (digits) and of a
-Fashion-MNIST epoch, native kernels against the portable mode (:mod:`tkd.portable`: ATen,
-oneDNN and MKL capped at AVX2), one thread each, as the presets train.
+Fashion-MNIST epoch, native kernels against the portable mode (:mod:`tkd.portable`: ATen and
+oneDNN capped at AVX2, MKL on its COMPATIBLE branch), one thread each, as the presets train.
 
 Each (dataset, mode) trains Hinton KD (T = 4) with the paper's student in its own process,
 with the mode's environment set before torch starts; the modes alternate ``--repeats`` times
@@ -9,7 +9,7 @@ step (:class:`torch.utils.flop_counter.FlopCounterMode`: convolutions and matmul
 and backward) give GFLOP/s, shown against each mode's own fp32 matmul rate (2048^3, one
 thread) measured in the same process. Prints one table and the portable/native ratios.
 
-    python bench/portable_cost.py [--fashion-images 10000] [--repeats 2] [--cbwr COMPATIBLE]
+    python bench/portable_cost.py [--fashion-images 10000] [--repeats 2] [--cbwr AVX2,STRICT]
                                   [--out FILE]
 """
 
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the results as JSON")
     parser.add_argument("--cbwr", nargs="+", default=[],
                         help="also measure the portable mode with these MKL_CBWR values "
-                             "(e.g. COMPATIBLE) in place of its own")
+                             "(e.g. AVX2,STRICT, its branch before COMPATIBLE) in place of its own")
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:

@@ -79,9 +79,11 @@ def test_a_shell_command_runs_in_the_portable_mode_and_records_it(tmp_path):
          "--seeds", "1", "--device", "cpu", "--results", str(tmp_path), "--no-figures"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "restarting with ATen, oneDNN and MKL capped at AVX2" in done.stdout
+    assert "restarting with ATen and oneDNN capped at AVX2 and MKL on its COMPATIBLE" \
+        in done.stdout
     record = json.loads((tmp_path / "quick" / "ce" / "1.json").read_text())
     assert record["environment"]["cpu_mode"]["mode"] == "portable"
     assert record["environment"]["cpu_capability"] == "AVX2"
+    assert record["environment"]["cpu_mode"]["mkl_cnr"] == portable_environment()["MKL_CBWR"]
     teacher = json.loads((tmp_path / "quick" / "teacher" / "1.json").read_text())
     assert teacher["environment"]["cpu_mode"]["mode"] == "portable"

@@ -18,7 +18,7 @@ Modules, one a line (``tests/test_structure.py`` fails when one is missing here 
 ``staleness``    whether a record is current: settings, teacher, data and code as today's
 ``provenance``   the fingerprint of the code that decides training; which records are stale
 ``equivalence``  ``tkd equivalence``: records stay current across equivalent code changes
-``portable``     the portable CPU mode (kernels capped at AVX2; MKL's CNR mode in force)
+``portable``     the portable CPU mode (kernels capped at AVX2, MKL's COMPATIBLE branch)
 ``experiments``  the paper's experiments and presets as data; their recipes and run plan
 ``runs``         train or load a preset's runs: its teacher, a student of experiment x seed
 ``grid``         a preset's grid: the teacher, then every missing run (``--jobs``)

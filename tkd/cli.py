@@ -213,7 +213,8 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=_positive_int, default=1,
                         help="runs trained side by side on this machine (default 1)")
     parser.add_argument("--cpu-mode", choices=MODES, default=None,
-                        help="portable: cap ATen, oneDNN and MKL at AVX2 with fixed threads, so "
+                        help="portable: cap ATen and oneDNN at AVX2, MKL at its COMPATIBLE "
+                             "branch, with fixed threads, so "
                              "that any x86-64 CPU model trains the same bits (the command "
                              "restarts itself with the caps set); native: the fastest kernels "
                              "this CPU has. Default: portable for --preset quick, else native; "
@@ -329,8 +330,8 @@ def _apply_cpu_mode(args: argparse.Namespace, preset: Preset) -> int | None:
                              "restarts itself with them), set the variables of "
                              "tkd.portable.portable_environment() before Python starts, or "
                              "pass --cpu-mode native")
-        print(f"portable CPU mode: restarting with ATen, oneDNN and MKL capped at AVX2, "
-              f"{threads} thread(s) per run (--cpu-mode native turns it off)")
+        print(f"portable CPU mode: restarting with ATen and oneDNN capped at AVX2 and MKL on its "
+              f"COMPATIBLE branch, {threads} thread(s) per run (--cpu-mode native turns it off)")
         reexec_portable(args.entry_argv, threads)
     return threads
 

@@ -393,7 +393,8 @@ def main_experiments(preset: Preset) -> list[str]:
     run takes the place of the one at 0.01, which stays in the learning-rate grid. On digits
     the rate 0.01 sits at the edge of divergence: a rounding difference decided whether a seed
     ends at chance on one CPU model and not on another, and validation does not separate it
-    from 0.003 by one image (``tests/test_experiments.py`` checks both on the records)."""
+    from 0.003 by more than one image per seed (``tests/test_experiments.py`` checks both on
+    the records)."""
     if preset.mse_lr is None:
         return list(MAIN)
     chosen = lr_experiment("logit-mse", preset.mse_lr).name

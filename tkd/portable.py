@@ -4,12 +4,13 @@ Three libraries under torch choose their kernels by the instructions the CPU has
 for other instructions round differently: ATen's vectorised kernels (``ATEN_CPU_CAPABILITY``),
 oneDNN's convolutions (``ONEDNN_MAX_CPU_ISA``) and MKL's BLAS (``MKL_CBWR``, its conditional
 numerical reproducibility, which also needs a fixed thread count and ``MKL_DYNAMIC=FALSE``).
-The portable mode caps all three at AVX2 (which Intel and AMD x86-64 CPUs of the last decade
-share) and fixes the threads, so that two machines of different CPU models can train the same
-bits. The caps are read when torch initialises, so they must be in the environment before
-``import torch``: :func:`reexec_portable` restarts the command with them, and worker processes
-(``--jobs``, spawned) inherit them. Each record states the mode it was trained in
-(``environment["cpu_mode"]``, see :func:`cpu_mode`).
+The portable mode caps the first two at AVX2 (which Intel and AMD x86-64 CPUs of the last
+decade share), puts MKL on its COMPATIBLE branch (:data:`MKL_BRANCH`, the one oneMKL documents
+for every vendor) and fixes the threads, so that two machines of different CPU models can train
+the same bits. The caps are read when torch initialises, so they must be in the environment
+before ``import torch``: :func:`reexec_portable` restarts the command with them, and worker
+processes (``--jobs``, spawned) inherit them. Each record states the mode it was trained in
+(``environment["cpu_mode"]``, see :func:`cpu_mode`), with the CNR mode MKL says is in force.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ import sys
 
 LEVEL = "avx2"
 MODES = ("portable", "native")
+MKL_BRANCH = "COMPATIBLE"
+"""MKL's CNR branch in the portable mode: the one oneMKL documents as giving the same results on
+Intel and Intel-compatible (AMD) CPUs (SSE2 without the approximate rcpps/rsqrtps). Branches
+other than AUTO and COMPATIBLE run on Intel CPUs only; elsewhere MKL falls back to AUTO, its
+per-CPU dispatch, without a word, so the mode's former ``AVX2,STRICT`` left AMD CPUs to it.
+(STRICT, reproducibility across thread counts, exists for the AVX2 and AVX-512 branches only;
+the mode fixes the threads instead.)"""
 
 
 def portable_environment(threads: int = 1) -> dict[str, str]:
@@ -26,7 +34,7 @@ def portable_environment(threads: int = 1) -> dict[str, str]:
     return {
         "ATEN_CPU_CAPABILITY": LEVEL,
         "ONEDNN_MAX_CPU_ISA": LEVEL.upper(),
-        "MKL_CBWR": f"{LEVEL.upper()},STRICT",
+        "MKL_CBWR": MKL_BRANCH,
         "MKL_DYNAMIC": "FALSE",
         "MKL_NUM_THREADS": str(threads),
         "OMP_NUM_THREADS": str(threads),

@@ -91,7 +91,7 @@ def environment_info(device: str | torch.device) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     if device.type == "cpu":
-        info["cpu_mode"] = cpu_mode()  # portable (capped at AVX2) or native kernels
+        info["cpu_mode"] = cpu_mode()  # portable or native kernels; MKL's CNR mode in force
     return {**info, **_cuda_info()} if device.type == "cuda" else info
 
 
