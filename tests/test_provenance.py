@@ -191,3 +191,14 @@ def test_the_cli_refuses_an_unknown_commit(capsys):
 
     assert main(["equivalence", "no-such-commit"]) == 2
     assert "unknown commit 'no-such-commit'" in capsys.readouterr().err
+
+
+def test_vouched_changes_count_from_the_closest_vouched_code():
+    from tkd.provenance import vouched_changes
+    a = source_fingerprint("losses", SOURCE)
+    b = source_fingerprint("objective", SOURCE)  # every definition moved: all "changed"
+    c = source_fingerprint("objective", SOURCE.replace("SCALE * ", "3 * SCALE * "))
+    entry = {"from": fingerprint_digest(a), "to": fingerprint_digest(b), "to_code": b}
+    assert len(vouched_changes(a, c, [])) == 3
+    assert vouched_changes(a, c, [entry]) == ["tkd.objective.loss"]
+    assert vouched_changes(a, b, [entry]) == []

@@ -55,3 +55,31 @@ def test_a_saved_student_with_a_stale_record_is_refused_or_retrained(saved_ce, c
     assert "training it here" in messages[0] and "trained 1 epochs" in messages[1]
     assert not model.training
     rn.load_student(SHORT, "ce", root=root, data_identity=data.identity())  # current again
+
+
+def test_a_stale_code_reason_names_only_what_changed_after_the_vouched_code(tmp_path,
+                                                                             monkeypatch):
+    """A record whose fingerprint an equivalence entry bridges to newer code, and one
+    definition changed after that: the reason names that definition alone, not the many
+    the entry vouches for."""
+    import json
+
+    from tkd import staleness as st
+    from tkd.provenance import EQUIVALENCE_FILE, fingerprint_digest
+
+    old = {f"tkd.data.f{i}": "a" * 12 for i in range(40)}
+    vouched = {f"tkd.objective.f{i}": "b" * 12 for i in range(40)}
+    today = {**vouched, "tkd.objective.f7": "c" * 12}
+    entry = {"from": fingerprint_digest(old), "to": fingerprint_digest(vouched),
+             "from_code": old, "to_code": vouched}
+    (tmp_path / EQUIVALENCE_FILE).write_text(json.dumps([entry]))
+    monkeypatch.setattr(st, "code_fingerprint", lambda: today)
+    assert st.code_reason({"code": old}, tmp_path) == \
+        "the code changed since it was recorded: tkd.objective.f7"
+    assert st.code_reason({"code": vouched}, tmp_path) == \
+        "the code changed since it was recorded: tkd.objective.f7"
+    assert st.code_reason({"code": old}, tmp_path / "none").startswith(
+        "the code changed since it was recorded: tkd.data.f0, tkd.data.f1, tkd.data.f10 "
+        "(+37 more)")  # no entry: every change of the record's own code
+    monkeypatch.setattr(st, "code_fingerprint", lambda: vouched)
+    assert st.code_reason({"code": old}, tmp_path) is None

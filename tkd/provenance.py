@@ -5,7 +5,8 @@
 was trained with (``provenance["code"]``); :func:`code_changes` lists the definitions that have
 changed or gone since. Behaviour-preserving changes are vouched for in
 ``results/code-equivalence.json`` (written by ``python -m tkd equivalence``, see
-:mod:`tkd.equivalence`), read by :func:`equivalent_code`.
+:mod:`tkd.equivalence`), read by :func:`equivalent_code`; :func:`vouched_changes` names what
+changed after the last vouched code.
 """
 
 from __future__ import annotations
@@ -127,24 +128,39 @@ def load_equivalences(results: str | Path | None) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def equivalent_code(old: dict[str, str], new: dict[str, str],
-                    entries: list[dict]) -> bool:
-    """Whether code fingerprinted ``old`` behaves as ``new``: no definition of ``old`` changed,
-    or a chain of equivalence entries leads from ``old`` to a fingerprint whose definitions
-    ``new`` all keeps. An entry applies to code whose definitions its ``from_code`` all keeps
-    (its own code, or older code that the entry's code only added to), as a record stays
-    current when definitions are only added."""
+def vouched_codes(old: dict[str, str], entries: list[dict]) -> list[dict[str, str]]:
+    """``old`` and every fingerprint a chain of equivalence entries vouches behaves as it.
+    An entry applies to code whose definitions its ``from_code`` all keeps (its own code, or
+    older code that the entry's code only added to), as a record stays current when
+    definitions are only added; ``from`` (the digest) matches the entry's own code."""
     seen: set[str] = set()
+    reached: list[dict[str, str]] = []
     frontier = [old]
     while frontier:
         code = frontier.pop()
-        if not code_changes(code, new):
-            return True
         digest = fingerprint_digest(code)
         if digest in seen:
             continue
         seen.add(digest)
+        reached.append(code)
         frontier += [e["to_code"] for e in entries if "to_code" in e and (
             e.get("from") == digest
             or ("from_code" in e and not code_changes(code, e["from_code"])))]
-    return False
+    return reached
+
+
+def equivalent_code(old: dict[str, str], new: dict[str, str],
+                    entries: list[dict]) -> bool:
+    """Whether code fingerprinted ``old`` behaves as ``new``: no definition of ``old`` changed,
+    or a chain of equivalence entries leads from ``old`` to a fingerprint whose definitions
+    ``new`` all keeps (:func:`vouched_codes`)."""
+    return not vouched_changes(old, new, entries)
+
+
+def vouched_changes(old: dict[str, str], new: dict[str, str],
+                    entries: list[dict]) -> list[str]:
+    """The definitions ``new`` changed or removed, counted from the fingerprint vouched for
+    ``old`` (:func:`vouched_codes`) that is closest to ``new`` (fewest changes): what really
+    changed since the last vouched code, not the changes an equivalence entry already
+    covers. Empty when ``old`` is equivalent to ``new``."""
+    return min((code_changes(code, new) for code in vouched_codes(old, entries)), key=len)

@@ -23,7 +23,7 @@ from tkd.experiments import (
     teacher_owner,
 )
 from tkd.objective import ObjectiveConfig
-from tkd.provenance import code_changes, code_fingerprint, equivalent_code, load_equivalences
+from tkd.provenance import code_fingerprint, load_equivalences, vouched_changes
 from tkd.records import (
     file_sha256,
     read_record,
@@ -95,13 +95,14 @@ def _equivalences(root: str | Path | None) -> list[dict]:
 
 def code_reason(origin: dict, root: str | Path | None = None) -> str | None:
     """Why the code a record names (``provenance["code"]``) is not today's, None when it is
-    (unchanged, or vouched for by ``<results>/code-equivalence.json``)."""
+    (unchanged, or vouched for by ``<results>/code-equivalence.json``). The definitions named
+    are those changed since the vouched code closest to today's
+    (:func:`tkd.provenance.vouched_changes`), not the ones an equivalence entry covers."""
     recorded = origin.get("code")
     if not recorded:
         return "it was recorded before code fingerprints"
-    today = code_fingerprint()
-    changed = code_changes(recorded, today)
-    if not changed or equivalent_code(recorded, today, _equivalences(root)):
+    changed = vouched_changes(recorded, code_fingerprint(), _equivalences(root))
+    if not changed:
         return None
     more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
     return f"the code changed since it was recorded: {', '.join(changed[:3])}{more}"
