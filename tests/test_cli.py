@@ -223,3 +223,27 @@ def test_verify_without_committed_records_says_where_it_looked(tmp_path, capsys)
                  "--committed", str(tmp_path / "nothing")])
     assert code == 2
     assert "no committed records of preset 'quick'" in capsys.readouterr().err
+
+
+def test_every_objective_term_has_a_weight_flag():
+    """``--<term>-weight`` for every term of tkd.objective.TERMS (a new term gets its flag),
+    stored as the ObjectiveConfig field ``<term>_weight``; the old flags keep their names."""
+    import argparse
+    from dataclasses import fields
+
+    from tkd.cli import add_train_arguments
+    from tkd.objective import TERMS, ObjectiveConfig
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    flags = {opt: action.dest for action in parser._actions for opt in action.option_strings}
+    config_fields = {f.name for f in fields(ObjectiveConfig)}
+    for term in TERMS:
+        flag = f"--{term.replace('_', '-')}-weight"
+        assert flags.get(flag) == f"{term}_weight", flag
+        assert f"{term}_weight" in config_fields
+    for old in ("--ce-weight", "--kd-weight", "--mse-weight", "--triplet-weight",
+                "--pair-weight"):
+        assert old in flags
+    args = parser.parse_args(["--out", "x", "--rkd-angle-weight", "3"])
+    assert args.rkd_angle_weight == 3.0

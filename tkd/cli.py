@@ -35,7 +35,7 @@ from tkd.grid import reproduce
 from tkd.live import EpochLog
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
-from tkd.objective import METHODS, method_config
+from tkd.objective import METHODS, TERMS, method_config
 from tkd.portable import MODES, is_portable, portable_environment, reexec_portable
 from tkd.records import load_records, results_root, write_record
 from tkd.tables import comparison_table, runs_frame, table_markdown
@@ -79,6 +79,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def weight_flag(term: str) -> str:
+    """The ``tkd train`` option of a term's weight: ``--<term>-weight`` with ``_`` as ``-``
+    (``rkd_distance`` -> ``--rkd-distance-weight``); argparse stores it as ``<term>_weight``,
+    the :class:`~tkd.objective.ObjectiveConfig` field."""
+    return f"--{term.replace('_', '-')}-weight"
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``tkd train``."""
     parser.add_argument("--dataset", default="digits", choices=DATASETS)
@@ -89,8 +96,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--margin", type=_non_negative, default=None)
     parser.add_argument("--temperature", type=_positive, default=None)
     parser.add_argument("--negatives", default=None, choices=NEGATIVE_STRATEGIES)
-    for term in ("ce", "kd", "mse", "triplet", "pair"):
-        parser.add_argument(f"--{term}-weight", type=_non_negative, default=None)
+    for term in TERMS:  # every term's ObjectiveConfig.<term>_weight, e.g. --rkd-distance-weight
+        parser.add_argument(weight_flag(term), type=_non_negative, default=None)
     parser.add_argument("--epochs", type=_positive_int, default=10)
     parser.add_argument("--batch-size", type=_positive_int, default=100)
     parser.add_argument("--lr", type=_positive, default=0.01)
@@ -116,8 +123,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     """Run ``tkd train``: validate, load, fit, write model.pt, history.csv and result.json."""
-    weights = {f"{t}_weight": getattr(args, f"{t}_weight")
-               for t in ("ce", "kd", "mse", "triplet", "pair")}
+    weights = {f"{t}_weight": getattr(args, f"{t}_weight") for t in TERMS}
     objective = method_config(args.method, margin=args.margin, temperature=args.temperature,
                               negatives=args.negatives, **weights)
     if objective.needs_teacher and not args.teacher:
