@@ -1,5 +1,6 @@
 """The package's shape: no import cycle among tkd modules (imports inside functions count too),
-and every sub-command registered in one place, tkd/cli.py."""
+every sub-command registered in one place, tkd/cli.py, and every cross-reference to a tkd name
+(docstrings, docs pages) naming a real attribute."""
 
 from __future__ import annotations
 
@@ -102,3 +103,54 @@ def test_every_module_is_named_in_the_package_map_and_in_docs_files():
     assert [m for m in modules if f"``{m}``" not in starts] == [], "missing in tkd/__init__.py"
     assert [m for m in modules if not any(r.startswith(f"| `tkd/{m}.py` |") for r in rows)] \
         == [], "missing in docs/files.md"
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``tkd.module.name[.attr...]`` names a real attribute: the longest importable
+    module prefix, then ``getattr`` for the rest (``tkd.objective.METHODS``,
+    ``tkd.objective.ObjectiveConfig.to_dict``, a module ``tkd.miners`` itself)."""
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            if not hasattr(obj, part):
+                return False
+            obj = getattr(obj, part)
+        return True
+    return False
+
+
+ROLE = r":(?:func|data|class|mod|meth|attr|exc|obj):`~?(tkd(?:\.\w+)*)`"
+"""A Sphinx cross-reference to a tkd name in a docstring: ``:func:`tkd.records.load_records```."""
+MENTION = r"`(tkd\.\w+(?:\.\w+)*)(?:\(\))?`"
+"""A backticked dotted mention in the docs: ```tkd.objective.TERMS``` or ```tkd.x.f()```."""
+
+
+def broken_references() -> list[str]:
+    """Every cross-reference in tkd's modules (:data:`ROLE`) and backticked ``tkd.*``
+    mention in docs/*.md and README.md (:data:`MENTION`) that names no real attribute, as
+    ``file: name``."""
+    import re
+
+    found = [(path, re.findall(ROLE, path.read_text())) for path in sorted(TKD.rglob("*.py"))]
+    pages = [*sorted((TKD.parent / "docs").glob("*.md")), TKD.parent / "README.md"]
+    found += [(path, re.findall(MENTION, path.read_text())) for path in pages]
+    return [f"{path.relative_to(TKD.parent)}: {name}" for path, names in found
+            for name in dict.fromkeys(names) if not resolves(name)]
+
+
+def test_the_reference_check_sees_a_moved_name():
+    assert resolves("tkd.objective.METHODS") and resolves("tkd.miners")
+    assert resolves("tkd.objective.ObjectiveConfig.to_dict")
+    assert not resolves("tkd.losses.METHODS") and not resolves("tkd.results")
+
+
+def test_every_cross_reference_names_a_real_attribute():
+    """A docstring's :func:/:data:/:class: reference or a docs page's `tkd.module.name`
+    that a restructuring left behind (a name moved or removed) fails here, listed."""
+    assert broken_references() == []

@@ -19,7 +19,7 @@ from tkd.train import TrainConfig
 
 @dataclass(frozen=True)
 class Experiment:
-    """One trained student: a method of :data:`tkd.losses.METHODS` with overrides."""
+    """One trained student: a method of :data:`tkd.objective.METHODS` with overrides."""
 
     name: str
     method: str
@@ -29,7 +29,7 @@ class Experiment:
     lr: float | None = None  # None: the preset's
 
     def objective(self):
-        """The :class:`tkd.losses.ObjectiveConfig` of this experiment."""
+        """The :class:`tkd.objective.ObjectiveConfig` of this experiment."""
         return method_config(self.method, **self.overrides)
 
 
@@ -109,7 +109,7 @@ objective (weights 1 CE, 1 KD, 2 triplet), to test against both parents; the oth
 
 HINT_WEIGHTS = (METHODS["hint"]["hint_weight"], 10.0, 1.0)
 PKT_WEIGHTS = (METHODS["pkt"]["pkt_weight"], 100.0)
-"""Weight grids: each method's published weight (:data:`tkd.losses.METHODS`) first."""
+"""Weight grids: each method's published weight (:data:`tkd.objective.METHODS`) first."""
 
 
 def hint_experiment(weight: float) -> Experiment:
@@ -135,7 +135,7 @@ RELATIONS = _experiments(
 )
 """The relation- and feature-based methods beside the paper's triplet, on the 128-d
 embeddings before the classifier (and RKD also on the logits, the triplet's space), with
-RepDistiller's weights (see :data:`tkd.losses.METHODS`). Two published weights fail this plain
+RepDistiller's weights (see :data:`tkd.objective.METHODS`). Two published weights fail this plain
 student on some seeds: the hint's 100 drives it to chance (its ReLUs die), and so does PKT's
 468.75 on one Fashion seed of three (in the first epoch). Their weights are therefore chosen on
 validation from ``HINT_WEIGHTS`` and ``PKT_WEIGHTS``; run with ``preset.headline_seeds``."""
@@ -158,7 +158,7 @@ def dkd_experiment(beta: float) -> Experiment:
 
 def ls_triplet_experiment(base: str, margin: float) -> Experiment:
     """``base`` (``triplet`` or ``triplet-batch-semihard``) on standardized logits at
-    ``margin``: ``<base>-ls`` at margin 1 (see ``triplet-ls`` in :data:`tkd.losses.METHODS`),
+    ``margin``: ``<base>-ls`` at margin 1 (see ``triplet-ls`` in :data:`tkd.objective.METHODS`),
     else ``<base>-ls-m<margin>``."""
     name = f"{base}-ls" + ("" if margin == LS_MARGINS[0] else f"-m{_number(margin)}")
     negatives = MAIN[base].overrides.get("negatives", "sample")
