@@ -224,6 +224,22 @@ def plot_sweep(runs: pd.DataFrame, kind: str, reference: pd.DataFrame | None = N
     return fig
 
 
+def _reference_outputs(students: pd.DataFrame, folder: Path) -> list[Path]:
+    """``relations.md`` and ``modern.md`` (each method beside its published reference) and
+    ``modern_summary.md``, those the runs have rows for; the paths written."""
+    written = []
+    for kind, frame in (("relations", relations_frame), ("modern", modern_frame)):
+        rows = frame(students)
+        if len(rows):  # the same table shape: one row per method, one column per reference
+            atomic_write_text(folder / f"{kind}.md", relations_markdown(rows))
+            written.append(folder / f"{kind}.md")
+    summary = modern_summary(students)
+    if summary:
+        atomic_write_text(folder / "modern_summary.md", summary)
+        written.append(folder / "modern_summary.md")
+    return written
+
+
 def build_figures(preset: str | Preset = "quick", root: str | Path | None = None,
                   out: str | Path | None = None, log=print) -> list[Path]:
     """Rebuild every table and figure of ``preset`` from its results files, read once into one
@@ -259,15 +275,7 @@ def build_figures(preset: str | Preset = "quick", root: str | Path | None = None
     atomic_write_text(folder / "phases.md", phase_markdown(phase_table(runs, compared[1:])))
     written += [folder / "paired.csv", folder / "paired.md", folder / "verdict.md",
                 folder / "phases.md"]
-    for kind, frame in (("relations", relations_frame), ("modern", modern_frame)):
-        rows = frame(students)
-        if len(rows):  # the same table shape: one row per method, one column per reference
-            atomic_write_text(folder / f"{kind}.md", relations_markdown(rows))
-            written.append(folder / f"{kind}.md")
-    summary = modern_summary(students)
-    if summary:
-        atomic_write_text(folder / "modern_summary.md", summary)
-        written.append(folder / "modern_summary.md")
+    written += _reference_outputs(students, folder)
     written += _fair_outputs(name, students, folder, failures)
     written += _schedule_outputs(preset, students, root, folder)
     beside = beside_markdown(preset, students, root)

@@ -220,6 +220,28 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _history_fault(history: dict) -> str | None:
+    """What is wrong with a record's ``history`` on its own, None when nothing is: columns
+    ``epoch`` and ``test_acc``, every column a list of numbers, all of one length n, and
+    ``epoch`` = 1..n (:func:`record_fault` checks it against the config and ``final``)."""
+    for column in ("epoch", "test_acc"):
+        if column not in history:
+            return f"its history has no {column!r} column"
+    lengths = set()
+    for column, values in history.items():
+        if not isinstance(values, list):
+            return f"its history column {column!r} is not a list"
+        bad = [v for v in values if not _number(v)]
+        if bad:
+            return f"its history column {column!r} holds {bad[0]!r}, not a number"
+        lengths.add(len(values))
+    if len(lengths) != 1:
+        return f"its history columns differ in length ({sorted(lengths)})"
+    if history["epoch"] != list(range(1, lengths.pop() + 1)):
+        return "its history's epochs are not 1, 2, ..., n"
+    return None
+
+
 def record_fault(record) -> str | None:
     """What is wrong with a run record's schema or contents, None when nothing is: the parts
     :func:`make_record` writes (``config`` with ``preset``, ``experiment``, ``seed`` and
@@ -254,22 +276,10 @@ def record_fault(record) -> str | None:
         return f"its wall_seconds is {record['wall_seconds']!r}, not a number >= 0"
     if not isinstance(record["environment"].get("device"), str):
         return "its environment names no device"
-    for column in ("epoch", "test_acc"):
-        if column not in history:
-            return f"its history has no {column!r} column"
-    lengths = set()
-    for column, values in history.items():
-        if not isinstance(values, list):
-            return f"its history column {column!r} is not a list"
-        bad = [v for v in values if not _number(v)]
-        if bad:
-            return f"its history column {column!r} holds {bad[0]!r}, not a number"
-        lengths.add(len(values))
-    if len(lengths) != 1:
-        return f"its history columns differ in length ({sorted(lengths)})"
-    n = lengths.pop()
-    if history["epoch"] != list(range(1, n + 1)):
-        return "its history's epochs are not 1, 2, ..., n"
+    fault = _history_fault(history)
+    if fault is not None:
+        return fault
+    n = len(history["epoch"])
     if record["interrupted"] and n >= epochs:
         return f"it says interrupted but holds all {epochs} epochs"
     if not record["interrupted"] and n != epochs:
