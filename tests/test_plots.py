@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from tkd import embed, plots
+from tkd import figure_checks as fc
 
 
 def _table(n=40, classes=4):
@@ -101,31 +102,31 @@ def test_overlapping_texts_finds_a_planted_overlap_and_no_false_one():
     ax = fig.subplots()
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    assert plots.overlapping_texts(fig) == []
+    assert fc.overlapping_texts(fig) == []
     ax.text(0.5, 0.5, "a long label here")
     ax.text(0.52, 0.5, "another one")  # drawn on top of the first
-    assert plots.overlapping_texts(fig) == [("a long label here", "another one")]
+    assert fc.overlapping_texts(fig) == [("a long label here", "another one")]
     twin = ax.twinx()  # a twin's hidden x axis keeps tick labels: they are not drawn
     twin.set_ylim(0, 5)
-    assert len(plots.overlapping_texts(fig)) == 1
+    assert len(fc.overlapping_texts(fig)) == 1
 
 
 def test_smallest_text_counts_the_shrinking_of_a_wide_figure():
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(plots.DISPLAY_WIDTH, 3))
+    fig = Figure(figsize=(fc.DISPLAY_WIDTH, 3))
     ax = fig.subplots()
     ax.set_title("title", fontsize=12)
     ax.set_xticks([0, 1], ["a", "b"], fontsize=10)
     ax.set_yticks([])
-    assert plots.smallest_text(fig)[0] == 10  # shown whole: the tick labels' 10 pt
-    fig.set_size_inches(2 * plots.DISPLAY_WIDTH, 3)  # twice as wide: shrunk on display
-    points, text = plots.smallest_text(fig)
+    assert fc.smallest_text(fig)[0] == 10  # shown whole: the tick labels' 10 pt
+    fig.set_size_inches(2 * fc.DISPLAY_WIDTH, 3)  # twice as wide: shrunk on display
+    points, text = fc.smallest_text(fig)
     assert points < 7 and text in {"a", "b"}
-    assert any("under 9 pt" in p for p in plots.figure_problems(fig))
-    plots.fit_to_display(fig)  # narrower axes, same text
-    assert plots.displayed_scale(fig) == 1  # what is shown is at most 9 inches wide
-    assert plots.figure_problems(fig) == []
+    assert any("under 9 pt" in p for p in fc.figure_problems(fig))
+    fc.fit_to_display(fig)  # narrower axes, same text
+    assert fc.displayed_scale(fig) == 1  # what is shown is at most 9 inches wide
+    assert fc.figure_problems(fig) == []
 
 
 def _learning_curve_like_figure():
@@ -145,10 +146,10 @@ def _learning_curve_like_figure():
 
 def test_fit_to_display_narrows_a_figure_with_a_legend_outside():
     fig, plt = _learning_curve_like_figure()
-    assert plots.displayed_scale(fig) < 1  # the legend outside widens the shown image
-    assert any("under 9 pt" in p for p in plots.figure_problems(fig))
-    plots.fit_to_display(fig)
-    assert plots.displayed_scale(fig) == 1 and plots.figure_problems(fig) == []
+    assert fc.displayed_scale(fig) < 1  # the legend outside widens the shown image
+    assert any("under 9 pt" in p for p in fc.figure_problems(fig))
+    fc.fit_to_display(fig)
+    assert fc.displayed_scale(fig) == 1 and fc.figure_problems(fig) == []
     plt.close(fig)
 
 
@@ -166,7 +167,7 @@ def test_label_bars_keeps_every_value_inside_its_axes():
     for label in labels:
         extent = label.get_window_extent(renderer)
         assert box.y0 <= extent.y0 and extent.y1 <= box.y1, label.get_text()
-    assert plots.overlapping_texts(fig) == []
+    assert fc.overlapping_texts(fig) == []
 
 
 def test_plot_logits_01_shows_values_that_touch_no_class_name():
@@ -180,7 +181,7 @@ def test_plot_logits_01_shows_values_that_touch_no_class_name():
                                                                    0.15294117647058825,
                                                                    0.1568627450980392)) == 1
     assert np.isclose(sum(b.get_height() for b in prob_ax.patches), 1.0)
-    assert plots.figure_problems(fig) == []
+    assert fc.figure_problems(fig) == []
     assert len(logit_ax.texts) == 10  # one value per bar
 
 
@@ -197,7 +198,7 @@ def test_plot_negatives_03_reads_at_full_size_without_overlaps():
     fig = plots.plot_negatives(frame, 5.0)
     fig.suptitle("One batch of an early student (100 steps): d(a,p) vs d(a,n) per triplet, "
                  "for each choice of negative", y=1.03)
-    assert plots.figure_problems(fig) == []
+    assert fc.figure_problems(fig) == []
     active = frame.groupby("strategy", sort=False).active.sum()
     assert [ax.get_title() for ax in fig.axes] == [
         f"{name}: loss {frame[frame.strategy == name].hinge.mean():.2f}, {active[name]} of 100 "
@@ -224,7 +225,7 @@ def test_figures_of_the_notebooks_read_at_nine_points():
         "margin": plots.plot_margin(np.array([1.0, 2.0]), np.array([9.0, 2.5]), 2.0),
     }
     for name, fig in figures.items():
-        assert plots.figure_problems(fig) == [], name
+        assert fc.figure_problems(fig) == [], name
 
 
 def test_plot_metrics_colours_each_bar_by_its_method():
@@ -237,3 +238,8 @@ def test_plot_metrics_colours_each_bar_by_its_method():
         if ax.get_visible():
             assert [b.get_facecolor() for b in ax.patches] == [
                 to_rgba(plots.colour_of(m)) for m in models]
+
+
+def test_the_notebooks_import_of_fit_to_display_from_plots_still_works():
+    """fit_to_display moved to tkd.figure_checks; notebooks import it from tkd.plots."""
+    assert plots.fit_to_display is fc.fit_to_display

@@ -10,9 +10,9 @@ import torch
 
 from tkd import widgets
 from tkd.data import load_dataset
+from tkd.figure_checks import figure_problems
 from tkd.losses import kd_loss
 from tkd.models import build_model
-from tkd.plots import figure_problems
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -31,10 +31,12 @@ Modules, one a line (``tests/test_structure.py`` fails when one is missing here 
 ``verify``       ``tkd verify``: fresh runs against the committed records, at three levels
 ``embed``        one shared 2-D map of teacher and student logits, and its numbers
 ``plots``        seaborn figures of the map and of the widgets' quantities
+``figure_checks`` whether a figure reads at a notebook's width (text size, overlaps); narrowing
 ``widgets``      widgets to move the KD temperature and the triplet margin
 ``notebooks``    what the notebooks share: setup, preset, banner, checks of their prose
 ``files``        atomic file writes
 ``cli``          every sub-command: ``train``, ``reproduce``, ``figures``, ``verify``, ...
+``cli_records``  the record-maintenance sub-commands' work: ``equivalence``, ``backfill-*``, ...
 ``__main__``     ``python -m tkd``
 """
 

@@ -1,8 +1,9 @@
 """Command line: ``python -m tkd train | reproduce | figures | verify | equivalence |
-backfill-code | backfill-weights``.
+backfill-code | backfill-fidelity | backfill-weights | fair-plan``.
 
 Every sub-command is registered here, in :func:`build_parser`, and each one's work is a short
-``*_command`` function that calls the library. Every value is checked before any data is
+``*_command`` function that calls the library (those of the record-maintenance commands in
+:mod:`tkd.cli_records`). Every value is checked before any data is
 loaded or any model is built, and unknown names get an error that lists the valid ones.
 """
 
@@ -17,6 +18,13 @@ from pathlib import Path
 import pandas as pd
 
 from tkd.checkpoint import CheckpointError, load_latest_checkpoint, load_model, save_model
+from tkd.cli_records import (
+    backfill_command,
+    backfill_fidelity_command,
+    backfill_weights_command,
+    equivalence_command,
+    fair_plan_command,
+)
 from tkd.data import CIFAR, DATASETS, IDX_FILES, load_dataset
 from tkd.experiments import (
     EXPERIMENTS,
@@ -398,63 +406,6 @@ def verify_command(args: argparse.Namespace) -> int:
             print(f"note: {note}.")
     print("\n".join(level_lines(result)))
     return 0 if reproduced(result) else 1
-
-
-def equivalence_command(args: argparse.Namespace) -> int:
-    """Run ``tkd equivalence``: train with an old commit's code and today's, record the
-    equivalence if identical; exit code 0 if identical, else 1."""
-    from tkd.equivalence import check_equivalence
-
-    differences = check_equivalence(args.commit, results_root(args.results), args.epochs,
-                                    new=args.new)
-    return 1 if differences else 0
-
-
-def backfill_command(args: argparse.Namespace) -> int:
-    """Run ``tkd backfill-code``: add code fingerprints to records from their commits."""
-    from tkd.equivalence import backfill_code
-
-    backfill_code(results_root(args.results))
-    return 0
-
-
-def fair_plan_command(args: argparse.Namespace) -> int:
-    """Run ``tkd fair-plan``: the runs a stage of ``tools/fair_grid.sh`` still needs, one line
-    per seed set: ``"<seeds> <experiments...>"`` (nothing when the stage is complete)."""
-    from tkd.fair import pending, pending_reruns, with_failures
-    from tkd.records import load_failures
-
-    preset = get_preset(args.preset)
-    runs = with_failures(runs_frame(load_records(preset, args.results), args.results,
-                                    check=False), load_failures(preset, args.results))
-    if args.stage == 4:
-        moved = runs_frame(load_records(get_preset(f"{preset.name}-h200"), args.results),
-                           check=False)
-        todo = pending_reruns(runs, moved) if len(moved) else []
-    else:
-        todo = pending(runs, args.stage)
-    groups: dict[tuple[int, ...], list[str]] = {}
-    for name, seeds in todo:
-        groups.setdefault(seeds, []).append(name)
-    for seeds, names in groups.items():
-        print(f"{' '.join(map(str, seeds))} {' '.join(names)}")
-    return 0
-
-
-def backfill_fidelity_command(args: argparse.Namespace) -> int:
-    """Run ``tkd backfill-fidelity``: fidelity to the teacher from the saved students."""
-    from tkd.fair import backfill_fidelity
-
-    backfill_fidelity(get_preset(args.preset), args.results)
-    return 0
-
-
-def backfill_weights_command(args: argparse.Namespace) -> int:
-    """Run ``tkd backfill-weights``: name each saved student's weights in its record."""
-    from tkd.records import backfill_weights
-
-    backfill_weights(args.results)
-    return 0
 
 
 def _add_results(parser) -> None:

@@ -107,7 +107,7 @@ def _as_tensor(array) -> torch.Tensor:
 
 def _panel_grid(panels: int) -> tuple[int, int]:
     """(rows, columns) for ``panels`` panels two a row, so that a snapshot reads at a
-    notebook's width (:data:`tkd.plots.DISPLAY_WIDTH`)."""
+    notebook's width (:data:`tkd.figure_checks.DISPLAY_WIDTH`)."""
     columns = min(2, panels)
     return -(-panels // columns), columns
 
