@@ -3,11 +3,13 @@
 For any finite logits of valid shape (entries in [-1e4, 1e4]: realistic logits, far from float32
 overflow, where even torch's own losses return inf/NaN) every loss is finite and >= 0, the triplet
 loss equals ``torch.nn.functional.triplet_margin_loss``, and the objective is the weighted sum of
-its terms. Invalid input raises ``ValueError``: never another exception, never a number.
+its terms. Invalid input raises ``ValueError`` naming the argument: never another exception,
+never a number. Every loss has an entry in ``LOSSES``, which checks both for it.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -127,23 +129,50 @@ def test_objective_is_the_weighted_sum_of_finite_terms(data, method, negatives):
 
 # ------------------------------------------------------------------------ invalid input ----
 
-LOSSES = {
-    "triplet": lambda a, b, c: triplet_kd_loss(a, b, c),
-    "pair": lambda a, b, c: pair_kd_loss(a, b, c),
-    "kd": lambda a, b, c: kd_loss(a, b),
-    "mse": lambda a, b, c: logit_mse_loss(a, b),
-    "rkd_distance": lambda a, b, c: rkd_distance_loss(a, b),
-    "rkd_angle": lambda a, b, c: rkd_angle_loss(a, b),
-    "pkt": lambda a, b, c: pkt_loss(a, b),
-    "hint": lambda a, b, c: hint_loss(a, b),
-    "dkd": lambda a, b, c: dkd_loss(a, b, torch.zeros(len(a), dtype=torch.int64)),
-    "dist": lambda a, b, c: dist_loss(a, b),
+def two(a, b, c, labels):
+    """The arguments of a loss that reads the teacher's and the student's tensors alone."""
+    return a, b
+
+
+LOSSES = {  # name -> (the loss, its arguments from three tensors of one shape and labels)
+    "triplet": (triplet_kd_loss, lambda a, b, c, labels: (a, b, c)),
+    "pair": (pair_kd_loss, lambda a, b, c, labels: (a, b, c)),
+    "kd": (kd_loss, two),
+    "mse": (logit_mse_loss, two),
+    "rkd_distance": (rkd_distance_loss, two),
+    "rkd_angle": (rkd_angle_loss, two),
+    "pkt": (pkt_loss, two),
+    "hint": (hint_loss, two),
+    "dkd": (dkd_loss, lambda a, b, c, labels: (a, b, labels)),
+    "dist": (dist_loss, two),
 }
+"""Every loss of tkd.losses, called on logits: each is finite and >= 0 on any valid input
+(``test_every_loss_is_finite_and_non_negative``) and raises a ``ValueError`` naming the
+broken argument on any broken one (``test_broken_logits_raise_value_error_naming_it``).
+All are non-negative by their formulas: hinges (triplet, pair), squared errors (mse, hint),
+Huber distances (rkd), KL divergences (kd, dkd, pkt) and one minus a correlation (dist)."""
+
+ROUNDING = {"kd": 1e-5, "dkd": 1e-5, "pkt": 1e-5, "dist": 1e-5}
+"""The losses >= 0 only in exact arithmetic: KL divergences of near-equal distributions and
+one minus a correlation of nearly 1 round to a few ulp below 0 in float32."""
+
+
+def call(loss: str, a, b, c, labels):
+    function, arguments = LOSSES[loss]
+    return function(*arguments(a, b, c, labels))
+
+
+@FAST
+@given(logits(), st.sampled_from(sorted(LOSSES)))
+def test_every_loss_is_finite_and_non_negative(data, loss):
+    (a, b, c), labels = data
+    finite_non_negative(call(loss, a, b, c, labels), ROUNDING.get(loss, 0.0))
 
 
 @st.composite
 def broken(draw):
-    """Three logit tensors, one of them broken: a NaN/inf entry, wrong shape, rank or empty."""
+    """Three logit tensors, one of them broken (a NaN/inf entry, wrong shape, rank or empty),
+    and which: 0 or 1."""
     (a, b, c), _ = draw(logits())
     which = draw(st.integers(0, 1))  # every loss reads the first two
     tensors = [a, b, c]
@@ -162,18 +191,23 @@ def broken(draw):
     else:
         bad = bad[:0]
     tensors[which] = bad
-    return tensors
+    return tensors, which
 
 
 @FAST
 @given(broken(), st.sampled_from(sorted(LOSSES)))
-def test_broken_logits_raise_value_error(tensors, loss):
+def test_broken_logits_raise_value_error_naming_it(data, loss):
+    """A broken first or second tensor (NaN/inf, extra row, missing class, wrong rank,
+    empty) raises ``ValueError`` whose message names that argument (a shape mismatch names
+    both)."""
+    tensors, which = data
     a, b = tensors[:2]
     width_only = (a.dim() == b.dim() == 2 and len(a) == len(b) > 0 and a.shape[1] != b.shape[1]
                   and bool(torch.isfinite(a).all() and torch.isfinite(b).all()))
     assume(not (width_only and loss in ("rkd_distance", "rkd_angle", "pkt")))  # widths may differ
-    with pytest.raises(ValueError):
-        LOSSES[loss](*tensors)
+    name = list(inspect.signature(LOSSES[loss][0]).parameters)[which]
+    with pytest.raises(ValueError, match=name):
+        call(loss, *tensors, torch.zeros(len(a), dtype=torch.int64))
 
 
 @FAST
