@@ -185,3 +185,13 @@ def test_no_function_over_60_lines_and_no_module_over_520():
     """Split a long function into helpers, move a coherent group of a long module out (as
     tkd/figure_checks.py out of tkd/plots.py, tkd/cli_records.py out of tkd/cli.py)."""
     assert oversized() == []
+
+
+def test_a_module_without_its_test_file_is_named_in_docs_files():
+    """``docs/files.md``'s ``tests/`` row says where a module without ``test_<module>.py`` is
+    tested; a new module fails here until it has its file or is named there."""
+    rows = (TKD.parent / "docs" / "files.md").read_text().splitlines()
+    tests_row = next(r for r in rows if r.startswith("| `tests/` |"))
+    untested = [p.stem for p in sorted(TKD.glob("*.py")) if not p.stem.startswith("__")
+                and not (TKD.parent / "tests" / f"test_{p.stem}.py").is_file()]
+    assert [m for m in untested if f"`{m}`" not in tests_row] == []
