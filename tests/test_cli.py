@@ -247,3 +247,9 @@ def test_every_objective_term_has_a_weight_flag():
         assert old in flags
     args = parser.parse_args(["--out", "x", "--rkd-angle-weight", "3"])
     assert args.rkd_angle_weight == 3.0
+
+
+def test_fair_plan_on_a_folder_without_records_says_what_to_train_first(tmp_path, capsys):
+    assert main(["fair-plan", "2", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no records of the preset fashion" in err and "reproduce --preset fashion" in err

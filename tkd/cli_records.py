@@ -11,6 +11,7 @@ arguments and returns the exit code.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tkd.experiments import get_preset
 from tkd.records import load_records, results_root
@@ -42,8 +43,15 @@ def fair_plan_command(args: argparse.Namespace) -> int:
     from tkd.records import load_failures
 
     preset = get_preset(args.preset)
-    runs = with_failures(runs_frame(load_records(preset, args.results), args.results,
-                                    check=False), load_failures(preset, args.results))
+    records = load_records(preset, args.results)
+    if not records:
+        print(f"error: no records of the preset {preset.name} under "
+              f"{args.results or 'results'}: the choices start from its main comparison; train "
+              f"it first (python -m tkd reproduce --preset {preset.name} --main-only)",
+              file=sys.stderr)
+        return 2
+    runs = with_failures(runs_frame(records, args.results, check=False),
+                         load_failures(preset, args.results))
     if args.stage == 4:
         moved = runs_frame(load_records(get_preset(f"{preset.name}-h200"), args.results),
                            check=False)
