@@ -60,6 +60,7 @@ LAB_TRACK = [
 _HEADING = re.compile(r"^##\s+(.*)$", re.M)
 BLOCK = "<!-- {0} -->\n{1}\n<!-- /{0} -->"  # a block written by :func:`sync`
 _PLAN_BLOCK = re.compile(r"<!-- plan -->.*?<!-- /plan -->", re.S)
+_SKIP_BLOCK = re.compile(r"\n?<!-- lab-skip -->.*?<!-- /lab-skip -->", re.S)  # not read aloud
 _REFERENCES = re.compile(r"^#+\s*References\b.*", re.S | re.M)
 _MD_TABLE = re.compile(r"^\|.*\|\s*\n\|[-:| ]+\|\s*$", re.M)
 
@@ -90,7 +91,7 @@ def sections(path: Path) -> list[dict]:
     found = [{"section": "Setup", "words": 0, "figures": 0, "tables": 0, "code cells": 0}]
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.cell_type == "markdown":
-            text = _REFERENCES.sub("", cell.source)
+            text = _SKIP_BLOCK.sub("", _REFERENCES.sub("", cell.source))
             if _PLAN_BLOCK.search(text):  # the plan: one table, its words not read aloud
                 text = _PLAN_BLOCK.sub("", text)
                 found[-1]["tables"] += 1
@@ -220,8 +221,9 @@ def time_note(number: str) -> str:
     every = sections(notebook_file(number))
     full = model_minutes(every, number)["model (min)"] - DISCUSSION_MINUTES
     return (f"**How long it takes.** In the lab: {lab} min ({slots} of the {TOTAL}-minute plan "
-            f"in notebook 00). In full, every section and the exercises: about {full:.0f} min by "
-            "the plan's reading model, without discussion; its cells ran in "
+            f"in notebook 00), discussion included. Alone, reading every section and doing the "
+            f"exercises: about {full:.0f} min by the plan's reading model, no discussion; its "
+            "cells ran in "
             f"{run:.1f} min when the lab was last timed. After the lab: the exercises"
             + ("; and the sections " + "; ".join(f"“{n}”" for n in left) if left else "")
             + ".")
@@ -232,6 +234,36 @@ def _replace_block(source: str, name: str, body: str) -> str:
     if not pattern.search(source):
         raise ValueError(f"no <!-- {name} --> block")
     return pattern.sub(lambda _: BLOCK.format(name, body), source)
+
+
+def skip_markers(number: str) -> dict[str, str]:
+    """Per section of lab notebook ``number`` that no slot covers (:func:`going_further`; the
+    "Going further" ones say so in their heading), the line that tells the class to skip it
+    and where to go on."""
+    left = set(going_further().get(number, []))
+    order = [s["section"] for s in sections(notebook_file(number))]
+    markers = {}
+    for i, name in enumerate(order):
+        if name not in left or name.startswith("Going further"):
+            continue
+        after = next((n for n in order[i + 1:] if n not in left), None)
+        where = f"go on at “{after}”" if after else "the lab part of this notebook ends here"
+        markers[name] = (f"> **In the lab, skip this section** (it is for after the lab): "
+                         f"{where}.")
+    return markers
+
+
+def _mark_skipped(source: str, markers: dict[str, str]) -> str:
+    """``source`` with a ``<!-- lab-skip -->`` block under each ``## `` heading named in
+    ``markers`` and none under the others."""
+    source = _SKIP_BLOCK.sub("", source)
+
+    def mark(match: re.Match) -> str:
+        name = match.group(1).strip()
+        line = match.group(0)
+        return line + "\n" + BLOCK.format("lab-skip", markers[name]) if name in markers else line
+
+    return _HEADING.sub(mark, source)
 
 
 def sync(folder: Path = FOLDER, write: bool = True) -> list[Path]:
@@ -245,9 +277,11 @@ def sync(folder: Path = FOLDER, write: bool = True) -> list[Path]:
         path = notebook_file(number, folder)
         nb = nbformat.read(path, as_version=4)
         before = [c.source for c in nb.cells]
+        skip = skip_markers(number)
         for cell in nb.cells:
             if cell.cell_type != "markdown":
                 continue
+            cell.source = _mark_skipped(cell.source, skip)
             if "<!-- time -->" in cell.source:
                 cell.source = _replace_block(cell.source, "time", time_note(number))
             if "<!-- plan -->" in cell.source:
