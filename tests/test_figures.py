@@ -149,3 +149,13 @@ def test_schedule_plot_labels_each_length_with_its_seeds():
     fig = fg.plot_schedule_gaps(schedule_frame(by_length, [("kd-t4", "triplet")]))
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["10\n3 seeds", "40\n1 seed"]
+    frame = schedule_frame(by_length, [("kd-t4", "triplet")])
+    fig = fg.plot_schedule_gaps(frame, {10: 30, 40: 100})
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["10 of 30\n3 seeds",
+                                                                    "40 of 100\n1 seed"]
+    from matplotlib.colors import to_hex
+
+    from tkd.plots import METHOD_COLOURS
+    handles, _ = fig.axes[0].get_legend_handles_labels()
+    drawn = {to_hex(h.lines[0].get_color()) for h in handles}
+    assert not drawn & {to_hex(c) for c in METHOD_COLOURS.values()}  # a gap is no method

@@ -85,23 +85,33 @@ def figures_root(root: str | Path | None = None) -> Path:
     return Path(os.environ.get("TKD_FIGURES") or project_root() / "figures")
 
 
-def plot_schedule_gaps(frame: pd.DataFrame):
+def plot_schedule_gaps(frame: pd.DataFrame, totals: dict[int, int] | None = None):
     """Each headline gap (points, paired 95 % interval as error bars) against the length of
-    the schedule's first phase, each length labelled with its seeds. Returns the figure."""
+    the schedule's first phase, each length labelled with the seeds of its gaps (and, with
+    ``totals`` {first phase: epochs in all}, its schedule: "10 of 30"). The gaps are drawn in
+    dark colours of no method, with one marker each: they are differences, not methods.
+    Returns the figure."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    styles = [("#393b79", "o"), ("#843c39", "s"), ("#637939", "^"), ("#8c6d31", "D")]
     for k, ((a, b), group) in enumerate(frame.groupby(["a", "b"], sort=False)):
         x = group.first_phase * (1 + 0.03 * (k - 1.5))  # side by side, readable bars
         low = (group["mean"] - group.low).fillna(0).clip(lower=0)
         high = (group.high - group["mean"]).fillna(0).clip(lower=0)
-        ax.errorbar(x, group["mean"], yerr=[low, high], marker="o", capsize=3,
-                    label=f"{a} − {b}")
+        colour, marker = styles[k % len(styles)]
+        ax.errorbar(x, group["mean"], yerr=[low, high], marker=marker, color=colour,
+                    capsize=3, label=f"{a} − {b}")
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xscale("log", base=2)
     lengths = sorted(frame.first_phase.unique())
-    seeds = frame.groupby("first_phase").n.min()
-    ax.set_xticks(lengths, [f"{n}\n{seeds[n]} seed" + ("s" if seeds[n] > 1 else "")
-                             for n in lengths])
-    ax.set_xlabel("epochs before the first decay (schedule length)")
+    labels = []
+    for n in lengths:
+        low, high = frame[frame.first_phase == n].n.agg(["min", "max"])
+        seeds = f"{low} seed" + ("s" if high > 1 else "") if low == high else f"{low}–{high} seeds"
+        name = f"{n} of {totals[n]}" if totals and n in totals else f"{n}"
+        labels.append(f"{name}\n{seeds}")
+    ax.set_xticks(lengths, labels)
+    ax.set_xlabel("epochs before the first decay" + (", of the schedule's epochs in all"
+                                                     if totals else " (schedule length)"))
     ax.set_ylabel("test accuracy gap (points)")
     ax.set_title("Headline gaps vs schedule length (95 % paired intervals)")
     ax.grid(alpha=0.3)
