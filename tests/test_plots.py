@@ -93,6 +93,9 @@ def test_colour_of_and_seed_shades_keep_one_colour_per_method():
     assert brightness == sorted(brightness, reverse=True)  # light to dark
     hue = [np.argmax(np.array(s)) for s in shades]  # orange stays orange: red channel leads
     assert set(hue) == {int(np.argmax(base))}
+    for method in set(plots.METHOD_COLOURS) - {"teacher"}:  # (one teacher: no seeds to shade)
+        shades = np.array(plots.seed_shades(method, 5))
+        assert np.linalg.norm(np.diff(shades, axis=0), axis=1).min() > 0.08, method
 
 
 def test_label_bars_keeps_every_value_inside_its_axes():

@@ -74,12 +74,10 @@ def seed_shades(experiment: str, n: int) -> list[tuple[float, float, float]]:
 
     base = np.array(to_rgb(colour_of(experiment)))
     shades = []
-    for t in np.linspace(-0.5, 0.4, n) if n > 1 else [0.0]:
+    for t in np.linspace(-0.3, 0.55, n) if n > 1 else [0.0]:  # none too pale to tell apart
         towards = np.ones(3) if t < 0 else np.zeros(3)  # white for light, black for dark
         shades.append(tuple(float(v) for v in base + abs(t) * (towards - base)))
     return shades
-
-
 
 
 def _grid(n: int, columns: int) -> tuple[int, int]:
