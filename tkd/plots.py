@@ -80,7 +80,7 @@ def seed_shades(experiment: str, n: int) -> list[tuple[float, float, float]]:
     return shades
 
 
-def _grid(n: int, columns: int) -> tuple[int, int]:
+def panel_grid(n: int, columns: int) -> tuple[int, int]:
     """(rows, columns) of a grid of ``n`` panels at most ``columns`` wide."""
     columns = max(1, min(n, columns))
     return -(-n // columns), columns
@@ -184,7 +184,7 @@ def plot_students(table: pd.DataFrame, students: list[str] | None = None, pairs:
     students = students or [m for m in table.model.cat.categories if m != "teacher"]
     palette = _class_palette(table)
     teacher_pts = table[table.model == "teacher"]
-    rows, columns = _grid(len(students), 2)  # at most two panels a row: 9 inches in all
+    rows, columns = panel_grid(len(students), 2)  # at most two panels a row: 9 inches in all
     fig = Figure(figsize=(DISPLAY_WIDTH, 3.6 * rows + 0.3))
     axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
     for i, (ax, name) in enumerate(zip(axes, students)):
@@ -220,7 +220,7 @@ def plot_metrics(metrics: pd.DataFrame, columns: list[str] | None = None,
     method (:func:`colour_of`); ``values`` writes each bar's value on it (:func:`label_bars`:
     0.960 and 0.971 differ by less than a pixel)."""
     columns = columns or ["distance", "agreement", "kl", "margin_satisfied", "silhouette"]
-    rows, width = _grid(len(columns), 3)
+    rows, width = panel_grid(len(columns), 3)
     fig = Figure(figsize=(DISPLAY_WIDTH, 4.4 * rows))
     axes = fig.subplots(rows, width, squeeze=False).ravel()
     for ax in axes[len(columns):]:
@@ -250,7 +250,7 @@ def plot_soft_targets(probabilities: np.ndarray, temperature: float, labels: np.
     """The teacher's softened distributions (k, classes), one bar panel per image."""
     k, classes = probabilities.shape
     names = class_names or [str(c) for c in range(classes)]
-    rows, columns = _grid(k, 3)
+    rows, columns = panel_grid(k, 3)
     fig = Figure(figsize=(min(DISPLAY_WIDTH, 3.0 * columns), 3.0 * rows))
     axes = fig.subplots(rows, columns, sharey=True, squeeze=False)
     for ax in axes.ravel()[k:]:
@@ -330,7 +330,7 @@ def plot_negatives(frame: pd.DataFrame, margin: float = 5.0) -> Figure:
     same anchors and positives, each strategy's negatives; points below the dashed line are
     active. Each title gives the strategy's loss and active count; one legend below."""
     strategies = list(dict.fromkeys(frame["strategy"]))
-    rows, columns = _grid(len(strategies), 2)
+    rows, columns = panel_grid(len(strategies), 2)
     fig = Figure(figsize=(min(DISPLAY_WIDTH, 4.5 * columns), 3.3 * rows + 0.7))
     axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
     top = float(frame[["d_ap", "d_an"]].to_numpy().max()) * 1.05
@@ -364,7 +364,7 @@ def plot_temperatures(logits: np.ndarray, temperatures, label: int,
     logits = np.asarray(logits, dtype=np.float64)
     names = class_names or [str(c) for c in range(len(logits))]
     colours = ["C3" if c == label else "C0" for c in range(len(logits))]
-    rows, columns = _grid(len(temperatures), 3)
+    rows, columns = panel_grid(len(temperatures), 3)
     fig = Figure(figsize=(min(DISPLAY_WIDTH, 3.0 * columns), 3.2 * rows))
     axes = fig.subplots(rows, columns, sharey=True, squeeze=False)
     for ax in axes.ravel()[len(temperatures):]:

@@ -52,6 +52,7 @@ from tkd.plots import (
     _pair_lines,
     _scatter,
     figure_png,
+    panel_grid,
     plot_margin,
     plot_soft_targets,
     plot_students,
@@ -103,13 +104,6 @@ class _SliderPanel(_Panel):
 
 def _as_tensor(array) -> torch.Tensor:
     return torch.as_tensor(np.asarray(array), dtype=torch.float32)
-
-
-def _panel_grid(panels: int) -> tuple[int, int]:
-    """(rows, columns) for ``panels`` panels two a row, so that a snapshot reads at a
-    notebook's width (:data:`tkd.figure_checks.DISPLAY_WIDTH`)."""
-    columns = min(2, panels)
-    return -(-panels // columns), columns
 
 
 class TemperatureExplorer(_SliderPanel):
@@ -217,7 +211,7 @@ class MarginExplorer(_SliderPanel):
     def snapshot(self, margins=(0.0, 5.0, 10.0, 20.0)) -> Figure:
         """What the slider draws at each of ``margins``, side by side on the same axes: each
         triplet at (d(a,p), d(a,n)), active ones red, the line ``d(a,n) = d(a,p) + m``."""
-        rows, columns = _panel_grid(len(margins))
+        rows, columns = panel_grid(len(margins), 2)
         fig = Figure(figsize=(4.3 * columns, 3.9 * rows + 0.6))
         grid = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
         axes = grid.ravel()
@@ -400,7 +394,7 @@ class RetrainPanel(_Panel):
         if not self.maps:
             raise ValueError("no run yet: train one first")
         palette = _class_palette(self.maps[0])
-        rows, columns = _panel_grid(len(self.maps))
+        rows, columns = panel_grid(len(self.maps), 2)
         fig = Figure(figsize=(3.8 * columns + 1.4, 3.8 * rows + 0.6))
         axes = fig.subplots(rows, columns, squeeze=False).ravel()
         for i, (ax, table) in enumerate(zip(axes, self.maps)):
