@@ -125,15 +125,15 @@ def test_quick_main_comparison_takes_ba_caruanas_rate_chosen_on_validation():
     divergence (a rounding difference sent a seed to chance on one CPU model and not another);
     validation hardly tells 0.01 from the chosen rate apart: at most one validation image per
     seed separates them (exactly one in the records retrained with MKL's COMPATIBLE branch)."""
+    from tkd.fair import best_on_validation
     from tkd.records import load_records
     from tkd.tables import runs_frame
-    from tkd.verdict import best_on_validation, validation_means
 
     runs = runs_frame(load_records(QUICK), check=False)
     stable = [n for n in ex.LR_GRID["logit-mse"] if n != "logit-mse"]
     chosen = best_on_validation(runs, stable)
     assert chosen == ex.lr_experiment("logit-mse", QUICK.mse_lr).name
-    means = validation_means(runs, ex.LR_GRID["logit-mse"])
+    means = runs[runs.experiment.isin(ex.LR_GRID["logit-mse"])].groupby("experiment").val_acc.mean()
     one_image = 1 / QUICK.validation
     assert means.max() - means[chosen] <= one_image + 1e-6  # float32 accuracies
     main = ex.main_experiments(QUICK)
@@ -145,9 +145,9 @@ def test_todays_logit_kd_runs_its_seeds_at_the_settings_chosen_on_validation():
     """``plan`` gives the headline seeds to the setting of each grid that validation chooses on
     the committed Fashion-MNIST records (seed 1 of every candidate), never to one chosen by
     test accuracy or by default."""
+    from tkd.fair import best_on_validation
     from tkd.records import load_records
     from tkd.tables import runs_frame
-    from tkd.verdict import best_on_validation
 
     runs = runs_frame(load_records(ex.get_preset("fashion")), check=False)
     for head, grid in zip(ex.MODERN_HEADS, ex.MODERN_GRIDS.values()):

@@ -25,6 +25,22 @@ def test_choice_uses_seed_1_validation_only_and_waits_for_every_candidate():
     assert fair.choose(tie, ["b", "a"]) == "b"
 
 
+def test_every_choice_is_made_at_seed_1_or_at_a_presets_first_seed_without_it():
+    runs = frame([("a", 1, 0.91, 0.9), ("a", 2, 0.99, 0.99), ("b", 1, 0.92, 0.1),
+                  ("b", 2, 0.80, 0.1), ("c", 3, 1.00, 1.0)])
+    assert fair.best_on_validation(runs, ["a", "b", "c"]) == "b"  # c has no seed-1 run yet
+    assert fair.choose(runs, ["a", "b", "c"]) is None  # ...so the choice is not made
+    tie = frame([("x", 1, 0.9, 0), ("y", 1, 0.9, 0), ("z", 1, 0.8, 0)])
+    assert fair.validation_ties(tie, ["y", "x", "z"]) == ["y", "x"]
+    assert fair.best_on_validation(tie, ["x", "y"]) == "x"  # the tie goes to the first named
+    assert fair.validation_ties(tie, ["missing"]) == [] and fair.best_on_validation(tie, []) is None
+    moved = frame([("p", 2, 0.7, 0), ("q", 2, 0.8, 0), ("p", 3, 0.9, 0)])  # no seed 1 at all
+    assert fair.choice_seed(moved, ["p", "q"]) == 2
+    assert fair.best_on_validation(moved, ["p", "q"]) == "q"
+    diverged = frame([("a", 1, math.nan, math.nan), ("b", 1, 0.5, 0)])
+    assert fair.best_on_validation(diverged, ["a", "b"]) == "b"
+
+
 def test_the_margin_sweep_grows_while_its_largest_margin_is_best():
     names = [margin_experiment(m).name for m in MARGINS]
     rising = frame([(n, 1, 0.80 + 0.01 * i, 0) for i, n in enumerate(names[:6])])

@@ -220,7 +220,8 @@ LR_SWEEP = _experiments(*(lr_experiment(f, lr) for f in ("logit-mse", "ce-mse")
 default (with ``preset.seeds``, like the main comparison), not by ``--main-only``."""
 LR_GRID = {f: [lr_experiment(f, lr).name for lr in LR_RATES] for f in ("logit-mse", "ce-mse")}
 """Per family, its experiments at the learning rates of ``LR_RATES`` (0.01, 0.003, 0.001):
-the one with the best mean validation accuracy over seeds is the family's chosen rate."""
+the one with the best validation accuracy at seed 1 (:func:`tkd.fair.best_on_validation`) is
+the family's chosen rate."""
 
 SWEEPS = _experiments(*(margin_experiment(m) for m in MARGINS),
                       *(temperature_experiment(t) for t in TEMPERATURES))

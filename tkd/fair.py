@@ -1,11 +1,13 @@
 """The fair comparison: one choice rule for every method, its tuned rows, the declared primary
 claims with Holm's adjustment and the exploratory intervals with Benjamini–Hochberg's.
 
-``docs/claims.md`` declares all of it before the runs. In short: every choice is made on
-validation at seed 1 (:func:`choose`); each tuned method (:data:`tkd.experiments.TUNED_METHODS`)
-chooses its setting at the rate 0.01 (:func:`chosen_setting`), then its rate from
-:data:`tkd.experiments.TUNED_RATES` (:func:`tuned`); the five primary claims
-(:data:`PRIMARY`) are read with Holm's step-down procedure (:func:`primary_claims`).
+``docs/claims.md`` declares all of it before the runs. In short: every choice of every method,
+here and in :mod:`tkd.verdict`, is made on validation at seed 1 (:func:`best_on_validation`;
+:func:`choose` once every candidate has run); each tuned method
+(:data:`tkd.experiments.TUNED_METHODS`) chooses its setting at the rate 0.01
+(:func:`chosen_setting`), then its rate from :data:`tkd.experiments.TUNED_RATES`
+(:func:`tuned`); the five primary claims (:data:`PRIMARY`) are read with Holm's step-down
+procedure (:func:`primary_claims`).
 """
 
 from __future__ import annotations
@@ -41,24 +43,51 @@ PAPER_ROWS = ("ce-wd0.007", "kd-t4", "triplet")
 """The paper's settings at the paper's rate, run with every seed whatever is chosen."""
 
 
+def choice_seed(runs: pd.DataFrame, candidates: list[str]) -> int | None:
+    """The seed every choice among ``candidates`` is made at: :data:`CHOICE_SEED` when any
+    candidate has a run there, else the smallest seed any of them has (a preset of moved runs,
+    such as ``fashion-h200``, starts at seed 2); None when none has a run."""
+    seeds = set(runs.seed[runs.experiment.isin(candidates)])
+    if not seeds:
+        return None
+    return CHOICE_SEED if CHOICE_SEED in seeds else int(min(seeds))
+
+
 def validation_at_choice_seed(runs: pd.DataFrame, candidates: list[str]) -> pd.Series:
-    """Final validation accuracy at :data:`CHOICE_SEED` of each candidate that has it, in the
-    order of ``candidates``."""
-    part = runs[(runs.seed == CHOICE_SEED) & runs.experiment.isin(candidates)]
-    values = part.set_index("experiment").val_acc
+    """Final validation accuracy at :func:`choice_seed` of each candidate that has a run there,
+    in the order of ``candidates`` (NaN for a diverged run, :func:`with_failures`)."""
+    seed = choice_seed(runs, candidates)
+    part = runs[(runs.seed == seed) & runs.experiment.isin(candidates)]
+    values = part.drop_duplicates("experiment").set_index("experiment").val_acc
     return values.reindex([c for c in candidates if c in values.index])
 
 
+def validation_ties(runs: pd.DataFrame, candidates: list[str]) -> list[str]:
+    """The candidates whose validation accuracy at the choice seed
+    (:func:`validation_at_choice_seed`) equals the best one's, in the order of ``candidates``;
+    more than one name means validation cannot choose between them."""
+    values = validation_at_choice_seed(runs, candidates).dropna()
+    if not len(values):
+        return []
+    return [n for n, v in values.items() if math.isclose(v, values.max(), abs_tol=1e-12)]
+
+
+def best_on_validation(runs: pd.DataFrame, candidates: list[str]) -> str | None:
+    """The one rule every choice of this package follows: the candidate with the highest final
+    validation accuracy at the choice seed (:func:`choice_seed`, seed 1), among those that
+    have run there; a tie goes to the first listed (:func:`validation_ties` names the others);
+    a diverged run is never chosen. Test accuracy never enters. None when none has run."""
+    tied = validation_ties(runs, candidates)
+    return tied[0] if tied else None
+
+
 def choose(runs: pd.DataFrame, candidates: list[str]) -> str | None:
-    """The candidate with the highest final validation accuracy at seed 1; a tie goes to the
-    first listed; a candidate whose seed-1 run diverged (a row with NaN validation accuracy,
-    :func:`with_failures`) is never chosen. None while any candidate lacks its seed-1 run
-    (the choice is not made yet), or when every one diverged."""
-    values = validation_at_choice_seed(runs, candidates)
-    if len(values) < len(candidates) or values.isna().all():
+    """:func:`best_on_validation`, once the choice is made: None while any candidate lacks its
+    seed-1 run (the grid still has to run it), or when every one diverged."""
+    done = runs[(runs.seed == CHOICE_SEED) & runs.experiment.isin(candidates)]
+    if len(set(done.experiment)) < len(set(candidates)):
         return None
-    best = values.max()
-    return next(c for c in candidates if math.isclose(values[c], best, abs_tol=1e-12))
+    return best_on_validation(runs, candidates)
 
 
 def with_failures(runs: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:

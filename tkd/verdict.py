@@ -21,6 +21,7 @@ import math
 import pandas as pd
 
 from tkd.experiments import MINED, MODERN_GRIDS, WEIGHT_GRIDS
+from tkd.fair import best_on_validation, chosen_setting, validation_ties
 from tkd.stats import bh_readings, direction, exploratory_note, paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
@@ -91,38 +92,6 @@ def paired(runs: pd.DataFrame, a: str, b: str) -> dict:
     d = paired_difference(final_test_accuracy(runs, a), final_test_accuracy(runs, b))
     missing = [n for n in (a, b) if n not in set(runs.experiment)]
     return {"a": a, "b": b, **d, "reading": step_reading(d), "missing": missing}
-
-
-def validation_means(runs: pd.DataFrame, candidates: list[str]) -> pd.Series:
-    """Mean final validation accuracy of each candidate with runs, in the order of
-    ``candidates``, over the seeds they all share (over each one's own seeds when they share
-    none), so that a candidate is never favoured by the seeds it happens to have."""
-    part = runs[runs.experiment.isin(candidates)]
-    present = set(part.experiment)
-    names = [n for n in candidates if n in present]
-    common = set.intersection(*(set(part.seed[part.experiment == n]) for n in names)) \
-        if names else set()
-    if common:
-        part = part[part.seed.isin(common)]
-    return part.groupby("experiment").val_acc.mean().reindex(names)
-
-
-def validation_ties(runs: pd.DataFrame, candidates: list[str]) -> list[str]:
-    """The candidates whose mean validation accuracy (:func:`validation_means`) equals the
-    best one's, in the order of ``candidates``; more than one name means validation cannot
-    choose between them."""
-    means = validation_means(runs, candidates)
-    if not len(means):
-        return []
-    return [n for n, v in means.items() if math.isclose(v, means.max(), abs_tol=1e-9)]
-
-
-def best_on_validation(runs: pd.DataFrame, candidates: list[str]) -> str | None:
-    """The candidate experiment with the highest mean final validation accuracy over common
-    seeds (None if none has runs): how this package chooses, never on test accuracy. A tie
-    goes to the first tied name in ``candidates``; :func:`validation_ties` reports it."""
-    tied = validation_ties(runs, candidates)
-    return tied[0] if tied else None
 
 
 def chosen_rates(runs: pd.DataFrame) -> dict[str, str]:
@@ -355,9 +324,8 @@ def modern_methods(runs: pd.DataFrame) -> list[str]:
     and the semi-hard triplet on standardized logits), each at its setting chosen on validation
     from its grid in :data:`~tkd.experiments.MODERN_GRIDS`: DKD and DIST by the fair
     comparison's rule (:func:`tkd.fair.chosen_setting`, seed 1) once every candidate has its
-    seed-1 run, the others (and DKD, DIST before that) by :func:`best_on_validation`."""
-    from tkd.fair import chosen_setting
-
+    seed-1 run, the others (and DKD, DIST before that) by :func:`tkd.fair.best_on_validation`,
+    the same rule over the candidates run so far."""
     chosen = [(chosen_setting(runs, family) if family in ("dkd", "dist") else None)
               or best_on_validation(runs, grid) for family, grid in MODERN_GRIDS.items()]
     return [n for n in chosen if n]
