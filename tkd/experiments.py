@@ -162,8 +162,9 @@ def ls_triplet_experiment(base: str, margin: float) -> Experiment:
     else ``<base>-ls-m<margin>``."""
     name = f"{base}-ls" + ("" if margin == LS_MARGINS[0] else f"-m{_number(margin)}")
     negatives = MAIN[base].overrides.get("negatives", "sample")
-    return Experiment(name, "triplet-ls", f"{MAIN[base].label}, standardized logits, "
-                                          f"margin {_number(margin)}",
+    picked = "paper's sampled" if negatives == "sample" else negatives
+    return Experiment(name, "triplet-ls", f"triplet on standardized logits, {picked} negatives "
+                                          f"(CE + 2 triplet, m={_number(margin)})",
                       {"margin": margin, "negatives": negatives})
 
 
