@@ -44,8 +44,8 @@ MAIN = _experiments(
     Experiment("logit-mse-lr0.001", "logit-mse", "Ba & Caruana (logit MSE alone), lr 0.001",
                lr=0.001),
     Experiment("ce-mse", "ce-mse", "CE + logit MSE"),
-    Experiment("kd-t1", "kd", "Hinton KD, T=1", {"temperature": 1.0}),
-    Experiment("kd-t4", "kd", "Hinton KD, T=4", {"temperature": 4.0}),
+    Experiment("kd-t1", "kd", "Hinton KD (CE + KD, T=1)", {"temperature": 1.0}),
+    Experiment("kd-t4", "kd", "Hinton KD (CE + KD, T=4)", {"temperature": 4.0}),
     Experiment("pair", "pair", "pair loss (margin 5)"),
     Experiment("triplet", "triplet", "triplet, paper (CE + 2 triplet, m=5)"),
     Experiment("triplet-kd", "triplet-kd", "triplet-KD 2022 (KL T=1 + CE + 2 triplet)"),
@@ -94,8 +94,8 @@ def margin_experiment(margin: float) -> Experiment:
 
 def temperature_experiment(temperature: float) -> Experiment:
     """Hinton KD (CE + T^2 KL) at temperature ``temperature``."""
-    return Experiment(f"kd-t{_number(temperature)}", "kd", f"Hinton KD, T={_number(temperature)}",
-                      {"temperature": temperature})
+    t = _number(temperature)
+    return Experiment(f"kd-t{t}", "kd", f"Hinton KD (CE + KD, T={t})", {"temperature": temperature})
 
 
 GENERALITY = _experiments(
@@ -228,7 +228,7 @@ SWEEPS = _experiments(*(margin_experiment(m) for m in MARGINS),
                       *(temperature_experiment(t) for t in TEMPERATURES))
 
 AUTHOR_SETTINGS = _experiments(
-    Experiment("kd-t4-w0.9", "kd", "Hinton KD, T=4, 0.1 CE + 0.9 KD (mdistiller, RepDistiller)",
+    Experiment("kd-t4-w0.9", "kd", "Hinton KD (0.1 CE + 0.9 KD, T=4; mdistiller, RepDistiller)",
                {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}),
     Experiment("dist-w2", "dist", "DIST (CE + 2 x (inter + intra correlation), T=1)",
                {"dist_weight": 2.0}),
