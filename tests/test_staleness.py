@@ -57,6 +57,16 @@ def test_a_saved_student_with_a_stale_record_is_refused_or_retrained(saved_ce, c
     rn.load_student(SHORT, "ce", root=root, data_identity=data.identity())  # current again
 
 
+def test_a_reworded_label_leaves_a_record_current_and_a_changed_setting_does_not(saved_ce):
+    root, data = saved_ce
+    record = rc.result_path(SHORT, "ce", 1, root)
+    edit_record(record, "config", "label", "an older wording of the same run")
+    rn.load_student(SHORT, "ce", root=root, data_identity=data.identity())  # still current
+    edit_record(record, "config", "model", "another network")
+    with pytest.raises(ValueError, match=r"settings changed \(model\)"):
+        rn.load_student(SHORT, "ce", root=root, data_identity=data.identity())
+
+
 def test_a_stale_code_reason_names_only_what_changed_after_the_vouched_code(tmp_path,
                                                                              monkeypatch):
     """A record whose fingerprint an equivalence entry bridges to newer code, and one

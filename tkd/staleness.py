@@ -78,10 +78,16 @@ def _fields_differ(saved, want: dict | None, kind: type) -> bool:
         or any(k not in want for k in saved)
 
 
+DESCRIPTIVE = ("label",)
+"""Fields of a record's ``config`` that describe a run without changing it: a label reworded
+since does not make the record stale."""
+
+
 def _changed_settings(config: dict, want: dict) -> list[str]:
     kinds = {"train": TrainConfig, "objective": ObjectiveConfig}
-    return [k for k in want if (_fields_differ(config.get(k), want[k], kinds[k]) if k in kinds
-                                else config.get(k) != want[k])]
+    return [k for k in want if k not in DESCRIPTIVE and (
+        _fields_differ(config.get(k), want[k], kinds[k]) if k in kinds
+        else config.get(k) != want[k])]
 
 
 def _equivalences(root: str | Path | None) -> list[dict]:
