@@ -133,3 +133,18 @@ def test_the_control_mines_with_the_miner_validation_chose_on_the_committed_reco
     assert chosen is not None
     assert (EXPERIMENTS["triplet-self"].objective().negatives
             == EXPERIMENTS[chosen].objective().negatives)
+
+
+def test_the_choices_table_shows_every_candidate_at_seed_1_and_what_is_missing():
+    rows = [("triplet-batch-random", 1, 0.90, 0), ("triplet-batch-hard", 1, 0.93, 0),
+            ("triplet-batch-semihard", 1, 0.92, 0), ("triplet-batch-hard", 2, 0.99, 0),
+            ("dist", 1, math.nan, math.nan), ("pkt", 1, 0.91, 0), ("pkt-w100", 1, 0.90, 0)]
+    text = fair.choices_markdown(frame(rows))
+    mined = [line for line in text.splitlines() if line.startswith("| the mined triplet |")]
+    assert mined[0] == ("| the mined triplet | setting, at the rate 0.01 | "
+                        "`triplet-batch-random` 90.00, **`triplet-batch-hard` 93.00**, "
+                        "`triplet-batch-semihard` 92.00 |")
+    assert "learning rate (not chosen yet)" in mined[1] and "lr0.03` not run yet" in mined[1]
+    assert "`dist` diverged, `dist-t4` not run yet" in text
+    assert "| `pkt` (untuned) | setting, at the rate 0.01 | **`pkt` 91.00**" in text
+    assert fair.untuned_rows(frame(rows)) == ["pkt"]

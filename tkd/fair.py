@@ -20,9 +20,11 @@ from tkd.experiments import (
     EXPERIMENTS,
     LR_GRID,
     MARGINS,
+    MODERN_GRIDS,
     SETTING_GRIDS,
     TUNED_METHODS,
     TUNED_RATES,
+    WEIGHT_GRIDS,
     Preset,
     margin_experiment,
     rate_experiment,
@@ -304,9 +306,21 @@ def claims_markdown(runs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-UNTUNED = ("kd-ls", "triplet-ls-m2", "triplet-batch-semihard-ls", "rkd", "rkd-logits")
-"""Methods run at the paper's rate with their published (or validation-chosen) setting and no
-learning-rate tuning: labelled *untuned* wherever they appear."""
+UNTUNED_GRIDS = {"kd-ls": MODERN_GRIDS["kd-ls"], "triplet-ls": MODERN_GRIDS["triplet-ls"],
+                 "triplet-batch-semihard-ls": MODERN_GRIDS["triplet-batch-semihard-ls"],
+                 "rkd": ["rkd"], "rkd-logits": ["rkd-logits"], **WEIGHT_GRIDS}
+"""The methods run at the paper's rate with no learning-rate tuning, each with the settings it
+chooses from on validation (logit standardization and the standardized triplets, RKD on the
+embeddings and on the logits, PKT and the FitNets hint): labelled *untuned* wherever they
+appear."""
+METHOD_NAMES = {"student": "student alone", "kd": "Hinton KD", "triplet": "the paper's triplet",
+                "mined": "the mined triplet", "dkd": "DKD", "dist": "DIST"}
+
+
+def untuned_rows(runs: pd.DataFrame) -> list[str]:
+    """Each method of :data:`UNTUNED_GRIDS` at the setting validation chose at seed 1."""
+    chosen = (best_on_validation(runs, grid) for grid in UNTUNED_GRIDS.values())
+    return [name for name in chosen if name]
 
 
 def table_rows(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -321,7 +335,7 @@ def table_rows(runs: pd.DataFrame) -> list[tuple[str, str]]:
         rows.append(("mined triplet at the paper's rate", mined))
     if control(runs):
         rows.append(("teacher-free control", control(runs)))
-    rows += [("untuned", name) for name in UNTUNED]
+    rows += [("untuned", name) for name in untuned_rows(runs)]
     present = set(runs.experiment)
     return [(role, name) for role, name in dict.fromkeys(rows) if name in present]
 
@@ -345,6 +359,48 @@ def tuned_markdown(runs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _candidates_cell(runs: pd.DataFrame, names: list[str], chosen: str | None) -> str:
+    """``names`` with their validation accuracy at the choice seed (%), the chosen in bold."""
+    values = validation_at_choice_seed(runs, names)
+    cells = []
+    for name in names:
+        value = values.get(name)
+        text = ("not run yet" if value is None else "diverged" if math.isnan(value)
+                else f"{100 * value:.2f}")
+        cells.append(f"**`{name}` {text}**" if name == chosen else f"`{name}` {text}")
+    return ", ".join(cells)
+
+
+def choice_steps(runs: pd.DataFrame) -> list[tuple[str, str, list[str], str | None]]:
+    """Every choice made on validation, in order: (method, step, candidates, chosen or None)
+    for each tuned method's setting at the rate 0.01 and then its rate, Ba & Caruana's rate
+    and each untuned method's setting."""
+    steps = []
+    for method in TUNED_METHODS:
+        setting = chosen_setting(runs, method)
+        steps.append((METHOD_NAMES[method], "setting, at the rate 0.01",
+                      setting_candidates(runs, method), setting))
+        if setting:
+            steps.append((METHOD_NAMES[method], "learning rate", rate_candidates(setting),
+                          tuned(runs, method)))
+    steps.append(("Ba & Caruana", "learning rate (its own grid)", LR_GRID["logit-mse"],
+                  logit_regression(runs)))
+    steps += [(f"`{family}` (untuned)", "setting, at the rate 0.01", grid,
+               best_on_validation(runs, grid)) for family, grid in UNTUNED_GRIDS.items()]
+    return [step for step in steps if len(step[2]) > 1]
+
+
+def choices_markdown(runs: pd.DataFrame) -> str:
+    """:func:`choice_steps` as a table: each candidate's final validation accuracy at seed 1
+    (%), the chosen one in bold; "not run yet" or "diverged" where it has no number."""
+    lines = ["| method | choice | candidates: validation accuracy at seed 1 (%) |",
+             "|---|---|---|"]
+    for method, step, names, chosen in choice_steps(runs):
+        verdict = "" if chosen else " (not chosen yet)"
+        lines.append(f"| {method} | {step}{verdict} | {_candidates_cell(runs, names, chosen)} |")
+    return "\n".join(lines) + "\n"
+
+
 def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """Every exploratory comparison of the fair table (a, b): the teacher-free control against
     the mined triplet and the student alone, each tuned method against its paper's setting,
@@ -356,7 +412,7 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     pairs += [(rows[m], paper) for m, paper in (("student", "ce-wd0.007"), ("kd", "kd-t4"),
                                                 ("triplet", "triplet"))]
     pairs += [(mined, rows[m]) for m in ("triplet", "dkd", "dist")]
-    pairs += [(name, ref) for name in UNTUNED for ref in (kd, mined)]
+    pairs += [(name, ref) for name in untuned_rows(runs) for ref in (kd, mined)]
     present = set(runs.experiment)
     return [(a, b) for a, b in dict.fromkeys(pairs)
             if a and b and a != b and a in present and b in present]

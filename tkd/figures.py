@@ -311,6 +311,7 @@ def _fair_outputs(preset: str, runs: pd.DataFrame, folder: Path,
     """The fair comparison's tables of a :data:`tkd.fair.FAIR_PRESETS` preset
     (:mod:`tkd.fair`); a diverged candidate (``failures``) counts in the choices as lost."""
     from tkd.fair import (
+        choices_markdown,
         claims_markdown,
         exploratory_frame,
         exploratory_markdown,
@@ -321,6 +322,7 @@ def _fair_outputs(preset: str, runs: pd.DataFrame, folder: Path,
         return []
     runs = with_failures(runs, failures)
     tables = {"claims.md": claims_markdown(runs), "fair.md": tuned_markdown(runs),
+              "choices.md": choices_markdown(runs),
               "exploratory.md": exploratory_markdown(exploratory_frame(runs))}
     for file, text in tables.items():
         atomic_write_text(folder / file, text)

@@ -32,6 +32,7 @@ BLOCKS = {
     "fashion-modern": ("docs/modern.md", "figures/fashion/modern.md"),
     "fashion-claims": ("README.md", "figures/fashion/claims.md"),
     "fashion-fair": ("docs/fair.md", "figures/fashion/fair.md"),
+    "fashion-choices": ("docs/fair.md", "figures/fashion/choices.md"),
     "fashion-exploratory": ("docs/fair.md", "figures/fashion/exploratory.md"),
     "lesson-table": ("docs/lesson.md", "figures/lesson/beside.md"),
     "quick-table": ("docs/digits.md", "figures/quick/comparison.md"),
