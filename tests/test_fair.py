@@ -68,6 +68,10 @@ def test_the_rate_is_chosen_after_the_setting_and_the_control_follows_the_mined_
     assert stage3["triplet-batch-semihard-lr0.03"] == (2, 3, 4, 5)
     assert stage3["triplet-batch-semihard"] == (2, 3, 4, 5)
     assert stage3["triplet-self-lr0.03"] == (1, 2, 3, 4, 5)
+    untuned = pd.concat([runs, frame([("pkt", 1, 0.91, 0), ("pkt-w100", 1, 0.92, 0),
+                                      ("pkt", 2, 0.1, 0)])])
+    stage3 = dict(fair.pending(untuned, 3))  # an untuned method at its seed-1 choice
+    assert stage3["pkt-w100"] == (2, 3, 4, 5) and "pkt" not in stage3
 
 
 def test_holm_steps_down_and_stops_at_the_first_failure():

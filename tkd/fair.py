@@ -154,7 +154,8 @@ def tuned_rows(runs: pd.DataFrame) -> dict[str, str | None]:
 def pending(runs: pd.DataFrame, stage: int) -> list[tuple[str, tuple[int, ...]]]:
     """The (experiment, seeds) still missing for a grid stage: stage 2, the seed-1 runs that
     the choices need next (settings, then rates, then the control); stage 3, every seed of
-    each chosen row, of the mined triplet at 0.01 and of the paper's rows. Ba & Caruana's
+    each chosen row, of the mined triplet at 0.01, of the paper's rows and of each untuned
+    method at its choice (:func:`untuned_rows`). Ba & Caruana's
     rates join stage 2 at seed 1. A diverged run (a NaN row of :func:`with_failures`) is
     done: it is never pending again."""
     have = set(zip(runs.experiment, runs.seed))
@@ -169,7 +170,8 @@ def pending(runs: pd.DataFrame, stage: int) -> list[tuple[str, tuple[int, ...]]]
         if tuned(runs, "mined") is not None:
             wanted.append((control(runs), (CHOICE_SEED,)))
     else:
-        rows = [*tuned_rows(runs).values(), chosen_setting(runs, "mined"), *PAPER_ROWS]
+        rows = [*tuned_rows(runs).values(), chosen_setting(runs, "mined"), *PAPER_ROWS,
+                *untuned_rows(runs)]
         wanted = [(name, SEEDS) for name in dict.fromkeys(rows) if name is not None]
     missing = [(name, tuple(s for s in seeds if (name, s) not in have))
                for name, seeds in wanted]

@@ -9,8 +9,8 @@
 #      then each method's learning rates at its chosen setting, a larger margin while the
 #      largest is best, the teacher-free control at the mined triplet's rate; repeated until
 #      every choice is made
-#   3  seeds 2-5 of every chosen (setting, rate), of the control and of the mined triplet at
-#      0.01 (`python -m tkd fair-plan 3`)
+#   3  seeds 2-5 of every chosen (setting, rate), of the control, of the mined triplet at
+#      0.01 and of each untuned method at its chosen setting (`python -m tkd fair-plan 3`)
 #   4  every other run that was trained on an H200 (preset fashion-h200), again on the CPU
 #      (`python -m tkd fair-plan 4`)
 set -euo pipefail
