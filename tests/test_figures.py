@@ -80,6 +80,15 @@ def test_learning_curves_have_the_logged_panels(results):
     assert len(fig.axes[3].lines) == 4
 
 
+def test_validation_curves_tell_a_variant_from_its_method_by_its_dash(results):
+    records = rc.load_records(ex.get_preset("quick"), results)
+    fig = fg.plot_validation_curves(records, ["ce", "triplet", "triplet-m1"])
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert lines["triplet"].get_color() == lines["triplet-m1"].get_color()  # one family
+    assert lines["triplet"].get_linestyle() != lines["triplet-m1"].get_linestyle()
+    assert lines["ce"].get_linestyle() != lines["triplet"].get_linestyle()
+
+
 def test_stale_and_diverged_runs_are_marked(results, tmp_path, monkeypatch):
     """Current records: plain seed counts; records of other settings, teacher, data or code:
     the ``stale`` column says why, the seeds cell counts them and a warning names them;

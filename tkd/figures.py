@@ -192,13 +192,16 @@ def plot_validation_curves(records: list[dict], experiments: list[str], title: s
     convergence rule is read from. Returns the figure."""
     curves = curves_frame(records, experiments)
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    styles, shared = ["-", "--", ":", "-."], {}  # a variant sharing its method's colour: a dash
     for name in experiments:
         part = curves[curves.experiment == name] if len(curves) else curves
         if not len(part) or "val_acc" not in part:
             continue
         mean = 100 * part.groupby("epoch").val_acc.mean()
-        ax.plot(mean.index, mean.values, label=name, linewidth=1.2,
-                color=colour_of(name), linestyle="--" if name.startswith("triplet") else "-")
+        colour = colour_of(name)
+        shared[colour] = shared.get(colour, -1) + 1
+        style = styles[(shared[colour] + name.startswith("triplet")) % len(styles)]
+        ax.plot(mean.index, mean.values, label=name, linewidth=1.2, color=colour, linestyle=style)
     ax.set_xlabel("epoch (passes over the training split)")
     ax.set_ylabel("validation accuracy (%)")
     low = 100 * curves.val_acc.quantile(0.25) if len(curves) and "val_acc" in curves else 0
