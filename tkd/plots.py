@@ -269,14 +269,19 @@ def plot_soft_targets(probabilities: np.ndarray, temperature: float, labels: np.
     return fig
 
 
+SATISFIED = "0.45"
+"""The edge of a satisfied triplet's hollow marker (a grey of no method)."""
+
+
 def _margin_axes(ax, anchor_positive: np.ndarray, anchor_negative: np.ndarray, margin: float,
                  title: str | None = None, legend: bool = True) -> None:
-    """Scatter d(a, p) against d(a, n) on ``ax``: active triplets red, satisfied ones green;
-    the dashed line ``d(a, n) = d(a, p) + margin`` (below it: active) and the dotted diagonal
+    """Scatter d(a, p) against d(a, n) on ``ax``: active triplets filled red, satisfied ones
+    hollow grey (not the semi-hard triplet's green); the dashed line
+    ``d(a, n) = d(a, p) + margin`` (below it: active) and the dotted diagonal
     ``d(a, n) = d(a, p)`` (between the two: semi-hard)."""
     active = anchor_negative < anchor_positive + margin
-    ax.scatter(anchor_positive[~active], anchor_negative[~active], s=14, c="C2",
-               label=f"satisfied ({(~active).sum()})")
+    ax.scatter(anchor_positive[~active], anchor_negative[~active], s=14, facecolors="none",
+               edgecolors=SATISFIED, label=f"satisfied ({(~active).sum()})")
     ax.scatter(anchor_positive[active], anchor_negative[active], s=14, c="C3",
                label=f"active ({active.sum()})")
     top = float(max(anchor_positive.max(), anchor_negative.max(), 1e-3)) * 1.05
@@ -347,7 +352,8 @@ def plot_negatives(frame: pd.DataFrame, margin: float = 5.0) -> Figure:
             ax.set_xlabel("")
     for ax in axes[len(strategies):]:
         fig.delaxes(ax)  # an empty slot of the grid
-    handles = [Line2D([], [], marker="o", linestyle="", color="C2", label="satisfied (no loss)"),
+    handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor="none",
+                      markeredgecolor=SATISFIED, label="satisfied (no loss)"),
                Line2D([], [], marker="o", linestyle="", color="C3", label="active (loss > 0)"),
                Line2D([], [], color="0.3", linestyle="--", label=f"d(a,n) = d(a,p) + {margin:g}"),
                Line2D([], [], color="0.6", linestyle=":", label="diagonal d(a,n) = d(a,p)")]
