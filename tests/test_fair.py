@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from tkd import fair
+from tkd import fair, fair_tables
 from tkd.experiments import MARGINS, get_preset, margin_experiment, rate_experiment
 from tkd.stats import benjamini_hochberg, holm
 
@@ -65,9 +65,9 @@ def test_the_rate_is_chosen_after_the_setting_and_the_control_follows_the_mined_
     assert fair.control(runs) == rate_experiment("triplet-self", 0.03).name
     assert ("triplet-self-lr0.03", (1,)) in fair.pending(runs, 2)
     stage3 = dict(fair.pending(runs, 3))
-    assert stage3["triplet-batch-semihard-lr0.03"] == (2, 3, 4, 5)
+    assert stage3["triplet-batch-semihard-lr0.03"] == (2, 3, 4, 5, 6)  # seed 6: TUNED_SEEDS
     assert stage3["triplet-batch-semihard"] == (2, 3, 4, 5)
-    assert stage3["triplet-self-lr0.03"] == (1, 2, 3, 4, 5)
+    assert stage3["triplet-self-lr0.03"] == (1, 2, 3, 4, 5, 6)
     untuned = pd.concat([runs, frame([("pkt", 1, 0.91, 0), ("pkt-w100", 1, 0.92, 0),
                                       ("pkt", 2, 0.1, 0)])])
     stage3 = dict(fair.pending(untuned, 3))  # an untuned method at its seed-1 choice
@@ -82,6 +82,8 @@ def test_holm_steps_down_and_stops_at_the_first_failure():
     assert out[3]["level"] == pytest.approx(0.01) and out[0]["level"] == pytest.approx(0.0125)
     # 0.02 <= 0.05/2 would pass on its own, but the rank before it failed
     assert [o["decided"] for o in holm([0.04, 0.02, 0.3])] == [False, False, False]
+    # the undecided keep the level the procedure stopped at: alpha / (m - decided) = 0.05 / 3
+    assert [out[i]["level"] for i in (1, 2, 4)] == pytest.approx([0.05 / 3] * 3)
 
 
 def test_benjamini_hochberg_matches_the_step_up_rule_written_out():
@@ -143,7 +145,7 @@ def test_the_choices_table_shows_every_candidate_at_seed_1_and_what_is_missing()
     rows = [("triplet-batch-random", 1, 0.90, 0), ("triplet-batch-hard", 1, 0.93, 0),
             ("triplet-batch-semihard", 1, 0.92, 0), ("triplet-batch-hard", 2, 0.99, 0),
             ("dist", 1, math.nan, math.nan), ("pkt", 1, 0.91, 0), ("pkt-w100", 1, 0.90, 0)]
-    text = fair.choices_markdown(frame(rows))
+    text = fair_tables.choices_markdown(frame(rows))
     mined = [line for line in text.splitlines() if line.startswith("| the mined triplet |")]
     assert mined[0] == ("| the mined triplet | setting, at the rate 0.01 | "
                         "`triplet-batch-random` 90.00, **`triplet-batch-hard` 93.00**, "
@@ -152,3 +154,25 @@ def test_the_choices_table_shows_every_candidate_at_seed_1_and_what_is_missing()
     assert "`dist` diverged, `dist-t4` not run yet" in text
     assert "| `pkt` (untuned) | setting, at the rate 0.01 | **`pkt` 91.00**" in text
     assert fair.untuned_rows(frame(rows)) == ["pkt"]
+
+
+def test_the_claims_between_tuned_rows_leave_out_the_seed_that_chose_them():
+    """P4 compares two sides chosen at seed 1: it reads seeds 2-6, never seed 1."""
+    mined = ["triplet-batch-random", "triplet-batch-hard", "triplet-batch-semihard"]
+    rows = [(n, 1, 0.90, 0.90) for n in mined[:2]] + [(mined[2], 1, 0.95, 0.99)]
+    rows += [(f"{mined[2]}-lr{lr}", 1, 0.90, 0.9) for lr in ("0.003", "0.03")]
+    kd = ["kd-t1", "kd-t2", "kd-t8", "kd-t4-w0.9", "kd-t4-lr0.003", "kd-t4-lr0.03"]
+    rows += [(n, 1, 0.80, 0.8) for n in kd] + [("kd-t4", 1, 0.85, 0.80)]
+    rows += [(n, s, 0.9, 0.90 + 0.001 * s) for n in (mined[2], "kd-t4") for s in range(2, 7)]
+    claims = fair.primary_claims(frame(rows), "logit-mse").set_index("claim")
+    assert (claims.at["P4", "a"], claims.at["P4", "b"]) == (mined[2], "kd-t4")
+    assert claims.at["P4", "n"] == 5 and claims.at["P4", "mean"] == pytest.approx(0)
+    assert claims.at["P1", "n"] == 0  # no triplet runs here
+
+
+def test_the_control_refuses_a_miner_other_than_the_chosen_one():
+    rows = [("triplet-batch-random", 1, 0.9, 0), ("triplet-batch-hard", 1, 0.95, 0),
+            ("triplet-batch-semihard", 1, 0.9, 0), ("triplet-batch-hard-lr0.003", 1, 0.8, 0),
+            ("triplet-batch-hard-lr0.03", 1, 0.8, 0)]
+    with pytest.raises(ValueError, match="miner 'batch-hard'.*triplet-self mines"):
+        fair.control(frame(rows))

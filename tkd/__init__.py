@@ -24,6 +24,7 @@ Modules, one a line (``tests/test_structure.py`` fails when one is missing here 
 ``grid``         a preset's grid: the teacher, then every missing run (``--jobs``)
 ``cluster``      the grid on slurm through submitit
 ``fair``         the declared comparison: one choice rule, tuned rows, Holm and BH readings
+``fair_tables``  the fair comparison's tables: claims, tuned rows, every choice, exploratory
 ``stats``        paired differences over seeds, p-values, Holm, BH; the convergence rule
 ``verdict``      the paper's claimed ordering, checked step by step from a runs table
 ``tables``       the runs table (one row per record) and the tables read from it

@@ -7,7 +7,7 @@ here and in :mod:`tkd.verdict`, is made on validation at seed 1 (:func:`best_on_
 (:data:`tkd.experiments.TUNED_METHODS`) chooses its setting at the rate 0.01
 (:func:`chosen_setting`), then its rate from :data:`tkd.experiments.TUNED_RATES`
 (:func:`tuned`); the five primary claims (:data:`PRIMARY`) are read with Holm's step-down
-procedure (:func:`primary_claims`).
+procedure (:func:`primary_claims`). The tables made of all this: :mod:`tkd.fair_tables`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ comparison's tables (``claims.md``, ``fair.md``, ``exploratory.md``) and their v
 the primary claims."""
 CHOICE_SEED = 1
 SEEDS = (1, 2, 3, 4, 5)
+TUNED_SEEDS = (2, 3, 4, 5, 6)
+"""The seeds the claims between tuned rows (P4, P5) are read over: seed 1 chose each side, so
+its run was selected for its validation accuracy and is no evidence for the claim (amended in
+``docs/claims.md`` before any of these runs)."""
+TUNED_CLAIMS = ("P4", "P5")
 ALPHA = 0.05
 FIRST_MARGINS = 6
 """The paper's triplet starts with margins 1–40 (the first six of ``MARGINS``); a larger one is
@@ -136,10 +141,18 @@ def tuned(runs: pd.DataFrame, method: str) -> str | None:
 
 
 def control(runs: pd.DataFrame) -> str | None:
-    """The teacher-free control at the mined triplet's chosen rate (None while undecided)."""
+    """The teacher-free control at the mined triplet's chosen rate (None while undecided).
+    ``ValueError`` when validation chose a miner other than the control's (``triplet-self``
+    must then be defined with that miner before its runs)."""
     setting, mined = chosen_setting(runs, "mined"), tuned(runs, "mined")
     if mined is None:
         return None
+    miner, own = EXPERIMENTS[setting].objective().negatives, \
+        EXPERIMENTS["triplet-self"].objective().negatives
+    if miner != own:
+        raise ValueError(f"validation chose the miner {miner!r} ({setting}) but the teacher-free "
+                         f"control triplet-self mines {own!r}: define it with {miner!r} in "
+                         "tkd.objective.METHODS before running it")
     rate = next(lr for lr in TUNED_RATES if rate_experiment(setting, lr).name == mined)
     return rate_experiment("triplet-self", rate).name
 
@@ -154,8 +167,8 @@ def tuned_rows(runs: pd.DataFrame) -> dict[str, str | None]:
 def pending(runs: pd.DataFrame, stage: int) -> list[tuple[str, tuple[int, ...]]]:
     """The (experiment, seeds) still missing for a grid stage: stage 2, the seed-1 runs that
     the choices need next (settings, then rates, then the control); stage 3, every seed of
-    each chosen row, of the mined triplet at 0.01, of the paper's rows and of each untuned
-    method at its choice (:func:`untuned_rows`). Ba & Caruana's
+    each chosen row (seeds 1–6, :data:`TUNED_SEEDS`), of the mined triplet at 0.01, of the
+    paper's rows and of each untuned method at its choice (:func:`untuned_rows`). Ba & Caruana's
     rates join stage 2 at seed 1. A diverged run (a NaN row of :func:`with_failures`) is
     done: it is never pending again."""
     have = set(zip(runs.experiment, runs.seed))
@@ -170,9 +183,10 @@ def pending(runs: pd.DataFrame, stage: int) -> list[tuple[str, tuple[int, ...]]]
         if tuned(runs, "mined") is not None:
             wanted.append((control(runs), (CHOICE_SEED,)))
     else:
-        rows = [*tuned_rows(runs).values(), chosen_setting(runs, "mined"), *PAPER_ROWS,
-                *untuned_rows(runs)]
-        wanted = [(name, SEEDS) for name in dict.fromkeys(rows) if name is not None]
+        rows = [chosen_setting(runs, "mined"), *PAPER_ROWS, *untuned_rows(runs)]
+        tuned_seeds = tuple(dict.fromkeys((*SEEDS, *TUNED_SEEDS)))
+        wanted = [(name, tuned_seeds) for name in tuned_rows(runs).values() if name]
+        wanted += [(name, SEEDS) for name in dict.fromkeys(rows) if name is not None]
     missing = [(name, tuple(s for s in seeds if (name, s) not in have))
                for name, seeds in wanted]
     return [(name, seeds) for name, seeds in missing if seeds]
@@ -209,41 +223,49 @@ def primary_pairs(runs: pd.DataFrame, logit_regression: str) -> list[tuple[str, 
 
 PRIMARY = {
     "P1": "the paper's triplet beats Hinton KD (paper's settings)",
-    "P2": "Hinton KD beats logit regression (paper's settings)",
-    "P3": "logit regression beats the student alone (paper's settings)",
+    "P2": "Hinton KD (paper's setting) beats logit regression (its rate chosen on validation)",
+    "P3": "logit regression (its chosen rate) beats the student alone (weight decay 0.007)",
     "P4": "the mined triplet beats Hinton KD (both tuned)",
     "P5": "the mined triplet beats today's logit KD (both tuned)",
 }
 """The declared primary claims (``docs/claims.md``)."""
 
 
-def _accuracy(runs: pd.DataFrame, name: str | None) -> pd.Series:
+def accuracy_by_seed(runs: pd.DataFrame, name: str | None) -> pd.Series:
     """Final test accuracy (points) of ``name``'s finished runs, by seed (diverged rows out)."""
     part = runs[runs.experiment == name]
     return 100 * part.set_index("seed").test_acc.dropna()
 
 
+def _claim_accuracy(runs: pd.DataFrame, name: str | None, claim: str) -> pd.Series:
+    """:func:`accuracy_by_seed` over the seeds ``claim`` is read over (:data:`TUNED_SEEDS` for
+    :data:`TUNED_CLAIMS`)."""
+    accuracy = accuracy_by_seed(runs, name)
+    return accuracy[accuracy.index.isin(TUNED_SEEDS)] if claim in TUNED_CLAIMS else accuracy
+
+
 def primary_claims(runs: pd.DataFrame, logit_regression: str) -> pd.DataFrame:
     """The primary claims with Holm's step-down adjustment over the five (``docs/claims.md``):
     per claim ``a``, ``b``, ``n`` seeds, ``mean`` a − b (points), the raw two-sided paired
-    p-value ``p``, Holm's ``rank``, its interval ``low``/``high`` at confidence
-    1 − α/(m − rank + 1), and ``reading`` (holds, refuted, not shown)."""
+    p-value ``p``, Holm's ``rank``, ``level`` and ``decided`` (:func:`tkd.stats.holm`), its
+    interval ``low``/``high`` at confidence 1 − level, and ``reading`` (holds, refuted, not
+    shown). P4 and P5 are read over :data:`TUNED_SEEDS`, the others over every seed."""
     rows = []
     for claim, a, b in primary_pairs(runs, logit_regression):
-        acc_a, acc_b = _accuracy(runs, a), _accuracy(runs, b)
+        acc_a, acc_b = _claim_accuracy(runs, a, claim), _claim_accuracy(runs, b, claim)
         common = acc_a.index.intersection(acc_b.index)
         rows.append({"claim": claim, "statement": PRIMARY[claim], "a": a or "", "b": b or "",
                      "a_mean": acc_a[common].mean(), "b_mean": acc_b[common].mean(),
                      **paired_difference(acc_a, acc_b)})
     frame = pd.DataFrame(rows)
     adjusted = holm(frame.p.tolist(), ALPHA)
-    frame["rank"] = [r["rank"] for r in adjusted]
-    frame["decided"] = [r["decided"] for r in adjusted]
+    for key in ("rank", "level", "decided"):
+        frame[key] = [r[key] for r in adjusted]
     for i, r in enumerate(adjusted):
         if frame.at[i, "n"] >= 2 and not math.isnan(frame.at[i, "p"]):
-            confidence = 1 - r["level"]
-            d = paired_difference(_accuracy(runs, frame.at[i, "a"]),
-                                  _accuracy(runs, frame.at[i, "b"]), confidence)
+            claim, confidence = frame.at[i, "claim"], 1 - r["level"]
+            d = paired_difference(_claim_accuracy(runs, frame.at[i, "a"], claim),
+                                  _claim_accuracy(runs, frame.at[i, "b"], claim), confidence)
             frame.loc[i, ["low", "high"]] = d["low"], d["high"]
     frame["reading"] = [("holds" if m > 0 else "refuted") if decided else "not shown"
                         for m, decided in zip(frame["mean"], frame.decided)]
@@ -265,47 +287,10 @@ def exploratory(differences: list[dict]) -> list[dict]:
 
 
 def logit_regression(runs: pd.DataFrame) -> str:
-    """Ba & Caruana's learning rate, chosen on validation at seed 1 among the rates of its grid
-    (:data:`tkd.experiments.LR_GRID`) that have a seed-1 run, a diverged one counting as lost
-    (:func:`with_failures`); the rates not yet run at seed 1 are left out (stage 2 of the grid
-    runs them); ``logit-mse`` when none has."""
-    candidates = [n for n in LR_GRID["logit-mse"]
-                  if len(runs[(runs.experiment == n) & (runs.seed == CHOICE_SEED)])]
-    chosen = choose(runs, candidates) if candidates else None
-    return chosen or "logit-mse"
-
-
-def _number(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.3f}"
-
-
-def _signed(value: float) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{value:+.2f}"
-
-
-def claims_markdown(runs: pd.DataFrame) -> str:
-    """The primary claims as the README's table: each side's mean test accuracy over the seeds
-    both have, their number, a − b with its Holm-adjusted interval, and the reading."""
-    frame = primary_claims(runs, logit_regression(runs))
-    lines = ["| | claim (a > b) | a | b | seeds | a − b (points) | Holm-adjusted interval "
-             "| reading |", "|---|---|---|---|---:|---:|---|---|"]
-    for r in frame.to_dict("records"):
-        sides = [("not chosen yet" if not name else f"`{name}` (no runs yet)" if r["n"] == 0
-                  else f"`{name}` {mean:.2f} %")
-                 for name, mean in ((r["a"], r["a_mean"]), (r["b"], r["b_mean"]))]
-        interval = (f"[{_signed(r['low'])}, {_signed(r['high'])}] "
-                    f"({100 * (1 - ALPHA / (len(frame) - r['rank'] + 1)):.1f} %)"
-                    if r["n"] >= 2 else "–")
-        reading = f"**{r['reading']}**" if r["reading"] == "refuted" else r["reading"]
-        lines.append(f"| {r['claim']} | {r['statement']} | {sides[0]} | {sides[1]} | {r['n']} "
-                     f"| {_signed(r['mean'])} | {interval} | {reading} |")
-    decided = int(frame.decided.sum())
-    note = (f"\n{decided} of {len(frame)} claims decided. Each side's mean is over the seeds "
-            "both sides share (the same method can read differently in two rows); a claim is "
-            "*not shown* when the two sides share fewer than two seeds, a side is not chosen "
-            "yet, or its Holm test does not reject.\n")
-    return "\n".join(lines) + "\n" + note
+    """Ba & Caruana's learning rate, chosen by :func:`choose` among the rates of its own grid
+    (:data:`tkd.experiments.LR_GRID`: 0.01, 0.003, 0.001) once each has its seed-1 run, a
+    diverged one counting as lost (:func:`with_failures`); ``logit-mse`` while undecided."""
+    return choose(runs, LR_GRID["logit-mse"]) or "logit-mse"
 
 
 UNTUNED_GRIDS = {"kd-ls": MODERN_GRIDS["kd-ls"], "triplet-ls": MODERN_GRIDS["triplet-ls"],
@@ -323,125 +308,6 @@ def untuned_rows(runs: pd.DataFrame) -> list[str]:
     """Each method of :data:`UNTUNED_GRIDS` at the setting validation chose at seed 1."""
     chosen = (best_on_validation(runs, grid) for grid in UNTUNED_GRIDS.values())
     return [name for name in chosen if name]
-
-
-def table_rows(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """(role, experiment) of every row of the fair table: the paper's settings, each tuned
-    method at its chosen setting and rate, the mined triplet at the paper's rate, the
-    teacher-free control and the untuned methods."""
-    rows = [("paper's setting", name) for name in PAPER_ROWS]
-    rows += [(f"tuned: {method}", name) for method, name in tuned_rows(runs).items()
-             if name and method != "control"]
-    mined = chosen_setting(runs, "mined")
-    if mined:
-        rows.append(("mined triplet at the paper's rate", mined))
-    if control(runs):
-        rows.append(("teacher-free control", control(runs)))
-    rows += [("untuned", name) for name in untuned_rows(runs)]
-    present = set(runs.experiment)
-    return [(role, name) for role, name in dict.fromkeys(rows) if name in present]
-
-
-def tuned_markdown(runs: pd.DataFrame) -> str:
-    """The fair table: per row of :func:`table_rows` its learning rate, seeds, test accuracy
-    (mean ± sd, %) and its fidelity to the teacher on the test split (top-1 agreement, %, and
-    mean KL(teacher ‖ student), nats; exploratory; "–" for records that lack it)."""
-    lines = ["| role | experiment | lr | seeds | test acc. (%) | agreement with teacher (%) "
-             "| KL(teacher ‖ student) |", "|---|---|---:|---:|---|---:|---:|"]
-    for role, name in table_rows(runs):
-        part = runs[runs.experiment == name]
-        lr = EXPERIMENTS[name].lr or 0.01 if name in EXPERIMENTS else 0.01
-        acc = 100 * part.test_acc
-        spread = f" ± {acc.std():.2f}" if len(acc) > 1 else ""
-        agree, kl = part.test_teacher_agreement.dropna(), part.test_teacher_kl.dropna()
-        fidelity = (f"{100 * agree.mean():.2f} ({len(agree)})" if len(agree) else "–",
-                    f"{kl.mean():.3f} ({len(kl)})" if len(kl) else "–")
-        lines.append(f"| {role} | `{name}` | {lr:g} | {len(part)} | {acc.mean():.2f}{spread} "
-                     f"| {fidelity[0]} | {fidelity[1]} |")
-    return "\n".join(lines) + "\n"
-
-
-def _candidates_cell(runs: pd.DataFrame, names: list[str], chosen: str | None) -> str:
-    """``names`` with their validation accuracy at the choice seed (%), the chosen in bold."""
-    values = validation_at_choice_seed(runs, names)
-    cells = []
-    for name in names:
-        value = values.get(name)
-        text = ("not run yet" if value is None else "diverged" if math.isnan(value)
-                else f"{100 * value:.2f}")
-        cells.append(f"**`{name}` {text}**" if name == chosen else f"`{name}` {text}")
-    return ", ".join(cells)
-
-
-def choice_steps(runs: pd.DataFrame) -> list[tuple[str, str, list[str], str | None]]:
-    """Every choice made on validation, in order: (method, step, candidates, chosen or None)
-    for each tuned method's setting at the rate 0.01 and then its rate, Ba & Caruana's rate
-    and each untuned method's setting."""
-    steps = []
-    for method in TUNED_METHODS:
-        setting = chosen_setting(runs, method)
-        steps.append((METHOD_NAMES[method], "setting, at the rate 0.01",
-                      setting_candidates(runs, method), setting))
-        if setting:
-            steps.append((METHOD_NAMES[method], "learning rate", rate_candidates(setting),
-                          tuned(runs, method)))
-    steps.append(("Ba & Caruana", "learning rate (its own grid)", LR_GRID["logit-mse"],
-                  logit_regression(runs)))
-    steps += [(f"`{family}` (untuned)", "setting, at the rate 0.01", grid,
-               best_on_validation(runs, grid)) for family, grid in UNTUNED_GRIDS.items()]
-    return [step for step in steps if len(step[2]) > 1]
-
-
-def choices_markdown(runs: pd.DataFrame) -> str:
-    """:func:`choice_steps` as a table: each candidate's final validation accuracy at seed 1
-    (%), the chosen one in bold; "not run yet" or "diverged" where it has no number."""
-    lines = ["| method | choice | candidates: validation accuracy at seed 1 (%) |",
-             "|---|---|---|"]
-    for method, step, names, chosen in choice_steps(runs):
-        verdict = "" if chosen else " (not chosen yet)"
-        lines.append(f"| {method} | {step}{verdict} | {_candidates_cell(runs, names, chosen)} |")
-    return "\n".join(lines) + "\n"
-
-
-def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """Every exploratory comparison of the fair table (a, b): the teacher-free control against
-    the mined triplet and the student alone, each tuned method against its paper's setting,
-    the mined triplet against the other tuned methods, each untuned method against the tuned
-    Hinton KD and mined triplet. Pairs with an undecided side are left out."""
-    rows = tuned_rows(runs)
-    mined, kd, student = rows["mined"], rows["kd"], rows["student"]
-    pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student)]
-    pairs += [(rows[m], paper) for m, paper in (("student", "ce-wd0.007"), ("kd", "kd-t4"),
-                                                ("triplet", "triplet"))]
-    pairs += [(mined, rows[m]) for m in ("triplet", "dkd", "dist")]
-    pairs += [(name, ref) for name in untuned_rows(runs) for ref in (kd, mined)]
-    present = set(runs.experiment)
-    return [(a, b) for a, b in dict.fromkeys(pairs)
-            if a and b and a != b and a in present and b in present]
-
-
-def exploratory_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """:func:`exploratory_pairs` with their unadjusted paired 95 % intervals and the
-    Benjamini–Hochberg reading over all of them (:func:`exploratory`)."""
-    differences = [{"a": a, "b": b, **paired_difference(_accuracy(runs, a), _accuracy(runs, b))}
-                   for a, b in exploratory_pairs(runs)]
-    columns = ["a", "b", "n", "mean", "low", "high", "p", "q", "bh_reading", "family"]
-    return pd.DataFrame(exploratory(differences), columns=columns)
-
-
-def exploratory_markdown(frame: pd.DataFrame) -> str:
-    """:func:`exploratory_frame` as markdown, its family size stated."""
-    count = int((frame.n >= 2).sum()) if len(frame) else 0
-    lines = [f"Exploratory: {count} intervals (pairs with two common seeds or more), "
-             "unadjusted 95 %; Benjamini–Hochberg over these intervals at a false-discovery "
-             "rate of 5 %.", "",
-             "| a | b | seeds | a − b (points) | 95 % interval | p | BH q | BH reading |",
-             "|---|---|---:|---:|---|---:|---:|---|"]
-    for r in frame.to_dict("records"):
-        interval = f"[{_signed(r['low'])}, {_signed(r['high'])}]" if r["n"] >= 2 else "–"
-        lines.append(f"| `{r['a']}` | `{r['b']}` | {r['n']} | {_signed(r['mean'])} | "
-                     f"{interval} | {_number(r['p'])} | {_number(r['q'])} | {r['bh_reading']} |")
-    return "\n".join(lines) + "\n"
 
 
 def backfill_fidelity(preset: Preset, root=None, log=print) -> dict:

@@ -313,7 +313,7 @@ def _fair_outputs(preset: str, runs: pd.DataFrame, folder: Path,
                   failures: pd.DataFrame) -> list[Path]:
     """The fair comparison's tables of a :data:`tkd.fair.FAIR_PRESETS` preset
     (:mod:`tkd.fair`); a diverged candidate (``failures``) counts in the choices as lost."""
-    from tkd.fair import (
+    from tkd.fair_tables import (
         choices_markdown,
         claims_markdown,
         exploratory_frame,

@@ -52,8 +52,11 @@ def holm(p_values: list[float], alpha: float = 0.05) -> list[dict]:
 
     Ordered p(1) <= ... <= p(m), the hypothesis of rank r is rejected ("decided") when
     p(j) <= alpha / (m - j + 1) for every j <= r. Returns per input, in input order,
-    ``{"rank", "level", "decided"}`` with ``level = alpha / (m - rank + 1)``: the interval at
-    confidence ``1 - level`` is the Holm-consistent one."""
+    ``{"rank", "level", "decided"}``: a decided hypothesis has the level of its step,
+    ``alpha / (m - rank + 1)``; every other one the level of the step the procedure stopped
+    at, ``alpha / (m - k)`` with k hypotheses decided, the level each of them was last tested
+    at. The interval at confidence ``1 - level`` is then the one consistent with the
+    decisions."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: (math.isnan(p_values[i]), p_values[i]))
     out: list[dict] = [{} for _ in p_values]
@@ -62,6 +65,10 @@ def holm(p_values: list[float], alpha: float = 0.05) -> list[dict]:
         level = alpha / (m - rank + 1)
         still = still and not math.isnan(p_values[i]) and p_values[i] <= level
         out[i] = {"rank": rank, "level": level, "decided": still}
+    decided = sum(o["decided"] for o in out)
+    for o in out:
+        if not o["decided"]:
+            o["level"] = alpha / (m - decided)
     return out
 
 

@@ -1,0 +1,188 @@
+"""The fair comparison's tables (``figures/<preset>/claims.md``, ``fair.md``, ``choices.md``,
+``exploratory.md``) from a runs table: the primary claims, each method at its chosen setting
+and rate with its fidelity to the teacher, every choice candidate by candidate, and the
+exploratory intervals. The choices and statistics themselves are :mod:`tkd.fair`'s."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from tkd.experiments import EXPERIMENTS, LR_GRID, TUNED_METHODS
+from tkd.fair import (
+    METHOD_NAMES,
+    PAPER_ROWS,
+    UNTUNED_GRIDS,
+    accuracy_by_seed,
+    best_on_validation,
+    chosen_setting,
+    control,
+    exploratory,
+    logit_regression,
+    primary_claims,
+    rate_candidates,
+    setting_candidates,
+    tuned,
+    tuned_rows,
+    untuned_rows,
+    validation_at_choice_seed,
+)
+from tkd.stats import paired_difference
+
+
+def _number(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def _signed(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:+.2f}"
+
+
+def claims_markdown(runs: pd.DataFrame) -> str:
+    """The primary claims as the README's table: each side's mean test accuracy over the seeds
+    both have, their number, a − b with its Holm-adjusted interval, and the reading."""
+    frame = primary_claims(runs, logit_regression(runs))
+    lines = ["| | claim (a > b) | a | b | seeds | a − b (points) | Holm-adjusted interval "
+             "| reading |", "|---|---|---|---|---:|---:|---|---|"]
+    for r in frame.to_dict("records"):
+        sides = [("not chosen yet" if not name else f"`{name}` (no runs yet)" if r["n"] == 0
+                  else f"`{name}` {mean:.2f} %")
+                 for name, mean in ((r["a"], r["a_mean"]), (r["b"], r["b_mean"]))]
+        interval = (f"[{_signed(r['low'])}, {_signed(r['high'])}] "
+                    f"({100 * (1 - r['level']):.2f} %)"
+                    if r["n"] >= 2 else "–")
+        reading = f"**{r['reading']}**" if r["reading"] == "refuted" else r["reading"]
+        lines.append(f"| {r['claim']} | {r['statement']} | {sides[0]} | {sides[1]} | {r['n']} "
+                     f"| {_signed(r['mean'])} | {interval} | {reading} |")
+    decided = int(frame.decided.sum())
+    note = (f"\n{decided} of {len(frame)} claims decided. Each side's mean is over the seeds "
+            "both sides share (the same method can read differently in two rows); a claim is "
+            "*not shown* when the two sides share fewer than two seeds, a side is not chosen "
+            "yet, or its Holm test does not reject.\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def table_rows(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(role, experiment) of every row of the fair table: the paper's settings, each tuned
+    method at its chosen setting and rate, the mined triplet at the paper's rate, the
+    teacher-free control and the untuned methods."""
+    rows = [("paper's setting", name) for name in PAPER_ROWS]
+    rows += [(f"tuned: {method}", name) for method, name in tuned_rows(runs).items()
+             if name and method != "control"]
+    mined = chosen_setting(runs, "mined")
+    if mined:
+        rows.append(("mined triplet at the paper's rate", mined))
+    if control(runs):
+        rows.append(("teacher-free control", control(runs)))
+    rows += [("untuned", name) for name in untuned_rows(runs)]
+    present = set(runs.experiment)
+    return [(role, name) for role, name in dict.fromkeys(rows) if name in present]
+
+
+def tuned_markdown(runs: pd.DataFrame) -> str:
+    """The fair table: per row of :func:`table_rows` its learning rate, seeds, test accuracy
+    (mean ± sd, %) and its fidelity to the teacher on the test split (top-1 agreement, %, and
+    mean KL(teacher ‖ student), nats; exploratory; "–" for records that lack it)."""
+    lines = ["| role | experiment | lr | seeds | test acc. (%) | agreement with teacher (%) "
+             "| KL(teacher ‖ student) |", "|---|---|---:|---:|---|---:|---:|"]
+    for role, name in table_rows(runs):
+        part = runs[runs.experiment == name]
+        lr = EXPERIMENTS[name].lr or 0.01 if name in EXPERIMENTS else 0.01
+        acc = 100 * part.test_acc
+        spread = f" ± {acc.std():.2f}" if len(acc) > 1 else ""
+        agree, kl = part.test_teacher_agreement.dropna(), part.test_teacher_kl.dropna()
+        fidelity = (f"{100 * agree.mean():.2f} ({len(agree)})" if len(agree) else "–",
+                    f"{kl.mean():.3f} ({len(kl)})" if len(kl) else "–")
+        lines.append(f"| {role} | `{name}` | {lr:g} | {len(part)} | {acc.mean():.2f}{spread} "
+                     f"| {fidelity[0]} | {fidelity[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def _candidates_cell(runs: pd.DataFrame, names: list[str], chosen: str | None) -> str:
+    """``names`` with their validation accuracy at the choice seed (%), the chosen in bold."""
+    values = validation_at_choice_seed(runs, names)
+    cells = []
+    for name in names:
+        value = values.get(name)
+        text = ("not run yet" if value is None else "diverged" if math.isnan(value)
+                else f"{100 * value:.2f}")
+        cells.append(f"**`{name}` {text}**" if name == chosen else f"`{name}` {text}")
+    return ", ".join(cells)
+
+
+def choice_steps(runs: pd.DataFrame) -> list[tuple[str, str, list[str], str | None]]:
+    """Every choice made on validation, in order: (method, step, candidates, chosen or None)
+    for each tuned method's setting at the rate 0.01 and then its rate, Ba & Caruana's rate
+    and each untuned method's setting."""
+    steps = []
+    for method in TUNED_METHODS:
+        setting = chosen_setting(runs, method)
+        steps.append((METHOD_NAMES[method], "setting, at the rate 0.01",
+                      setting_candidates(runs, method), setting))
+        if setting:
+            steps.append((METHOD_NAMES[method], "learning rate", rate_candidates(setting),
+                          tuned(runs, method)))
+    steps.append(("Ba & Caruana", "learning rate (its own grid)", LR_GRID["logit-mse"],
+                  logit_regression(runs)))
+    steps += [(f"`{family}` (untuned)", "setting, at the rate 0.01", grid,
+               best_on_validation(runs, grid)) for family, grid in UNTUNED_GRIDS.items()]
+    return [step for step in steps if len(step[2]) > 1]
+
+
+def choices_markdown(runs: pd.DataFrame) -> str:
+    """:func:`choice_steps` as a table: each candidate's final validation accuracy at seed 1
+    (%), the chosen one in bold; "not run yet" or "diverged" where it has no number."""
+    lines = ["| method | choice | candidates: validation accuracy at seed 1 (%) |",
+             "|---|---|---|"]
+    budget: dict[str, set] = {}
+    for method, step, names, chosen in choice_steps(runs):
+        verdict = "" if chosen else " (not chosen yet)"
+        lines.append(f"| {method} | {step}{verdict} | {_candidates_cell(runs, names, chosen)} |")
+        budget.setdefault(method, set()).update(names)
+    lines += ["", "Candidates per method, each one seed-1 run (its tuning budget): "
+              + ", ".join(f"{method} {len(names)}" for method, names in budget.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """Every exploratory comparison of the fair table (a, b): the teacher-free control against
+    the mined triplet and the student alone, each tuned method against its paper's setting,
+    the mined triplet against the other tuned methods, each untuned method against the tuned
+    Hinton KD and mined triplet. Pairs with an undecided side are left out."""
+    rows = tuned_rows(runs)
+    mined, kd, student = rows["mined"], rows["kd"], rows["student"]
+    pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student)]
+    pairs += [(rows[m], paper) for m, paper in (("student", "ce-wd0.007"), ("kd", "kd-t4"),
+                                                ("triplet", "triplet"))]
+    pairs += [(mined, rows[m]) for m in ("triplet", "dkd", "dist")]
+    pairs += [(name, ref) for name in untuned_rows(runs) for ref in (kd, mined)]
+    present = set(runs.experiment)
+    return [(a, b) for a, b in dict.fromkeys(pairs)
+            if a and b and a != b and a in present and b in present]
+
+
+def exploratory_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`exploratory_pairs` with their unadjusted paired 95 % intervals and the
+    Benjamini–Hochberg reading over all of them (:func:`exploratory`)."""
+    differences = [{"a": a, "b": b, **paired_difference(accuracy_by_seed(runs, a),
+                                                         accuracy_by_seed(runs, b))}
+                   for a, b in exploratory_pairs(runs)]
+    columns = ["a", "b", "n", "mean", "low", "high", "p", "q", "bh_reading", "family"]
+    return pd.DataFrame(exploratory(differences), columns=columns)
+
+
+def exploratory_markdown(frame: pd.DataFrame) -> str:
+    """:func:`exploratory_frame` as markdown, its family size stated."""
+    count = int((frame.n >= 2).sum()) if len(frame) else 0
+    lines = [f"Exploratory: {count} intervals (pairs with two common seeds or more), "
+             "unadjusted 95 %; Benjamini–Hochberg over these intervals at a false-discovery "
+             "rate of 5 %.", "",
+             "| a | b | seeds | a − b (points) | 95 % interval | p | BH q | BH reading |",
+             "|---|---|---:|---:|---|---:|---:|---|"]
+    for r in frame.to_dict("records"):
+        interval = f"[{_signed(r['low'])}, {_signed(r['high'])}]" if r["n"] >= 2 else "–"
+        lines.append(f"| `{r['a']}` | `{r['b']}` | {r['n']} | {_signed(r['mean'])} | "
+                     f"{interval} | {_number(r['p'])} | {_number(r['q'])} | {r['bh_reading']} |")
+    return "\n".join(lines) + "\n"

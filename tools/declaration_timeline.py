@@ -1,0 +1,72 @@
+"""Which seeds of each primary claim's sides were trained after the claims were declared.
+
+    python tools/declaration_timeline.py          # a markdown table, from git and the records
+
+The declaration is the commit that added ``docs/claims.md``. A record is *after* when the code
+that trained it (``provenance.commit``) descends from that commit, *before* when the record
+file was committed to git before it, else *unknown*. Only the runs after it are new evidence
+for a claim; the others were seen before the claims were written down.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tkd.experiments import get_preset  # noqa: E402
+from tkd.fair import logit_regression, primary_pairs, with_failures  # noqa: E402
+from tkd.records import load_failures, load_records  # noqa: E402
+from tkd.tables import runs_frame  # noqa: E402
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def is_ancestor(old: str, new: str) -> bool:
+    return subprocess.run(["git", "merge-base", "--is-ancestor", old, new], cwd=ROOT,
+                          capture_output=True).returncode == 0
+
+
+def when(path: Path, declaration: str) -> str:
+    """"after", "before" or "unknown" (the module docstring says how)."""
+    commit = json.loads(path.read_text())["provenance"].get("commit") or ""
+    if commit and is_ancestor(declaration, commit):
+        return "after"
+    added = git("log", "--diff-filter=A", "--format=%H", "--", str(path.relative_to(ROOT)))
+    added = added.splitlines()[-1] if added else ""
+    if added and added != declaration and is_ancestor(added, declaration):
+        return "before"
+    return "unknown"
+
+
+def main() -> None:
+    declaration = git("log", "--diff-filter=A", "--format=%H", "--", "docs/claims.md")
+    declaration = declaration.splitlines()[-1]
+    preset = get_preset("fashion")
+    records = [r for r in load_records(preset) if r["config"]["experiment"] != "teacher"]
+    runs = with_failures(runs_frame(records, check=False), load_failures(preset))
+    folder = ROOT / "results" / "fashion"
+    print(f"Declared at commit {declaration[:7]}.\n")
+    print("| claim | side | seeds after the declaration | before | unknown |")
+    print("|---|---|---|---|---|")
+    for claim, a, b in primary_pairs(runs, logit_regression(runs)):
+        for side in (a, b):
+            if not side:
+                print(f"| {claim} | not chosen yet | – | – | – |")
+                continue
+            kinds: dict[str, list[str]] = {"after": [], "before": [], "unknown": []}
+            for path in sorted((folder / side).glob("[0-9]*.json")):
+                if not path.name.endswith(".failed.json"):
+                    kinds[when(path, declaration)].append(path.stem)
+            cells = [", ".join(kinds[k]) or "–" for k in ("after", "before", "unknown")]
+            print(f"| {claim} | `{side}` | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
