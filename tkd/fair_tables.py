@@ -85,8 +85,9 @@ def tuned_markdown(runs: pd.DataFrame) -> str:
     """The fair table: per row of :func:`table_rows` its learning rate, seeds, test accuracy
     (mean ± sd, %) and its fidelity to the teacher on the test split (top-1 agreement, %, and
     mean KL(teacher ‖ student), nats; exploratory; "–" for records that lack it)."""
-    lines = ["| role | experiment | lr | seeds | test acc. (%) | agreement with teacher (%) "
-             "| KL(teacher ‖ student) |", "|---|---|---:|---:|---|---:|---:|"]
+    lines = ["| role | experiment | lr | seeds | test acc. (%) "
+             "| agreement with teacher (%; its seeds) | KL(teacher ‖ student) (its seeds) |",
+             "|---|---|---:|---:|---|---:|---:|"]
     for role, name in table_rows(runs):
         part = runs[runs.experiment == name]
         lr = EXPERIMENTS[name].lr or 0.01 if name in EXPERIMENTS else 0.01

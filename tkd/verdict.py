@@ -315,8 +315,8 @@ def relations_sentence(runs: pd.DataFrame) -> str:
     parts = [_step_text(r) for r in frame.to_dict("records") if r["b"] in ("kd-t4", mined)]
     if not parts:
         return ""
-    return "Relation- and feature-based KD (RepDistiller's weights; PKT's and the hint's " \
-           "chosen on validation): " + "; ".join(parts) + ". "
+    return "Relation- and feature-based KD (RKD at RepDistiller's weights; PKT's and the " \
+           "hint's weights chosen on validation): " + "; ".join(parts) + ". "
 
 
 def modern_methods(runs: pd.DataFrame) -> list[str]:
