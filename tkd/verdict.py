@@ -143,7 +143,8 @@ def _fair_text(runs: pd.DataFrame, preset: str) -> str:
             f"ordering (triplet > Hinton KD > logit MSE > student alone) is {overall}.** "
             "Primary claims, Holm-adjusted over five (docs/claims.md): "
             + "; ".join(map(_claim_text, claims[:3])) + ". **The package's own claims, each "
-            "method at the setting and learning rate chosen on validation at seed 1, read over seeds 2–6:** "
+            "method at the setting and learning rate chosen on validation at seed 1, read over "
+            "seeds 2–6:** "
             + "; ".join(map(_claim_text, claims[3:])) + ". ")
     mined, free = tuned(runs, "mined"), control(runs)
     if mined and free and free in set(runs.experiment):
