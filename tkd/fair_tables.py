@@ -47,7 +47,8 @@ def claims_markdown(runs: pd.DataFrame) -> str:
     lines = ["| | claim (a > b) | a | b | seeds | a − b (points) | Holm-adjusted interval "
              "| reading |", "|---|---|---|---|---:|---:|---|---|"]
     for r in frame.to_dict("records"):
-        sides = [("not chosen yet" if not name else f"`{name}` (no runs yet)" if r["n"] == 0
+        sides = [("not chosen yet" if not name else f"`{name}` (no seeds of the claim yet)"
+                  if r["n"] == 0
                   else f"`{name}` {mean:.2f} %")
                  for name, mean in ((r["a"], r["a_mean"]), (r["b"], r["b_mean"]))]
         interval = (f"[{_signed(r['low'])}, {_signed(r['high'])}] "

@@ -1,4 +1,5 @@
-"""Which seeds of each primary claim's sides were trained after the claims were declared.
+"""Which seeds of each primary claim's sides were trained after the claims were declared, and
+what the paper's claims read over the seeds no choice and no earlier look touched.
 
     python tools/declaration_timeline.py          # a markdown table, from git and the records
 
@@ -19,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tkd.experiments import get_preset  # noqa: E402
-from tkd.fair import logit_regression, primary_pairs, with_failures  # noqa: E402
+from tkd.fair import (  # noqa: E402
+    accuracy_by_seed,
+    logit_regression,
+    primary_pairs,
+    with_failures,
+)
 from tkd.records import load_failures, load_records  # noqa: E402
+from tkd.stats import paired_difference  # noqa: E402
 from tkd.tables import runs_frame  # noqa: E402
 
 
@@ -66,6 +73,13 @@ def main() -> None:
                     kinds[when(path, declaration)].append(path.stem)
             cells = [", ".join(kinds[k]) or "–" for k in ("after", "before", "unknown")]
             print(f"| {claim} | `{side}` | " + " | ".join(cells) + " |")
+    print("\nThe paper's claims over seeds 2-5 (after the declaration for P1; without the seed "
+          "that chose Ba & Caruana's rate for P2, P3), unadjusted 95 %:")
+    for claim, a, b in primary_pairs(runs, logit_regression(runs))[:3]:
+        later = [accuracy_by_seed(runs, name) for name in (a, b)]
+        d = paired_difference(*(acc[acc.index >= 2] for acc in later))
+        print(f"- {claim} `{a}` - `{b}`: {d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], "
+              f"p = {d['p']:.3f}, {d['n']} seeds")
 
 
 if __name__ == "__main__":
