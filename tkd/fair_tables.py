@@ -73,7 +73,7 @@ def table_rows(runs: pd.DataFrame) -> list[tuple[str, str]]:
     rows += [(f"tuned: {method}", name) for method, name in tuned_rows(runs).items()
              if name and method != "control"]
     mined = chosen_setting(runs, "mined")
-    if mined:
+    if mined and mined != tuned(runs, "mined"):  # its own row when its rate is not 0.01
         rows.append(("mined triplet at the paper's rate", mined))
     if control(runs):
         rows.append(("teacher-free control", control(runs)))
