@@ -21,7 +21,7 @@ import math
 import pandas as pd
 
 from tkd.experiments import MINED, MODERN_GRIDS, WEIGHT_GRIDS
-from tkd.fair import best_on_validation, chosen_setting, validation_ties
+from tkd.fair import best_on_validation, validation_ties
 from tkd.stats import bh_readings, direction, exploratory_note, paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
@@ -323,12 +323,10 @@ def relations_sentence(runs: pd.DataFrame) -> str:
 def modern_methods(runs: pd.DataFrame) -> list[str]:
     """Today's logit distillation with runs (DKD, DIST, KD on standardized logits, the paper's
     and the semi-hard triplet on standardized logits), each at its setting chosen on validation
-    from its grid in :data:`~tkd.experiments.MODERN_GRIDS`: DKD and DIST by the fair
-    comparison's rule (:func:`tkd.fair.chosen_setting`, seed 1) once every candidate has its
-    seed-1 run, the others (and DKD, DIST before that) by :func:`tkd.fair.best_on_validation`,
-    the same rule over the candidates run so far."""
-    chosen = [(chosen_setting(runs, family) if family in ("dkd", "dist") else None)
-              or best_on_validation(runs, grid) for family, grid in MODERN_GRIDS.items()]
+    from its grid in :data:`~tkd.experiments.MODERN_GRIDS` by :func:`tkd.fair.best_on_validation`
+    (seed 1), the fair comparison's rule: for DKD and DIST, whose grids are their fair setting
+    grids, the same choice as :func:`tkd.fair.chosen_setting` once every candidate has run."""
+    chosen = [best_on_validation(runs, grid) for grid in MODERN_GRIDS.values()]
     return [n for n in chosen if n]
 
 
