@@ -101,7 +101,8 @@ def test_primary_claims_read_with_holm_intervals():
     claims = fair.primary_claims(frame(rows), "logit-mse").set_index("claim")
     assert claims.loc["P1", "reading"] == "refuted"
     assert claims.loc["P2", "reading"] == "holds"
-    assert claims.loc["P4", "reading"] == "not shown" and claims.loc["P4", "n"] == 0
+    assert claims.loc["P4", "reading"] == fair.PENDING and claims.loc["P4", "n"] == 0
+    assert claims.loc["P3", "reading"] == "refuted"  # 5 seeds, Holm decides it
     unadjusted = claims.loc["P1", "mean"]
     assert claims.loc["P1", "low"] < unadjusted < claims.loc["P1", "high"] < 0
 
@@ -149,7 +150,7 @@ def test_the_choices_table_shows_every_candidate_at_seed_1_and_what_is_missing()
     mined = [line for line in text.splitlines() if line.startswith("| the mined triplet |")]
     assert mined[0] == ("| the mined triplet | setting, at the rate 0.01 | "
                         "`triplet-batch-random` 90.00, **`triplet-batch-hard` 93.00**, "
-                        "`triplet-batch-semihard` 92.00 |")
+                        "`triplet-batch-semihard` 92.00 | 1.00 |")  # its lead over semi-hard
     assert "learning rate (not chosen yet)" in mined[1] and "lr0.03` not run yet" in mined[1]
     assert "`dist` diverged, `dist-t4` not run yet" in text
     assert "| `pkt` (untuned) | setting, at the rate 0.01 | **`pkt` 91.00**" in text
@@ -176,3 +177,22 @@ def test_the_control_refuses_a_miner_other_than_the_chosen_one():
             ("triplet-batch-hard-lr0.03", 1, 0.8, 0)]
     with pytest.raises(ValueError, match="miner 'batch-hard'.*triplet-self mines"):
         fair.control(frame(rows))
+
+
+def test_exploratory_readings_leave_out_the_run_that_selected_a_row():
+    """A row chosen on validation at seed 1 is read over its other seeds in the fair table and
+    the exploratory intervals; a lone run, or a row no choice picked, keeps every seed."""
+    mined = ["triplet-batch-random", "triplet-batch-hard", "triplet-batch-semihard"]
+    rows = [(n, 1, 0.90, 0.90) for n in mined[:2]] + [(mined[2], 1, 0.95, 0.99)]
+    rows += [(n, s, 0.9, 0.90 + 0.01 * s) for n in (mined[2], "kd-t4") for s in (2, 3)]
+    rows += [("kd-t4", 1, 0.9, 0.50)]
+    runs = frame(rows)
+    selected = fair.selection_seeds(runs)
+    assert selected == {mined[2]: 1}  # kd-t4 is the only temperature run: nothing chose it
+    assert list(fair.evidence_by_seed(runs, mined[2], selected).index) == [2, 3]
+    assert sorted(fair.evidence_by_seed(runs, "kd-t4", selected).index) == [1, 2, 3]
+    table = fair_tables.tuned_markdown(runs)
+    line = next(x for x in table.splitlines() if f"`{mined[2]}`" in x)
+    assert "| 2, 3 | 92.50 ± 0.71 | 99.00 (seed 1) |" in line  # 92 and 93; 99 is seed 1's
+    assert "| tuned: DIST | not chosen yet | | none | no runs yet |" in table
+    assert "| teacher-free control | not chosen yet |" in table  # the mined rate is undecided

@@ -109,10 +109,14 @@ def test_relation_methods_meet_kd_the_triplet_and_the_best_mined_triplet():
     assert list(frame.b.unique()) == ["kd-t4", "triplet", "triplet-batch-hard"]
     rkd = frame[(frame.a == "rkd") & (frame.b == "kd-t4")].iloc[0]
     assert rkd["mean"] == pytest.approx(1.0) and rkd.reading == vd.HOLDS
+    assert rkd.n == 3  # neither side was chosen on validation: every seed counts
     hard = frame[(frame.a == "rkd") & (frame.b == "triplet-batch-hard")].iloc[0]
-    assert hard["mean"] == pytest.approx(-1.0) and hard.reading == vd.REFUTED
+    # seed 1 chose triplet-batch-hard among the miners: its run is left out of the interval
+    assert hard.n == 2 and hard["mean"] == pytest.approx(-1.0) and hard.reading == vd.REFUTED
+    hint = frame[(frame.a == "hint-w10") & (frame.b == "kd-t4")].iloc[0]
+    assert hint.n == 2 and hint["mean"] == pytest.approx(-2.0)  # seeds 2, 3: -2, -2
     text = vd.relations_markdown(frame)
-    assert "| `hint-w10` |" in text and "(3 seeds, refuted; BH: refuted)" in text
+    assert "| `hint-w10` |" in text and "(2 seeds, refuted; BH: refuted)" in text
     assert "`rkd` > `kd-t4`: **holds**" in vd.relations_sentence(table)
     assert vd.relations_sentence(runs({"kd-t4": [0.9]})) == ""
 
@@ -132,17 +136,20 @@ def test_a_step_with_one_common_seed_is_not_shown_and_counts_it():
 
 
 def test_todays_logit_kd_enters_at_its_setting_chosen_on_validation():
-    table = runs({"kd-t4": [0.90, 0.91, 0.90], "triplet": [0.89, 0.89, 0.90],
-                  "triplet-batch-semihard": [0.93, 0.935, 0.94],
-                  "triplet-batch-hard": [0.91, 0.92, 0.92],
-                  "dkd": [0.91, 0.92, 0.91], "dkd-b2": [0.95, 0.95, 0.95],
-                  "triplet-ls": [0.90, 0.90, 0.91], "triplet-ls-m2": [0.93, 0.93, 0.93]},
+    table = runs({"kd-t4": [0.90, 0.91, 0.90, 0.91], "triplet": [0.89, 0.89, 0.90, 0.89],
+                  "triplet-batch-semihard": [0.93, 0.935, 0.94, 0.94],
+                  "triplet-batch-hard": [0.91, 0.92, 0.92, 0.92],
+                  "dkd": [0.91, 0.92, 0.91, 0.92], "dkd-b2": [0.95, 0.95, 0.95, 0.95],
+                  "triplet-ls": [0.90, 0.90, 0.91, 0.90],
+                  "triplet-ls-m2": [0.93, 0.93, 0.93, 0.93]},
                  val={"dkd": 0.93, "dkd-b2": 0.90, "triplet-ls": 0.90, "triplet-ls-m2": 0.95,
                       "triplet-batch-semihard": 0.93, "triplet-batch-hard": 0.92})
     assert vd.modern_methods(table) == ["dkd", "triplet-ls-m2"]  # not dkd-b2: test is unseen
     frame = vd.modern_frame(table).set_index(["a", "b"])
     assert ("dkd-b2", "kd-t4") not in frame.index
     assert frame.loc[("dkd", "kd-t4"), "mean"] == pytest.approx(1.0)
+    # dkd and the semi-hard miner were chosen at seed 1: their intervals read seeds 2-4
+    assert frame.loc[("dkd", "kd-t4"), "n"] == 3
     assert frame.loc[("dkd", "triplet-batch-semihard"), "reading"] == vd.REFUTED
     assert frame.loc[("triplet-ls-m2", "triplet"), "reading"] == vd.HOLDS  # the raw twin
     assert "`dkd` > `kd-t4`" in vd.modern_sentence(table)

@@ -42,6 +42,8 @@ TUNED_SEEDS = (2, 3, 4, 5, 6)
 its run was selected for its validation accuracy and is no evidence for the claim (amended in
 ``docs/claims.md`` before any of these runs)."""
 TUNED_CLAIMS = ("P4", "P5")
+PENDING = "pending"
+"""The reading of a claim whose sides do not yet share two seeds (or one side is not chosen)."""
 ALPHA = 0.05
 FIRST_MARGINS = 6
 """The paper's triplet starts with margins 1–40 (the first six of ``MARGINS``); a larger one is
@@ -237,6 +239,31 @@ def accuracy_by_seed(runs: pd.DataFrame, name: str | None) -> pd.Series:
     return 100 * part.set_index("seed").test_acc.dropna()
 
 
+def selection_seeds(runs: pd.DataFrame) -> dict[str, int]:
+    """Every experiment that a choice on validation picked among two finished runs or more, with
+    the seed that choice read (:func:`choice_seed`): that run was selected for its validation
+    accuracy, so it is no evidence for the experiment. The choices are each tuned method's
+    setting and rate, Ba & Caruana's rates, and the settings of the untuned and today's
+    logit-KD methods (:func:`best_on_validation`, made or provisional)."""
+    settings = [chosen_setting(runs, method) for method in TUNED_METHODS]
+    grids = [*(setting_candidates(runs, method) for method in TUNED_METHODS),
+             *(rate_candidates(setting) for setting in settings if setting),
+             *LR_GRID.values(), *UNTUNED_GRIDS.values(), *MODERN_GRIDS.values()]
+    picks: dict[str, int] = {}
+    for grid in grids:
+        if len(validation_at_choice_seed(runs, grid).dropna()) > 1:  # a choice between runs
+            picks[best_on_validation(runs, grid)] = choice_seed(runs, grid)
+    return picks
+
+
+def evidence_by_seed(runs: pd.DataFrame, name: str | None,
+                     selected: dict[str, int]) -> pd.Series:
+    """:func:`accuracy_by_seed` without the run a choice selected ``name`` by (``selected``,
+    :func:`selection_seeds`): the seeds an exploratory interval reads."""
+    accuracy = accuracy_by_seed(runs, name)
+    return accuracy.drop(selected[name], errors="ignore") if name in selected else accuracy
+
+
 def _claim_accuracy(runs: pd.DataFrame, name: str | None, claim: str) -> pd.Series:
     """:func:`accuracy_by_seed` over the seeds ``claim`` is read over (:data:`TUNED_SEEDS` for
     :data:`TUNED_CLAIMS`)."""
@@ -249,7 +276,8 @@ def primary_claims(runs: pd.DataFrame, logit_regression: str) -> pd.DataFrame:
     per claim ``a``, ``b``, ``n`` seeds, ``mean`` a − b (points), the raw two-sided paired
     p-value ``p``, Holm's ``rank``, ``level`` and ``decided`` (:func:`tkd.stats.holm`), its
     interval ``low``/``high`` at confidence 1 − level, and ``reading`` (holds, refuted, not
-    shown). P4 and P5 are read over :data:`TUNED_SEEDS`, the others over every seed."""
+    shown, or :data:`PENDING` while its sides share fewer than two seeds). P4 and P5 are read
+    over :data:`TUNED_SEEDS`, the others over every seed."""
     rows = []
     for claim, a, b in primary_pairs(runs, logit_regression):
         acc_a, acc_b = _claim_accuracy(runs, a, claim), _claim_accuracy(runs, b, claim)
@@ -267,21 +295,23 @@ def primary_claims(runs: pd.DataFrame, logit_regression: str) -> pd.DataFrame:
             d = paired_difference(_claim_accuracy(runs, frame.at[i, "a"], claim),
                                   _claim_accuracy(runs, frame.at[i, "b"], claim), confidence)
             frame.loc[i, ["low", "high"]] = d["low"], d["high"]
-    frame["reading"] = [("holds" if m > 0 else "refuted") if decided else "not shown"
-                        for m, decided in zip(frame["mean"], frame.decided)]
+    frame["reading"] = [PENDING if n < 2 else ("holds" if m > 0 else "refuted") if decided
+                        else "not shown" for n, m, decided in
+                        zip(frame.n, frame["mean"], frame.decided)]
     return frame
 
 
 def exploratory(differences: list[dict]) -> list[dict]:
     """``differences`` (dicts with a ``p`` key, e.g. from :func:`tkd.stats.paired_difference`)
-    with Benjamini–Hochberg's ``q`` and ``bh_reading`` ("holds at FDR 5 %" when ``q`` ≤ 0.05
-    and the mean is positive, "refuted at FDR 5 %" when negative, else "not shown") and
+    with Benjamini–Hochberg's ``q`` and ``bh_reading`` ("a > b at FDR 5 %" when ``q`` ≤ 0.05
+    and the mean is positive, "a < b at FDR 5 %" when negative, else "not shown": no claim was
+    made about these pairs, so they are read as directions, not as holds or refuted) and
     ``family`` (how many intervals the adjustment was over)."""
     qs = benjamini_hochberg([d["p"] for d in differences])
     out = []
     for d, q in zip(differences, qs):
         reading = ("not shown" if math.isnan(q) or q > ALPHA else
-                   "holds at FDR 5 %" if d["mean"] > 0 else "refuted at FDR 5 %")
+                   "a > b at FDR 5 %" if d["mean"] > 0 else "a < b at FDR 5 %")
         out.append({**d, "q": q, "bh_reading": reading, "family": len(differences)})
     return out
 

@@ -13,15 +13,18 @@ from tkd.experiments import EXPERIMENTS, LR_GRID, TUNED_METHODS
 from tkd.fair import (
     METHOD_NAMES,
     PAPER_ROWS,
+    PENDING,
     UNTUNED_GRIDS,
-    accuracy_by_seed,
     best_on_validation,
+    choose,
     chosen_setting,
     control,
+    evidence_by_seed,
     exploratory,
     logit_regression,
     primary_claims,
     rate_candidates,
+    selection_seeds,
     setting_candidates,
     tuned,
     tuned_rows,
@@ -47,7 +50,7 @@ def claims_markdown(runs: pd.DataFrame) -> str:
     lines = ["| | claim (a > b) | a | b | seeds | a − b (points) | Holm-adjusted interval "
              "| reading |", "|---|---|---|---|---:|---:|---|---|"]
     for r in frame.to_dict("records"):
-        sides = [("not chosen yet" if not name else f"`{name}` (no seeds of the claim yet)"
+        sides = [("not chosen yet" if not name else f"`{name}` (no seed shared yet)"
                   if r["n"] == 0
                   else f"`{name}` {mean:.2f} %")
                  for name, mean in ((r["a"], r["a_mean"]), (r["b"], r["b_mean"]))]
@@ -57,49 +60,79 @@ def claims_markdown(runs: pd.DataFrame) -> str:
         reading = f"**{r['reading']}**" if r["reading"] == "refuted" else r["reading"]
         lines.append(f"| {r['claim']} | {r['statement']} | {sides[0]} | {sides[1]} | {r['n']} "
                      f"| {_signed(r['mean'])} | {interval} | {reading} |")
-    decided = int(frame.decided.sum())
+    decided, pending = int(frame.decided.sum()), int((frame.reading == PENDING).sum())
     note = (f"\n{decided} of {len(frame)} claims decided. Each side's mean is over the seeds "
             "both sides share (the same method can read differently in two rows); a claim is "
-            "*not shown* when the two sides share fewer than two seeds, a side is not chosen "
-            "yet, or its Holm test does not reject.\n")
+            "*pending* while its two sides share fewer than two seeds or a side is not chosen "
+            "yet, and *not shown* when its Holm test does not reject.")
+    if pending:
+        note += (f" With {pending} claim{'s' if pending > 1 else ''} pending, the Holm levels "
+                 "above are provisional: a pending claim's p-value joins the ranking when its "
+                 "seeds are in.")
+    note += "\n"
     return "\n".join(lines) + "\n" + note
 
 
-def table_rows(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """(role, experiment) of every row of the fair table: the paper's settings, each tuned
-    method at its chosen setting and rate, the mined triplet at the paper's rate, the
-    teacher-free control and the untuned methods."""
-    rows = [("paper's setting", name) for name in PAPER_ROWS]
-    rows += [(f"tuned: {method}", name) for method, name in tuned_rows(runs).items()
-             if name and method != "control"]
+def table_rows(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
+    """(role, experiment) of every row of the fair table: the paper's rows, each tuned method
+    at its chosen setting and rate (None while undecided), Ba & Caruana at its chosen rate, the
+    mined triplet at the paper's rate, the teacher-free control and the untuned methods. Rows
+    without runs yet are kept: the table says so."""
+    roles = {"ce-wd0.007": "paper's rate; the distilled students' weight decay",
+             "kd-t4": "paper's setting", "triplet": "paper's setting"}
+    rows: list[tuple[str, str | None]] = [(roles[name], name) for name in PAPER_ROWS]
+    rows += [(f"tuned: {METHOD_NAMES[method]}", name)
+             for method, name in tuned_rows(runs).items() if method != "control"]
+    rows.append(("tuned: Ba & Caruana (its own rate grid)", choose(runs, LR_GRID["logit-mse"])))
     mined = chosen_setting(runs, "mined")
     if mined and mined != tuned(runs, "mined"):  # its own row when its rate is not 0.01
         rows.append(("mined triplet at the paper's rate", mined))
-    if control(runs):
-        rows.append(("teacher-free control", control(runs)))
+    rows.append(("teacher-free control", control(runs)))
     rows += [("untuned", name) for name in untuned_rows(runs)]
-    present = set(runs.experiment)
-    return [(role, name) for role, name in dict.fromkeys(rows) if name in present]
+    return list(dict.fromkeys(rows))
 
 
 def tuned_markdown(runs: pd.DataFrame) -> str:
-    """The fair table: per row of :func:`table_rows` its learning rate, seeds, test accuracy
-    (mean ± sd, %) and its fidelity to the teacher on the test split (top-1 agreement, %, and
-    mean KL(teacher ‖ student), nats; exploratory; "–" for records that lack it)."""
-    lines = ["| role | experiment | lr | seeds | test acc. (%) "
-             "| agreement with teacher (%; its seeds) | KL(teacher ‖ student) (its seeds) |",
-             "|---|---|---:|---:|---|---:|---:|"]
+    """The fair table: per row of :func:`table_rows` its learning rate, the seeds it is read
+    over and its test accuracy there (mean ± sd, %): every seed but the one a choice selected
+    it by (:func:`tkd.fair.evidence_by_seed`), whose test accuracy has a column of its own;
+    then its fidelity to the teacher on the test split over the same seeds (top-1 agreement,
+    %, and mean KL(teacher ‖ student), nats; exploratory; "–" for records that lack it)."""
+    selected = selection_seeds(runs)
+    lines = ["| role | experiment | lr | seeds read | test acc. (%) | selection run: test acc. "
+             "(%) | agreement with teacher (%; its seeds) | KL(teacher ‖ student) (its seeds) |",
+             "|---|---|---:|---|---|---:|---:|---:|"]
     for role, name in table_rows(runs):
-        part = runs[runs.experiment == name]
-        lr = EXPERIMENTS[name].lr or 0.01 if name in EXPERIMENTS else 0.01
-        acc = 100 * part.test_acc
+        if name is None or name not in set(runs.experiment):
+            what = "not chosen yet" if name is None else f"`{name}`"
+            lines.append(f"| {role} | {what} | | none | no runs yet | | | |")
+            continue
+        part = runs[runs.experiment == name].set_index("seed")
+        read = evidence_by_seed(runs, name, selected).index
+        acc = 100 * part.test_acc[read]
         spread = f" ± {acc.std():.2f}" if len(acc) > 1 else ""
-        agree, kl = part.test_teacher_agreement.dropna(), part.test_teacher_kl.dropna()
+        mean = f"{acc.mean():.2f}{spread}" if len(acc) else "no seed yet"
+        seed = selected.get(name)
+        picked = (f"{100 * part.test_acc[seed]:.2f} (seed {seed})"
+                  if seed in part.index else "– (not chosen)")
+        agree, kl = (part.loc[read, key].dropna() if key in part else pd.Series(dtype=float)
+                     for key in ("test_teacher_agreement", "test_teacher_kl"))
         fidelity = (f"{100 * agree.mean():.2f} ({len(agree)})" if len(agree) else "–",
                     f"{kl.mean():.3f} ({len(kl)})" if len(kl) else "–")
-        lines.append(f"| {role} | `{name}` | {lr:g} | {len(part)} | {acc.mean():.2f}{spread} "
+        lr = EXPERIMENTS[name].lr or 0.01 if name in EXPERIMENTS else 0.01
+        lines.append(f"| {role} | `{name}` | {lr:g} | {_seeds(read)} | {mean} | {picked} "
                      f"| {fidelity[0]} | {fidelity[1]} |")
     return "\n".join(lines) + "\n"
+
+
+def _seeds(seeds) -> str:
+    """Seeds as a short list: "2–6", "1, 3", or "none"."""
+    seeds = sorted(int(s) for s in seeds)
+    if not seeds:
+        return "none"
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 def _candidates_cell(runs: pd.DataFrame, names: list[str], chosen: str | None) -> str:
@@ -135,13 +168,17 @@ def choice_steps(runs: pd.DataFrame) -> list[tuple[str, str, list[str], str | No
 
 def choices_markdown(runs: pd.DataFrame) -> str:
     """:func:`choice_steps` as a table: each candidate's final validation accuracy at seed 1
-    (%), the chosen one in bold; "not run yet" or "diverged" where it has no number."""
-    lines = ["| method | choice | candidates: validation accuracy at seed 1 (%) |",
-             "|---|---|---|"]
+    (%), the chosen one in bold ("not run yet" or "diverged" where it has no number), and the
+    chosen one's lead over the next best (points)."""
+    lines = ["| method | choice | candidates: validation accuracy at seed 1 (%) "
+             "| lead over the next (points) |", "|---|---|---|---:|"]
     budget: dict[str, set] = {}
     for method, step, names, chosen in choice_steps(runs):
         verdict = "" if chosen else " (not chosen yet)"
-        lines.append(f"| {method} | {step}{verdict} | {_candidates_cell(runs, names, chosen)} |")
+        values = sorted(validation_at_choice_seed(runs, names).dropna(), reverse=True)
+        lead = f"{100 * (values[0] - values[1]):.2f}" if chosen and len(values) > 1 else "–"
+        lines.append(f"| {method} | {step}{verdict} | {_candidates_cell(runs, names, chosen)} "
+                     f"| {lead} |")
         budget.setdefault(method, set()).update(names)
     lines += ["", "Candidates per method, each one seed-1 run (its tuning budget): "
               + ", ".join(f"{method} {len(names)}" for method, names in budget.items()) + "."]
@@ -150,12 +187,14 @@ def choices_markdown(runs: pd.DataFrame) -> str:
 
 def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """Every exploratory comparison of the fair table (a, b): the teacher-free control against
-    the mined triplet and the student alone, each tuned method against its paper's setting,
+    the mined triplet and the student alone, Ba & Caruana at its chosen rate against the tuned
+    student alone (P3 with both sides tuned), each tuned method against its paper's setting,
     the mined triplet against the other tuned methods, each untuned method against the tuned
     Hinton KD and mined triplet. Pairs with an undecided side are left out."""
     rows = tuned_rows(runs)
     mined, kd, student = rows["mined"], rows["kd"], rows["student"]
-    pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student)]
+    pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student),
+             (choose(runs, LR_GRID["logit-mse"]), student)]  # P3 with both sides tuned
     pairs += [(rows[m], paper) for m, paper in (("student", "ce-wd0.007"), ("kd", "kd-t4"),
                                                 ("triplet", "triplet"))]
     pairs += [(mined, rows[m]) for m in ("triplet", "dkd", "dist")]
@@ -166,10 +205,12 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def exploratory_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """:func:`exploratory_pairs` with their unadjusted paired 95 % intervals and the
-    Benjamini–Hochberg reading over all of them (:func:`exploratory`)."""
-    differences = [{"a": a, "b": b, **paired_difference(accuracy_by_seed(runs, a),
-                                                         accuracy_by_seed(runs, b))}
+    """:func:`exploratory_pairs` with their unadjusted paired 95 % intervals over the seeds
+    both sides share, less any run a choice selected a side by (:func:`evidence_by_seed`),
+    and the Benjamini–Hochberg reading over all of them (:func:`exploratory`)."""
+    selected = selection_seeds(runs)
+    differences = [{"a": a, "b": b, **paired_difference(evidence_by_seed(runs, a, selected),
+                                                         evidence_by_seed(runs, b, selected))}
                    for a, b in exploratory_pairs(runs)]
     columns = ["a", "b", "n", "mean", "low", "high", "p", "q", "bh_reading", "family"]
     return pd.DataFrame(exploratory(differences), columns=columns)

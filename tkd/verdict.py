@@ -21,7 +21,7 @@ import math
 import pandas as pd
 
 from tkd.experiments import MINED, MODERN_GRIDS, WEIGHT_GRIDS
-from tkd.fair import best_on_validation, validation_ties
+from tkd.fair import best_on_validation, evidence_by_seed, selection_seeds, validation_ties
 from tkd.stats import bh_readings, direction, exploratory_note, paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
@@ -86,10 +86,16 @@ def headline_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     return [(a, b) for a, b in dict.fromkeys(pairs) if a in present and b in present]
 
 
-def paired(runs: pd.DataFrame, a: str, b: str) -> dict:
+def paired(runs: pd.DataFrame, a: str, b: str, selected: dict[str, int] | None = None) -> dict:
     """:func:`tkd.stats.paired_difference` of ``a - b`` over their common seeds, plus the
-    names, :func:`step_reading` and ``missing`` (those of ``a``, ``b`` without any run)."""
-    d = paired_difference(final_test_accuracy(runs, a), final_test_accuracy(runs, b))
+    names, :func:`step_reading` and ``missing`` (those of ``a``, ``b`` without any run). With
+    ``selected`` (:func:`tkd.fair.selection_seeds`), an exploratory reading: the run a choice
+    on validation selected either side by is left out (:func:`tkd.fair.evidence_by_seed`)."""
+    if selected is None:
+        d = paired_difference(final_test_accuracy(runs, a), final_test_accuracy(runs, b))
+    else:
+        d = paired_difference(evidence_by_seed(runs, a, selected),
+                              evidence_by_seed(runs, b, selected))
     missing = [n for n in (a, b) if n not in set(runs.experiment)]
     return {"a": a, "b": b, **d, "reading": step_reading(d), "missing": missing}
 
@@ -126,10 +132,23 @@ def _claim_text(claim: dict) -> str:
     a, b = (f"`{n}`" if n else "(not chosen yet)" for n in (claim["a"], claim["b"]))
     head = f"{claim['claim']} {a} > {b}: "
     if claim["n"] < 2:
-        return head + f"{NOT_SHOWN} ({claim['n']} common seed{'' if claim['n'] == 1 else 's'})"
+        return head + f"{claim['reading']} ({claim['n']} common seed" \
+            f"{'' if claim['n'] == 1 else 's'})"
     reading = NOT_SHOWN if claim["reading"] == NOT_SHOWN else f"**{claim['reading']}**"
     return head + (f"{reading}, {claim['mean']:+.2f} points [{claim['low']:+.2f}, "
                    f"{claim['high']:+.2f}], {claim['n']} seeds")
+
+
+def _steps_summary(claims: list[dict]) -> str:
+    """Which steps of a chain of claims decide its reading, e.g. ": P1 reversed; P2, P3 not
+    shown" (empty when every step reads the same)."""
+    words = {HOLDS: "holds", REFUTED: "reversed"}
+    groups: dict[str, list[str]] = {}
+    for claim in claims:
+        groups.setdefault(words.get(claim["reading"], claim["reading"]), []).append(claim["claim"])
+    if len(groups) < 2:
+        return ""
+    return ": " + "; ".join(f"{', '.join(names)} {word}" for word, names in groups.items())
 
 
 def _fair_text(runs: pd.DataFrame, preset: str) -> str:
@@ -140,7 +159,8 @@ def _fair_text(runs: pd.DataFrame, preset: str) -> str:
     claims = primary_claims(runs, logit_regression(runs)).to_dict("records")
     overall = ordering_reading([c["reading"] for c in claims[:3]])
     text = (f"**At the paper's settings on `{preset}` (this teacher and student), the paper's "
-            f"ordering (triplet > Hinton KD > logit MSE > student alone) is {overall}.** "
+            f"ordering (triplet > Hinton KD > logit MSE > student alone) is {overall}"
+            f"{_steps_summary(claims[:3])}.** "
             "Primary claims, Holm-adjusted over five (docs/claims.md): "
             + "; ".join(map(_claim_text, claims[:3])) + ". **The package's own claims, each "
             "method at the setting and learning rate chosen on validation at seed 1, read over "
@@ -148,8 +168,9 @@ def _fair_text(runs: pd.DataFrame, preset: str) -> str:
             + "; ".join(map(_claim_text, claims[3:])) + ". ")
     mined, free = tuned(runs, "mined"), control(runs)
     if mined and free and free in set(runs.experiment):
+        step = paired(runs, mined, free, selection_seeds(runs))
         text += ("Exploratory, the teacher-free control (the same triplet anchored on the "
-                 "student itself): " + _step_text(paired(runs, mined, free)) + ". ")
+                 "student itself): " + _step_text(step) + ". ")
     return text
 
 
@@ -214,7 +235,7 @@ def _ladder_text(runs: pd.DataFrame, preset: str) -> str:
         others = [f"`{n}`" for n in validation_ties(runs, MINED) if n != mined]
         tie = f" (tied on validation with {', '.join(others)})" if others else ""
         text += (f"The best mined triplet on validation{tie}: "
-                 + _step_text(paired(runs, mined, "kd-t4")) + ". ")
+                 + _step_text(paired(runs, mined, "kd-t4", selection_seeds(runs))) + ". ")
     return text + relations_sentence(runs) + modern_sentence(runs)
 
 
@@ -278,10 +299,12 @@ def relation_methods(runs: pd.DataFrame) -> list[str]:
 def relations_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Each of :func:`relation_methods` against Hinton KD, the paper's triplet and the best
     mined triplet on validation: one row per pair with columns a, b, n, mean, low, high
-    (paired difference of final test accuracy, points) and reading."""
+    (paired difference of final test accuracy, points, over the seeds both share less any run
+    a choice selected either side by: :func:`tkd.fair.evidence_by_seed`) and reading."""
     mined = best_on_validation(runs, MINED)
     references = [r for r in [*RELATION_REFERENCES, mined] if r in set(runs.experiment)]
-    rows = [paired(runs, a, b) for a in relation_methods(runs) for b in references]
+    selected = selection_seeds(runs)
+    rows = [paired(runs, a, b, selected) for a in relation_methods(runs) for b in references]
     columns = ["a", "b", "n", "mean", "low", "high", "p", "reading"]
     return pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
 
@@ -300,6 +323,7 @@ def relations_markdown(frame: pd.DataFrame) -> str:
             row = group[group.b == r]
             step = row.iloc[0] if len(row) else None
             cells.append("–" if step is None else
+                         "no common seed yet" if step.n == 0 else
                          f"{step['mean']:+.2f} (1 seed)" if step.n < 2 else
                          f"{step['mean']:+.2f} [{step.low:+.2f}, {step.high:+.2f}] "
                          f"({step.n} seeds, {step.reading}; BH: {step.bh})")
@@ -333,7 +357,8 @@ def modern_methods(runs: pd.DataFrame) -> list[str]:
 def modern_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Each of :func:`modern_methods` against Hinton KD, the paper's triplet and the best mined
     triplet on validation, and each standardized triplet against the same triplet on raw
-    logits: one row per pair, columns a, b, n, mean, low, high (points) and reading."""
+    logits: one row per pair, columns a, b, n, mean, low, high (points, over the seeds both
+    share less any run a choice selected either side by) and reading."""
     mined = best_on_validation(runs, MINED)
     present = set(runs.experiment)
     references = [r for r in ["kd-t4", "triplet", mined] if r in present]
@@ -343,7 +368,8 @@ def modern_frame(runs: pd.DataFrame) -> pd.DataFrame:
         chosen = best_on_validation(runs, MODERN_GRIDS[family])
         if chosen and base in present:
             pairs.append((chosen, base))
-    rows = [paired(runs, a, b) for a, b in dict.fromkeys(pairs)]
+    selected = selection_seeds(runs)
+    rows = [paired(runs, a, b, selected) for a, b in dict.fromkeys(pairs)]
     columns = ["a", "b", "n", "mean", "low", "high", "p", "reading"]
     return pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
 
@@ -371,7 +397,8 @@ def modern_summary(runs: pd.DataFrame) -> str:
         parts = []
         for row in group[group.b.isin(["kd-t4", mined])].to_dict("records"):
             gap = (f"{row['mean']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}] ({row['n']} "
-                   f"seeds, {row['reading']})" if row["n"] > 1 else f"{row['mean']:+.2f} (1 seed)")
+                   f"seeds, {row['reading']})" if row["n"] > 1 else
+                   f"{row['mean']:+.2f} (1 seed)" if row["n"] else "no common seed yet")
             parts.append(f"{gap} against `{row['b']}`")
         if parts:
             cells.append(f"`{a}` " + " and ".join(parts))

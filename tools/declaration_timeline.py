@@ -2,6 +2,8 @@
 what the paper's claims read over the seeds no choice and no earlier look touched.
 
     python tools/declaration_timeline.py          # a markdown table, from git and the records
+    python tools/declaration_timeline.py --write  # ...as figures/fashion/timeline.md, which
+                                                  # tools/fill_readme.py shows in docs/claims.md
 
 The declaration is the commit that added ``docs/claims.md``. A record is *after* when the code
 that trained it (``provenance.commit``) descends from that commit, *before* when the record
@@ -26,6 +28,7 @@ from tkd.fair import (  # noqa: E402
     primary_pairs,
     with_failures,
 )
+from tkd.files import atomic_write_text  # noqa: E402
 from tkd.records import load_failures, load_records  # noqa: E402
 from tkd.stats import paired_difference  # noqa: E402
 from tkd.tables import runs_frame  # noqa: E402
@@ -52,34 +55,44 @@ def when(path: Path, declaration: str) -> str:
     return "unknown"
 
 
-def main() -> None:
+def timeline() -> str:
+    """The table of every claim's sides, seed by seed, and the paper's claims over seeds 2-5."""
     declaration = git("log", "--diff-filter=A", "--format=%H", "--", "docs/claims.md")
     declaration = declaration.splitlines()[-1]
     preset = get_preset("fashion")
     records = [r for r in load_records(preset) if r["config"]["experiment"] != "teacher"]
     runs = with_failures(runs_frame(records, check=False), load_failures(preset))
     folder = ROOT / "results" / "fashion"
-    print(f"Declared at commit {declaration[:7]}.\n")
-    print("| claim | side | seeds after the declaration | before | unknown |")
-    print("|---|---|---|---|---|")
+    lines = [f"Declared at commit {declaration[:7]}.", "",
+             "| claim | side | seeds after the declaration | before | unknown |",
+             "|---|---|---|---|---|"]
     for claim, a, b in primary_pairs(runs, logit_regression(runs)):
         for side in (a, b):
             if not side:
-                print(f"| {claim} | not chosen yet | – | – | – |")
+                lines.append(f"| {claim} | not chosen yet | – | – | – |")
                 continue
             kinds: dict[str, list[str]] = {"after": [], "before": [], "unknown": []}
             for path in sorted((folder / side).glob("[0-9]*.json")):
                 if not path.name.endswith(".failed.json"):
                     kinds[when(path, declaration)].append(path.stem)
             cells = [", ".join(kinds[k]) or "–" for k in ("after", "before", "unknown")]
-            print(f"| {claim} | `{side}` | " + " | ".join(cells) + " |")
-    print("\nThe paper's claims over seeds 2-5 (after the declaration for P1; without the seed "
-          "that chose Ba & Caruana's rate for P2, P3), unadjusted 95 %:")
+            lines.append(f"| {claim} | `{side}` | " + " | ".join(cells) + " |")
+    lines += ["", "The paper's claims over seeds 2-5 (after the declaration for P1; without the "
+              "seed that chose Ba & Caruana's rate for P2, P3), unadjusted 95 %:", ""]
     for claim, a, b in primary_pairs(runs, logit_regression(runs))[:3]:
         later = [accuracy_by_seed(runs, name) for name in (a, b)]
         d = paired_difference(*(acc[acc.index >= 2] for acc in later))
-        print(f"- {claim} `{a}` - `{b}`: {d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], "
-              f"p = {d['p']:.3f}, {d['n']} seeds")
+        lines.append(f"- {claim} `{a}` - `{b}`: {d['mean']:+.2f} [{d['low']:+.2f}, "
+                     f"{d['high']:+.2f}], p = {d['p']:.3f}, {d['n']} seeds")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    text = timeline()
+    if "--write" in sys.argv[1:]:
+        atomic_write_text(ROOT / "figures" / "fashion" / "timeline.md", text)
+    else:
+        print(text, end="")
 
 
 if __name__ == "__main__":
