@@ -11,6 +11,7 @@ import pandas as pd
 
 from tkd.experiments import EXPERIMENTS, LR_GRID, TUNED_METHODS
 from tkd.fair import (
+    AUTHOR_RATE_CHECKS,
     METHOD_NAMES,
     PAPER_ROWS,
     PENDING,
@@ -182,6 +183,14 @@ def choices_markdown(runs: pd.DataFrame) -> str:
         budget.setdefault(method, set()).update(names)
     lines += ["", "Candidates per method, each one seed-1 run (its tuning budget): "
               + ", ".join(f"{method} {len(names)}" for method, names in budget.items()) + "."]
+    checks = validation_at_choice_seed(runs, list(AUTHOR_RATE_CHECKS))
+    if len(checks):
+        lines += ["", "Outside the rule, exploratory: the authors' settings at the rate their "
+                  "loss scale points to, which the grid (setting at 0.01, then rate) never "
+                  "tries; they choose nothing. Validation accuracy at seed 1: "
+                  + ", ".join(f"`{name}` " + ("diverged" if math.isnan(value)
+                                              else f"{100 * value:.2f}")
+                              for name, value in checks.items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,7 @@
 what the paper's claims read over the seeds no choice and no earlier look touched.
 
     python tools/declaration_timeline.py          # a markdown table, from git and the records
-    python tools/declaration_timeline.py --write  # ...as figures/fashion/timeline.md, which
+    python tools/declaration_timeline.py --write  # ...as figures/timeline.md, which
                                                   # tools/fill_readme.py shows in docs/claims.md
 
 The declaration is the commit that added ``docs/claims.md``. A record is *after* when the code
@@ -90,7 +90,7 @@ def timeline() -> str:
 def main() -> None:
     text = timeline()
     if "--write" in sys.argv[1:]:
-        atomic_write_text(ROOT / "figures" / "fashion" / "timeline.md", text)
+        atomic_write_text(ROOT / "figures" / "timeline.md", text)
     else:
         print(text, end="")
 

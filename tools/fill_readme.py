@@ -34,7 +34,7 @@ BLOCKS = {
     "fashion-fair": ("docs/fair.md", "figures/fashion/fair.md"),
     "fashion-choices": ("docs/fair.md", "figures/fashion/choices.md"),
     "fashion-exploratory": ("docs/fair.md", "figures/fashion/exploratory.md"),
-    "fashion-timeline": ("docs/claims.md", "figures/fashion/timeline.md"),
+    "fashion-timeline": ("docs/claims.md", "figures/timeline.md"),
     "lesson-table": ("docs/lesson.md", "figures/lesson/beside.md"),
     "quick-table": ("docs/digits.md", "figures/quick/comparison.md"),
     "quick-paired": ("docs/digits.md", "figures/quick/paired.md"),
