@@ -95,8 +95,9 @@ def table_rows(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
 
 def tuned_markdown(runs: pd.DataFrame) -> str:
     """The fair table: per row of :func:`table_rows` its learning rate, the seeds it is read
-    over and its test accuracy there (mean ± sd, %): every seed but the one a choice selected
-    it by (:func:`tkd.fair.evidence_by_seed`), whose test accuracy has a column of its own;
+    over and its test accuracy there (mean ± sd, %, with how many runs ended at chance): every
+    seed but the one a choice selected it by (:func:`tkd.fair.evidence_by_seed`), whose test
+    accuracy has a column of its own;
     then its fidelity to the teacher on the test split over the same seeds (top-1 agreement,
     %, and mean KL(teacher ‖ student), nats; exploratory; "–" for records that lack it)."""
     selected = selection_seeds(runs)
@@ -112,7 +113,9 @@ def tuned_markdown(runs: pd.DataFrame) -> str:
         read = evidence_by_seed(runs, name, selected).index
         acc = 100 * part.test_acc[read]
         spread = f" ± {acc.std():.2f}" if len(acc) > 1 else ""
-        mean = f"{acc.mean():.2f}{spread}" if len(acc) else "no seed yet"
+        chance = int(part.at_chance[read].sum()) if "at_chance" in part else 0
+        mean = (f"{acc.mean():.2f}{spread}" if len(acc) else "no seed yet") + (
+            f" ({chance} at chance)" if chance else "")
         seed = selected.get(name)
         picked = (f"{100 * part.test_acc[seed]:.2f} (seed {seed})"
                   if seed in part.index else "– (not chosen)")
