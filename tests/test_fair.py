@@ -199,3 +199,10 @@ def test_exploratory_readings_leave_out_the_run_that_selected_a_row():
     assert "| 2, 3 | 92.50 ± 0.71 | 99.00 (seed 1) |" in line  # 92 and 93; 99 is seed 1's
     assert "| tuned: DIST | not chosen yet | | none | no runs yet |" in table
     assert "| teacher-free control | not chosen yet |" in table  # the mined rate is undecided
+
+
+def test_the_control_at_a_smaller_rate_is_an_exploratory_row_once_it_has_runs():
+    without = fair_tables.table_rows(frame([("kd-t4", 1, 0.9, 0.9)]))
+    assert all(name != fair.CONTROL_RATE_CHECK for _, name in without)
+    rows = fair_tables.table_rows(frame([(fair.CONTROL_RATE_CHECK, 1, 0.9, 0.9)]))
+    assert ("teacher-free control at 0.003, exploratory", fair.CONTROL_RATE_CHECK) in rows

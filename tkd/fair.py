@@ -53,6 +53,11 @@ AUTHOR_RATE_CHECKS = ("dist-t4-w2-lr0.003", "kd-t4-w0.9-lr0.03")
 the rate its loss scale points to (DIST's weight 2 doubles its step: a smaller rate; 0.1 CE +
 0.9 KD shrinks it: a larger one). Exploratory: they are shown beside the choices and choose
 nothing."""
+CONTROL_RATE_CHECK = "triplet-self-lr0.003"
+"""The teacher-free control at a smaller rate than the mined triplet's, exploratory: at the
+mined triplet's rate 0.01 its students collapse to one output for every image (the triplet term
+stuck at its margin, the classifier at chance), so this asks whether the collapse is the rate's
+doing. Shown as a row of the fair table; it replaces the control in no comparison."""
 PAPER_ROWS = ("ce-wd0.007", "kd-t4", "triplet")
 """The paper's settings at the paper's rate, run with every seed whatever is chosen."""
 

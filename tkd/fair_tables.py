@@ -12,6 +12,7 @@ import pandas as pd
 from tkd.experiments import EXPERIMENTS, LR_GRID, TUNED_METHODS
 from tkd.fair import (
     AUTHOR_RATE_CHECKS,
+    CONTROL_RATE_CHECK,
     METHOD_NAMES,
     PAPER_ROWS,
     PENDING,
@@ -77,7 +78,8 @@ def claims_markdown(runs: pd.DataFrame) -> str:
 def table_rows(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
     """(role, experiment) of every row of the fair table: the paper's rows, each tuned method
     at its chosen setting and rate (None while undecided), Ba & Caruana at its chosen rate, the
-    mined triplet at the paper's rate, the teacher-free control and the untuned methods. Rows
+    mined triplet at the paper's rate, the teacher-free control (and, exploratory, the control at
+    the rate 0.003 when it has runs) and the untuned methods. Rows
     without runs yet are kept: the table says so."""
     roles = {"ce-wd0.007": "paper's rate; the distilled students' weight decay",
              "kd-t4": "paper's setting", "triplet": "paper's setting"}
@@ -89,6 +91,8 @@ def table_rows(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
     if mined and mined != tuned(runs, "mined"):  # its own row when its rate is not 0.01
         rows.append(("mined triplet at the paper's rate", mined))
     rows.append(("teacher-free control", control(runs)))
+    if CONTROL_RATE_CHECK in set(runs.experiment) and CONTROL_RATE_CHECK != control(runs):
+        rows.append(("teacher-free control at 0.003, exploratory", CONTROL_RATE_CHECK))
     rows += [("untuned", name) for name in untuned_rows(runs)]
     return list(dict.fromkeys(rows))
 
