@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tkd.experiments import EXPERIMENTS, MAIN, PRESETS, SWEEP_NAMES, Preset
-from tkd.fair import FAIR_PRESETS
+from tkd.fair import FAIR_PRESETS, evidence_by_seed, selection_seeds
 from tkd.records import load_records
 from tkd.staleness import record_stale_reason
 from tkd.stats import (
@@ -205,7 +205,8 @@ def stale_warning(runs: pd.DataFrame) -> str | None:
 
 def paired_table(runs: pd.DataFrame, preset: Preset) -> pd.DataFrame:
     """The headline paired differences (:func:`tkd.verdict.headline_pairs`) of final test
-    accuracy (points) over common seeds, from a preset's runs table: columns a, b, seeds,
+    accuracy (points) over common seeds, less any run a choice on validation selected either
+    side by (:func:`tkd.fair.evidence_by_seed`), from a preset's runs table: columns a, b, seeds,
     difference, std, ci_low, ci_high, p, reading, bh_reading. For a preset of the declared
     comparison the primary claims' pairs are left out (they are read with Holm's adjustment in
     ``claims.md``, never as exploratory)."""
@@ -216,10 +217,12 @@ def paired_table(runs: pd.DataFrame, preset: Preset) -> pd.DataFrame:
         from tkd.fair import logit_regression, primary_pairs
 
         primary = {frozenset(p[1:]) for p in primary_pairs(runs, logit_regression(runs))}
+    selected = selection_seeds(runs) if len(runs) else {}
     for a, b in headline_pairs(runs) if len(runs) else []:
         if frozenset((a, b)) in primary:
             continue
-        d = paired_difference(final_test_accuracy(runs, a), final_test_accuracy(runs, b))
+        d = paired_difference(evidence_by_seed(runs, a, selected),
+                              evidence_by_seed(runs, b, selected))
         rows.append({"a": a, "b": b, "seeds": d["n"], "difference": d["mean"], "std": d["std"],
                      "ci_low": d["low"], "ci_high": d["high"], "p": d["p"],
                      "reading": reading(d, a, b)})
@@ -234,9 +237,10 @@ def paired_markdown(table: pd.DataFrame) -> str:
     lines = ["| a | b | seeds | a − b (points) | 95 % CI | reading | after BH |",
              "|---|---|---:|---:|---|---|---|"]
     for row in table.itertuples():
-        interval = ("– (one seed)" if np.isnan(row.ci_low)
-                    else f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]")
-        lines.append(f"| `{row.a}` | `{row.b}` | {row.seeds} | {row.difference:+.2f} | "
+        interval = ("– (no common seed)" if row.seeds == 0 else "– (one seed)"
+                    if np.isnan(row.ci_low) else f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]")
+        difference = "–" if row.seeds == 0 else f"{row.difference:+.2f}"
+        lines.append(f"| `{row.a}` | `{row.b}` | {row.seeds} | {difference} | "
                      f"{interval} | {row.reading} | {getattr(row, 'bh_reading', '–')} |")
     shown = int(table.ci_low.notna().sum())
     return exploratory_note(shown) + "\n".join(lines) + "\n"

@@ -169,8 +169,12 @@ def _fair_text(runs: pd.DataFrame, preset: str) -> str:
     mined, free = tuned(runs, "mined"), control(runs)
     if mined and free and free in set(runs.experiment):
         step = paired(runs, mined, free, selection_seeds(runs))
+        own = runs[runs.experiment == free]
+        chance = int(own.at_chance.sum()) if "at_chance" in own else 0
+        collapsed = (f" ({chance} of its {len(own)} runs ended at chance: without the teacher "
+                     "this objective collapses at the mined triplet's rate)" if chance else "")
         text += ("Exploratory, the teacher-free control (the same triplet anchored on the "
-                 "student itself): " + _step_text(step) + ". ")
+                 "student itself): " + _step_text(step) + collapsed + ". ")
     return text
 
 
