@@ -206,3 +206,11 @@ def test_the_control_at_a_smaller_rate_is_an_exploratory_row_once_it_has_runs():
     assert all(name != fair.CONTROL_RATE_CHECK for _, name in without)
     rows = fair_tables.table_rows(frame([(fair.CONTROL_RATE_CHECK, 1, 0.9, 0.9)]))
     assert ("teacher-free control at 0.003, exploratory", fair.CONTROL_RATE_CHECK) in rows
+
+
+def test_a_claim_short_of_its_seeds_is_flagged_provisional():
+    rows = [(name, s, 0, 0.9 + 0.01 * (name == "kd-t4") + 0.001 * s)
+            for name in ("triplet", "kd-t4") for s in (1, 2, 3)]
+    text = fair_tables.claims_markdown(frame(rows))
+    assert "P1 rests on fewer seeds than declared so far: provisional." in text
+    assert "Holm levels above are provisional" in text

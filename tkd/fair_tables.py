@@ -16,6 +16,9 @@ from tkd.fair import (
     METHOD_NAMES,
     PAPER_ROWS,
     PENDING,
+    SEEDS,
+    TUNED_CLAIMS,
+    TUNED_SEEDS,
     UNTUNED_GRIDS,
     best_on_validation,
     choose,
@@ -25,6 +28,7 @@ from tkd.fair import (
     exploratory,
     logit_regression,
     primary_claims,
+    primary_pairs,
     rate_candidates,
     selection_seeds,
     setting_candidates,
@@ -63,14 +67,19 @@ def claims_markdown(runs: pd.DataFrame) -> str:
         lines.append(f"| {r['claim']} | {r['statement']} | {sides[0]} | {sides[1]} | {r['n']} "
                      f"| {_signed(r['mean'])} | {interval} | {reading} |")
     decided, pending = int(frame.decided.sum()), int((frame.reading == PENDING).sum())
+    short = [r["claim"] for r in frame.to_dict("records")
+             if r["reading"] != PENDING and r["n"] < len(TUNED_SEEDS if r["claim"] in TUNED_CLAIMS
+                                                         else SEEDS)]
     note = (f"\n{decided} of {len(frame)} claims decided. Each side's mean is over the seeds "
             "both sides share (the same method can read differently in two rows); a claim is "
             "*pending* while its two sides share fewer than two seeds or a side is not chosen "
             "yet, and *not shown* when its Holm test does not reject.")
-    if pending:
-        note += (f" With {pending} claim{'s' if pending > 1 else ''} pending, the Holm levels "
-                 "above are provisional: a pending claim's p-value joins the ranking when its "
-                 "seeds are in.")
+    if short:
+        note += (f" {', '.join(short)} {'rests' if len(short) == 1 else 'rest'} on fewer seeds "
+                 "than declared so far: provisional.")
+    if pending or short:
+        note += (" The Holm levels above are provisional until every claim has its seeds: each "
+                 "p-value moves the ranking.")
     note += "\n"
     return "\n".join(lines) + "\n" + note
 
@@ -206,7 +215,8 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     the mined triplet and the student alone, Ba & Caruana at its chosen rate against the tuned
     student alone (P3 with both sides tuned), each tuned method against its paper's setting,
     the mined triplet against the other tuned methods, each untuned method against the tuned
-    Hinton KD and mined triplet. Pairs with an undecided side are left out."""
+    Hinton KD and mined triplet. Pairs with an undecided side, and the declared claims' pairs
+    (read with Holm's adjustment, never as exploratory), are left out."""
     rows = tuned_rows(runs)
     mined, kd, student = rows["mined"], rows["kd"], rows["student"]
     pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student),
@@ -216,8 +226,9 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     pairs += [(mined, rows[m]) for m in ("triplet", "dkd", "dist")]
     pairs += [(name, ref) for name in untuned_rows(runs) for ref in (kd, mined)]
     present = set(runs.experiment)
-    return [(a, b) for a, b in dict.fromkeys(pairs)
-            if a and b and a != b and a in present and b in present]
+    primary = {frozenset(p[1:]) for p in primary_pairs(runs, logit_regression(runs))}
+    return [(a, b) for a, b in dict.fromkeys(pairs) if a and b and a != b and a in present
+            and b in present and frozenset((a, b)) not in primary]
 
 
 def exploratory_frame(runs: pd.DataFrame) -> pd.DataFrame:

@@ -171,10 +171,11 @@ def _fair_text(runs: pd.DataFrame, preset: str) -> str:
         step = paired(runs, mined, free, selection_seeds(runs))
         own = runs[runs.experiment == free]
         chance = int(own.at_chance.sum()) if "at_chance" in own else 0
-        collapsed = (f" ({chance} of its {len(own)} runs ended at chance: without the teacher "
-                     "this objective collapses at the mined triplet's rate)" if chance else "")
+        collapsed = (f" ({chance} of its {len(own)} runs ended at chance: a control that does "
+                     "not train, so the gap says nothing about the teacher's share)"
+                     if chance else "")
         text += ("Exploratory, the teacher-free control (the same triplet anchored on the "
-                 "student itself): " + _step_text(step) + collapsed + ". ")
+                 "student's own logits): " + _step_text(step) + collapsed + ". ")
     return text
 
 
