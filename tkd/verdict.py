@@ -21,7 +21,13 @@ import math
 import pandas as pd
 
 from tkd.experiments import MINED, MODERN_GRIDS, WEIGHT_GRIDS
-from tkd.fair import best_on_validation, evidence_by_seed, selection_seeds, validation_ties
+from tkd.fair import (
+    accuracy_by_seed,
+    best_on_validation,
+    evidence_by_seed,
+    selection_seeds,
+    validation_ties,
+)
 from tkd.stats import bh_readings, direction, exploratory_note, paired_difference
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
@@ -53,9 +59,9 @@ def ordering_reading(readings: list[str]) -> str:
 
 
 def final_test_accuracy(runs: pd.DataFrame, experiment: str) -> pd.Series:
-    """Final test accuracy (points) of ``experiment``'s runs, indexed by seed."""
-    part = runs[runs.experiment == experiment]
-    return 100 * part.set_index("seed").test_acc.dropna()
+    """Final test accuracy (points) of ``experiment``'s runs, indexed by seed
+    (:func:`tkd.fair.accuracy_by_seed`)."""
+    return accuracy_by_seed(runs, experiment)
 
 
 def headline_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -91,11 +97,8 @@ def paired(runs: pd.DataFrame, a: str, b: str, selected: dict[str, int] | None =
     names, :func:`step_reading` and ``missing`` (those of ``a``, ``b`` without any run). With
     ``selected`` (:func:`tkd.fair.selection_seeds`), an exploratory reading: the run a choice
     on validation selected either side by is left out (:func:`tkd.fair.evidence_by_seed`)."""
-    if selected is None:
-        d = paired_difference(final_test_accuracy(runs, a), final_test_accuracy(runs, b))
-    else:
-        d = paired_difference(evidence_by_seed(runs, a, selected),
-                              evidence_by_seed(runs, b, selected))
+    d = paired_difference(evidence_by_seed(runs, a, selected or {}),
+                          evidence_by_seed(runs, b, selected or {}))
     missing = [n for n in (a, b) if n not in set(runs.experiment)]
     return {"a": a, "b": b, **d, "reading": step_reading(d), "missing": missing}
 
