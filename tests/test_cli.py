@@ -132,7 +132,7 @@ def test_a_good_run_writes_its_files_and_exit_code_0(tmp_path, capsys):
                   capsys)
     assert code == 0
     assert {p.name for p in (tmp_path / "run").iterdir()} == {
-        "checkpoints", "model.pt", "history.csv", "result.json"}
+        "checkpoints", "model.pt", "history.csv", "result.json", "seconds.json"}
     record = json.loads((tmp_path / "run" / "result.json").read_text())
     assert record["config"]["train"]["weight_decay"] == 0.01  # ce: the presets' rule
 

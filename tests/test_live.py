@@ -144,3 +144,47 @@ def test_numeric_items_leave_out_text_and_bools():
 
     row = {"a": 1, "b": np.float32(0.5), "c": "x", "d": True, "e": None, "f": np.int64(3)}
     assert numeric_items(row) == {"a": 1.0, "b": 0.5, "f": 3.0}
+
+
+class FakeTime:
+    """A perf_counter the test moves by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_run_clock_adds_the_seconds_of_earlier_sessions_up_to_the_resumed_epoch(
+        tmp_path, monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(live, "time", fake)
+    first = live.RunClock(tmp_path)
+    for epoch, at in ((1, 110.0), (2, 130.0), (3, 160.0)):
+        fake.now = at
+        first({"epoch": epoch})
+    fake.now = 175.0  # killed in epoch 4; say epoch 3's checkpoint was lost: resume after 2
+    fake.now = 500.0
+    second = live.RunClock(tmp_path)
+    for epoch, at in ((3, 540.0), (4, 550.0)):
+        fake.now = at
+        second({"epoch": epoch})
+    fake.now = 552.0
+    # 30 s up to epoch 2 in the first session, then 52 s of the second; the cut-off work of
+    # the first session (epochs 3 and 4 up to the kill) is not counted
+    assert second.total(4) == pytest.approx(30.0 + 52.0)
+    assert live.RunClock(tmp_path).saved == pytest.approx([10.0, 30.0, 70.0, 80.0])
+
+
+def test_run_clock_of_a_fresh_run_ignores_a_stale_or_damaged_file(tmp_path, monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(live, "time", fake)
+    (tmp_path / "seconds.json").write_text('{"seconds": [1000.0, 2000.0]}')
+    clock = live.RunClock(tmp_path)
+    fake.now = 105.0
+    clock({"epoch": 1})  # epoch 1 run here: nothing was resumed
+    assert clock.total(1) == pytest.approx(5.0)
+    (tmp_path / "seconds.json").write_text("not json")
+    assert live.RunClock(tmp_path).total(0) == pytest.approx(0.0)
+

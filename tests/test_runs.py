@@ -89,3 +89,25 @@ def test_a_saved_student_of_another_teacher_is_refused(tmp_path, monkeypatch):
          "0" * 64)
     with pytest.raises(ValueError, match="another teacher"):
         rn.load_student(SHORT, "logit-mse", root=tmp_path, data_identity=data.identity())
+
+
+def test_a_resumed_run_records_the_wall_time_of_all_its_sessions(tmp_path, monkeypatch):
+    """Ctrl-C after epoch 1, then the same run again: the record's wall time counts the first
+    session's epoch too (made to look slow here: 1000 s)."""
+    data = ex.load_data(TINY)
+    original = rn.RunClock.__call__
+
+    def interrupt_after_epoch_one(self, row):
+        original(self, row)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rn.RunClock, "__call__", interrupt_after_epoch_one)
+    with pytest.raises(KeyboardInterrupt):
+        rn.run_experiment(TINY, "ce", 1, data, root=tmp_path)
+    monkeypatch.setattr(rn.RunClock, "__call__", original)
+    seconds = rc.result_path(TINY, "ce", 1, tmp_path).with_name("1.run") / "seconds.json"
+    assert len(json.loads(seconds.read_text())["seconds"]) == 1
+    seconds.write_text(json.dumps({"seconds": [1000.0]}))
+    record = rn.run_experiment(TINY, "ce", 1, data, root=tmp_path)
+    assert record["history"]["epoch"] == [1, 2]
+    assert 1000.0 < record["wall_seconds"] < 1000.0 + 600

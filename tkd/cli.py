@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from tkd.experiments import (
 from tkd.figures import build_figures
 from tkd.files import BusyError, atomic_write_text, check_writable_folder, run_lock
 from tkd.grid import reproduce
-from tkd.live import EpochLog
+from tkd.live import EpochLog, RunClock
 from tkd.miners import NEGATIVE_STRATEGIES
 from tkd.models import MODELS, build_model
 from tkd.objective import METHODS, TERMS, method_config
@@ -177,10 +176,14 @@ def _train(args: argparse.Namespace, objective, weight_decay: float, out: Path) 
     model = build_model(args.model, data.num_classes, data.in_channels, data.image_size)
     # the live history.csv restarts from the checkpoint's history (a damaged csv is rebuilt)
     previous = pd.DataFrame(latest["history"]).to_dict("records") if latest else ()
-    start = time.perf_counter()
+    clock = RunClock(out)  # the wall time of earlier sessions of a resumed run counts too
+
+    def on_epoch(row: dict) -> None:
+        live(row)
+        clock(row)
     with EpochLog(out, previous=previous) as live:  # history.csv rewritten after every epoch
-        history = fit(model, data, config, objective, teacher, on_epoch=live)
-    wall = time.perf_counter() - start
+        history = fit(model, data, config, objective, teacher, on_epoch=on_epoch)
+    wall = clock.total(len(history))
     save_model(out / "model.pt", model, args.model, data.num_classes, data.in_channels,
                data.image_size, dataset=args.dataset, method=args.method)
     atomic_write_text(out / "history.csv", history.to_csv(index=False))

@@ -1,4 +1,5 @@
-"""Live training logs, refreshed after every epoch: ``history.csv`` and TensorBoard scalars.
+"""Live training logs, refreshed after every epoch: ``history.csv``, TensorBoard scalars, and
+the run's wall time so far (``seconds.json``, which survives a resume).
 
 ``history.csv`` is rewritten atomically, so a reader (pandas, a spreadsheet, ``tail``) never
 sees half a file even while training writes it. TensorBoard is optional
@@ -7,14 +8,16 @@ sees half a file even while training writes it. TensorBoard is optional
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from tkd.files import atomic_write_csv
+from tkd.files import atomic_write_csv, atomic_write_json
 
 HISTORY_FILE = "history.csv"
 MISSING_TENSORBOARD = ("TensorBoard logging needs the tensorboard package: "
@@ -99,3 +102,35 @@ class EpochLog:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class RunClock:
+    """Wall seconds of a run over all its sessions. ``<seed>.run/seconds.json`` keeps, for each
+    finished epoch, the seconds spent up to its end; a resumed session adds its own to those of
+    the epoch it resumed from (time spent on an epoch that was cut off is not counted).
+    Call it with each epoch's history row; :meth:`total` after the last."""
+
+    def __init__(self, work: Path):
+        self.path = work / "seconds.json"
+        try:
+            self.saved = [float(s) for s in json.loads(self.path.read_text())["seconds"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            self.saved = []  # a first session, or a file that cannot be read: count from 0
+        self.start = time.perf_counter()
+        self.epochs_run = 0
+
+    def _before(self, resumed_epochs: int) -> float:
+        if resumed_epochs <= 0 or not self.saved:
+            return 0.0
+        return self.saved[min(resumed_epochs, len(self.saved)) - 1]  # at least what was kept
+
+    def __call__(self, row: dict) -> None:
+        epoch = int(row["epoch"])
+        before = self._before(epoch - 1 - self.epochs_run)
+        self.epochs_run += 1
+        self.saved = self.saved[:epoch - 1] + [before + time.perf_counter() - self.start]
+        atomic_write_json(self.path, {"seconds": self.saved})
+
+    def total(self, epochs: int) -> float:
+        """Seconds of a run whose history has ``epochs`` rows, this session's included."""
+        return self._before(epochs - self.epochs_run) + time.perf_counter() - self.start

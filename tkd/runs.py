@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from tkd.experiments import (
     teacher_owner,
 )
 from tkd.files import atomic_write_json, run_lock
-from tkd.live import EpochLog
+from tkd.live import EpochLog, RunClock
 from tkd.models import build_model
 from tkd.provenance import code_fingerprint
 from tkd.records import (
@@ -84,9 +83,9 @@ def train_teacher(preset: Preset, data: Dataset | None = None,
                             data.image_size)
         config = replace(teacher_config(preset, device), progress=progress,
                          checkpoint_dir=str(work / "checkpoints"), resume=True)
-        start = time.perf_counter()
-        history = fit(model, data, config)
-        wall = time.perf_counter() - start
+        clock = RunClock(work)
+        history = fit(model, data, config, on_epoch=clock)
+        wall = clock.total(len(history))
         if history.attrs.get("interrupted"):  # nothing half-done is written
             raise KeyboardInterrupt
         save_model(path, model, preset.teacher_model, data.num_classes, data.in_channels,
@@ -187,11 +186,15 @@ def _run_experiment(preset: Preset, experiment: Experiment, seed: int, data: Dat
     """The body of :func:`run_experiment`, under its lock."""
     work = path.with_name(f"{seed}.run")
     log = EpochLog(work, tensorboard, f"{preset.name}/{experiment.name}/{seed}")
-    start = time.perf_counter()
+    clock = RunClock(work)
+
+    def on_epoch(row: dict) -> None:
+        log(row)
+        clock(row)
     try:
         model, history, config = train_student(preset, experiment, seed, data, teacher, logits,
                                                device, epochs, progress, work / "checkpoints",
-                                               log)
+                                               on_epoch)
     except NonFiniteLossError as error:  # a finding, kept: the grid does not retry it
         run = expected_run(preset, experiment.name, seed, epochs)
         save_record(failed_path(path), {
@@ -204,7 +207,7 @@ def _run_experiment(preset: Preset, experiment: Experiment, seed: int, data: Dat
         log.close()
     if history.attrs.get("interrupted"):
         raise KeyboardInterrupt
-    wall = time.perf_counter() - start
+    wall = clock.total(len(history))
     run = expected_run(preset, experiment.name, seed, epochs)
     tpath = teacher_path(preset, root)
     run["teacher"] = relative(tpath, root) if experiment.objective().needs_teacher else None
