@@ -83,3 +83,24 @@ def test_fidelity_comes_from_the_run_or_from_the_saved_weights_or_is_missing():
     assert tb._fidelity(later) == {"test_teacher_agreement": 0.8, "test_teacher_kl": 0.2,
                                    "fidelity_source": "saved weights"}
     assert tb._fidelity({"final": {}})["fidelity_source"] == ""
+
+
+def test_a_row_chosen_on_validation_leaves_its_selection_run_out_of_its_means():
+    """Seed 1 picked `kd-t2` on validation: its means read seeds 2-3, as its intervals do;
+    a row with its selection run alone keeps it, and says so."""
+    runs = pd.DataFrame([{"experiment": name, "seed": s, "epochs": 3, "test_acc": acc,
+                          "test_at_best_val": acc, "val_acc": acc, "train_acc": acc,
+                          "best_test_acc": acc, "converged": True, "device": "cpu",
+                          "wall_seconds": 60.0, "stale": "", "at_chance": False}
+                         for name, s, acc in (("kd-t2", 1, 0.95), ("kd-t2", 2, 0.90),
+                                              ("kd-t2", 3, 0.92), ("dkd-b4", 1, 0.93))])
+    table = tb.comparison_table(runs, selected={"kd-t2": 1, "dkd-b4": 1})
+    table = table.set_index("experiment")
+    assert table.loc["kd-t2", "test_mean"] == pytest.approx(91.0)
+    assert table.loc["kd-t2", "seeds"] == 2
+    assert table.loc["kd-t2", "compute_minutes"] == pytest.approx(3.0)  # all compute spent
+    assert table.loc["dkd-b4", "test_mean"] == pytest.approx(93.0)
+    text = tb.table_markdown(table.reset_index())
+    assert "| 2 (its selection run left out) |" in text
+    assert "| 1 (its selection run only) |" in text
+    assert tb.comparison_table(runs).set_index("experiment").loc["kd-t2", "seeds"] == 3

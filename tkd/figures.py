@@ -37,7 +37,7 @@ from tkd.experiments import (  # noqa: E402
     Preset,
     get_preset,
 )
-from tkd.fair import FAIR_PRESETS, with_failures  # noqa: E402
+from tkd.fair import FAIR_PRESETS, selection_seeds, with_failures  # noqa: E402
 from tkd.files import atomic_write_csv, atomic_write_text  # noqa: E402
 from tkd.plots import colour_of, save_figure  # noqa: E402
 from tkd.records import (  # noqa: E402
@@ -275,7 +275,8 @@ def build_figures(preset: str | Preset = "quick", root: str | Path | None = None
     if warning:
         log(warning)
     compared = ["teacher", *MAIN, *LR_SWEEP, *RELATIONS, *GENERALITY, *MODERN]
-    table = comparison_table(runs, compared, failures)
+    selected = selection_seeds(students) if name in FAIR_PRESETS else None
+    table = comparison_table(runs, compared, failures, selected)
     written = [folder / "comparison.csv", folder / "comparison.md"]
     atomic_write_csv(table, written[0], float_format="%.4f")
     atomic_write_text(written[1], table_markdown(table))

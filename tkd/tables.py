@@ -124,26 +124,33 @@ def _label(name: str) -> str:
 
 
 def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
-                     failures: pd.DataFrame | None = None) -> pd.DataFrame:
+                     failures: pd.DataFrame | None = None,
+                     selected: dict[str, int] | None = None) -> pd.DataFrame:
     """Mean ± std over seeds (in %), one row per experiment.
 
-    Columns: experiment, method, seeds (finished runs), epochs, test_mean, test_std (last
-    epoch), test_at_best_val_mean, val_mean, train_mean, train_std, best_test_mean, converged
-    (finished runs meeting the rule and not at chance: a run flat at chance has plateaued
-    but learnt nothing), devices, minutes (mean wall time per run),
-    compute_minutes (all seeds), stale (runs whose record is stale), at_chance (finished runs
-    that ended at chance, :func:`at_chance`) and diverged (runs of ``failures``,
-    :func:`tkd.records.load_failures`, that stopped on a NaN/inf loss).
+    ``selected`` (experiment -> seed, :func:`tkd.fair.selection_seeds`): the run a choice on
+    validation picked a row by is left out of its means, as from its intervals, where the row
+    has other runs (``selection`` "left out"); a row with that run alone keeps it ("only").
+
+    Columns: experiment, method, seeds (finished runs read), selection, epochs, test_mean,
+    test_std (last epoch), test_at_best_val_mean, val_mean, train_mean, train_std,
+    best_test_mean, converged (finished runs meeting the rule and not at chance: a run flat at
+    chance has plateaued but learnt nothing), devices, minutes (mean wall time per run),
+    compute_minutes (all seeds, the selection run's included), stale (runs whose record is
+    stale), at_chance (finished runs that ended at chance, :func:`at_chance`) and diverged
+    (runs of ``failures``, :func:`tkd.records.load_failures`, that stopped on a NaN/inf loss).
     """
     if experiments is not None:
         runs = runs[runs.experiment.isin(experiments)]
     diverged = failures.experiment.value_counts() if failures is not None and len(failures) \
         else pd.Series(dtype=int)
     rows = []
-    for name, group in runs.groupby("experiment"):
+    for name, everything in runs.groupby("experiment"):
+        group, selection = _without_selection_run(everything, (selected or {}).get(name))
         learnt = group.converged & ~group.at_chance if "at_chance" in group else group.converged
         rows.append({
             "experiment": name, "method": _label(name), "seeds": len(group),
+            "selection": selection,
             "epochs": int(group.epochs.max()),
             "test_mean": 100 * group.test_acc.mean(), "test_std": 100 * _std(group.test_acc),
             "test_at_best_val_mean": 100 * group.test_at_best_val.mean(),
@@ -152,13 +159,21 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
             "best_test_mean": 100 * group.best_test_acc.mean(),
             "converged": f"{int(learnt.sum())}/{len(group)}",
             "devices": ", ".join(sorted(set(group.device))),
-            "minutes": group.wall_seconds.mean() / 60,
-            "compute_minutes": group.wall_seconds.sum() / 60,
+            "minutes": everything.wall_seconds.mean() / 60,
+            "compute_minutes": everything.wall_seconds.sum() / 60,
             "stale": int((group.stale != "").sum()) if "stale" in group else 0,
             "at_chance": int(group.at_chance.sum()) if "at_chance" in group else 0,
             "diverged": int(diverged.get(name, 0)),
         })
     return _in_order(pd.DataFrame(rows))
+
+
+def _without_selection_run(group: pd.DataFrame, seed: int | None) -> tuple[pd.DataFrame, str]:
+    """An experiment's runs without the one a choice read (``seed``) when others remain."""
+    if seed is None or not (group.seed == seed).any():
+        return group, ""
+    rest = group[group.seed != seed]
+    return (rest, "left out") if len(rest) else (group, "only")
 
 
 def _std(values: pd.Series) -> float:
@@ -185,11 +200,14 @@ def table_markdown(table: pd.DataFrame) -> str:
 
 def _seeds_cell(row) -> str:
     """Runs of an experiment: the finished ones plus the diverged, with notes, e.g.
-    ``3 (2 diverged)``, ``5 (1 stale)`` or ``3 (1 at chance)``."""
+    ``3 (2 diverged)``, ``5 (1 stale)``, ``3 (1 at chance)`` or
+    ``5 (its selection run left out)``."""
     diverged, stale = getattr(row, "diverged", 0), getattr(row, "stale", 0)
-    chance = getattr(row, "at_chance", 0)
+    chance, selection = getattr(row, "at_chance", 0), getattr(row, "selection", "")
     notes = [f"{n} {word}" for n, word in
              ((stale, "stale"), (diverged, "diverged"), (chance, "at chance")) if n]
+    notes += {"left out": ["its selection run left out"],
+              "only": ["its selection run only"]}.get(selection, [])
     return f"{row.seeds + diverged}" + (f" ({', '.join(notes)})" if notes else "")
 
 
