@@ -116,7 +116,7 @@ def test_relation_methods_meet_kd_the_triplet_and_the_best_mined_triplet():
     hint = frame[(frame.a == "hint-w10") & (frame.b == "kd-t4")].iloc[0]
     assert hint.n == 2 and hint["mean"] == pytest.approx(-2.0)  # seeds 2, 3: -2, -2
     text = vd.relations_markdown(frame)
-    assert "| `hint-w10` |" in text and "(2 seeds, refuted; BH: refuted)" in text
+    assert "| `hint-w10` |" in text and "(2 seeds, behind; BH: behind)" in text
     assert "`rkd` > `kd-t4`: **holds**" in vd.relations_sentence(table)
     assert vd.relations_sentence(runs({"kd-t4": [0.9]})) == ""
 

@@ -157,8 +157,17 @@ def bh_readings(means: list[float], p_values: list[float], rate: float = 0.05) -
             for m, q in zip(means, benjamini_hochberg(p_values))]
 
 
-def exploratory_note(count: int) -> str:
-    """The line above a table of exploratory intervals."""
+AHEAD_OR_BEHIND = {"holds": "ahead", "refuted": "behind", "not shown": "not shown"}
+"""A reading (:func:`bh_readings`, or a paired difference's) in a cell of a row − column table
+of exploratory intervals: a direction, not a verdict on a claim."""
+
+
+def exploratory_note(count: int, grid: bool = False) -> str:
+    """The line above a table of exploratory intervals; ``grid``: a table of row − column
+    cells, whose readings are :data:`AHEAD_OR_BEHIND`."""
+    words = (" In a cell, *ahead* or *behind* says that the interval of row − column lies above "
+             "or below zero (the row's method ahead of or behind the column's), unadjusted, "
+             "then after \"BH:\"." if grid else "")
     return (f"Exploratory: {count} unadjusted 95 % interval{'s' if count != 1 else ''}; the "
             "reading after Benjamini–Hochberg over this table's intervals (false-discovery "
-            "rate 5 %) is beside each.\n\n")
+            f"rate 5 %) is beside each.{words}\n\n")

@@ -28,7 +28,13 @@ from tkd.fair import (
     selection_seeds,
     validation_ties,
 )
-from tkd.stats import bh_readings, direction, exploratory_note, paired_difference
+from tkd.stats import (
+    AHEAD_OR_BEHIND,
+    bh_readings,
+    direction,
+    exploratory_note,
+    paired_difference,
+)
 
 HOLDS, REFUTED, NOT_SHOWN = "holds", "refuted", "not shown"
 STUDENT_ALONE = "ce-wd0.007"
@@ -290,9 +296,10 @@ def schedule_markdown(frame: pd.DataFrame) -> str:
                 continue
             r = row.iloc[0]
             cells.append(f"{r['mean']:+.2f} [{r.low:+.2f}, {r.high:+.2f}] ({r.n} seeds, "
-                         f"{r.reading}; BH: {r.bh})" if r.n > 1 else f"{r['mean']:+.2f} (1 seed)")
+                         f"{AHEAD_OR_BEHIND[r.reading]}; BH: {AHEAD_OR_BEHIND[r.bh]})"
+                         if r.n > 1 else f"{r['mean']:+.2f} (1 seed)")
         lines.append(f"| `{a}` − `{b}` | " + " | ".join(cells) + " |")
-    return exploratory_note(int((frame.n > 1).sum())) + "\n".join(lines) + "\n"
+    return exploratory_note(int((frame.n > 1).sum()), grid=True) + "\n".join(lines) + "\n"
 
 
 def relation_methods(runs: pd.DataFrame) -> list[str]:
@@ -334,10 +341,11 @@ def relations_markdown(frame: pd.DataFrame) -> str:
                          "no common seed yet" if step.n == 0 else
                          f"{step['mean']:+.2f} (1 seed)" if step.n < 2 else
                          f"{step['mean']:+.2f} [{step.low:+.2f}, {step.high:+.2f}] "
-                         f"({step.n} seeds, {step.reading}; BH: {step.bh})")
+                         f"({step.n} seeds, {AHEAD_OR_BEHIND[step.reading]}; "
+                         f"BH: {AHEAD_OR_BEHIND[step.bh]})")
         lines.append(f"| `{a}` | " + " | ".join(cells) + " |")
     shown = int((frame.n >= 2).sum())
-    return exploratory_note(shown) + "\n".join(lines) + "\n"
+    return exploratory_note(shown, grid=True) + "\n".join(lines) + "\n"
 
 
 def relations_sentence(runs: pd.DataFrame) -> str:
