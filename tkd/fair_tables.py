@@ -137,12 +137,12 @@ def tuned_markdown(runs: pd.DataFrame) -> str:
         fidelity = (f"{100 * agree.mean():.2f} ({len(agree)})" if len(agree) else "–",
                     f"{kl.mean():.3f} ({len(kl)})" if len(kl) else "–")
         lr = EXPERIMENTS[name].lr or 0.01 if name in EXPERIMENTS else 0.01
-        lines.append(f"| {role} | `{name}` | {lr:g} | {_seeds(read)} | {mean} | {picked} "
+        lines.append(f"| {role} | `{name}` | {lr:g} | {_seed_list(read)} | {mean} | {picked} "
                      f"| {fidelity[0]} | {fidelity[1]} |")
     return "\n".join(lines) + "\n"
 
 
-def _seeds(seeds) -> str:
+def _seed_list(seeds) -> str:
     """Seeds as a short list: "2–6", "1, 3", or "none"."""
     seeds = sorted(int(s) for s in seeds)
     if not seeds:

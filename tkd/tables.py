@@ -369,8 +369,8 @@ def beside_markdown(preset: Preset, runs: pd.DataFrame,
              "|---|---:|---:|"]
     for name, group in runs[preset].groupby("experiment", sort=False):
         full = runs[owner][runs[owner].experiment == name]
-        lines.append(f"| `{name}` | {100 * group.test_acc.mean():.2f} ({_seeds(len(group))}) | "
-                     f"{100 * full.test_acc.mean():.2f} ({_seeds(len(full))}) |")
+        lines.append(f"| `{name}` | {100 * group.test_acc.mean():.2f} ({_n_seeds(len(group))}) | "
+                     f"{100 * full.test_acc.mean():.2f} ({_n_seeds(len(full))}) |")
     lines += ["", f"| gap (points) | `{preset}` | `{owner}` | same direction |",
               "|---|---|---|---|"]
     for a, b in BESIDE_PAIRS:
@@ -383,11 +383,11 @@ def beside_markdown(preset: Preset, runs: pd.DataFrame,
     return "\n".join(lines) + "\n"
 
 
-def _seeds(n: int) -> str:
+def _n_seeds(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
 def _gap_cell(d: dict) -> str:
     if np.isnan(d["low"]):
-        return f"{d['mean']:+.2f} ({_seeds(d['n'])})"
-    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] ({_seeds(d['n'])})"
+        return f"{d['mean']:+.2f} ({_n_seeds(d['n'])})"
+    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] ({_n_seeds(d['n'])})"
