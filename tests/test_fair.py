@@ -214,3 +214,23 @@ def test_a_claim_short_of_its_seeds_is_flagged_provisional():
     text = fair_tables.claims_markdown(frame(rows))
     assert "P1 rests on fewer seeds than declared so far: provisional." in text
     assert "Holm levels above are provisional" in text
+
+
+def test_a_pair_with_a_side_at_chance_on_every_seed_is_shown_but_read_as_nothing():
+    """On the committed records the teacher-free control at the mined rate ended at chance on
+    every seed: its pairs stay in the exploratory table, out of the BH family."""
+    from tkd.records import load_records
+    from tkd.tables import runs_frame
+
+    runs = runs_frame(load_records(get_preset("fashion")), check=False)
+    dead = fair_tables._all_at_chance(runs)
+    frame_ = fair_tables.exploratory_frame(runs)
+    control = fair.tuned_rows(runs)["control"]
+    if control not in dead:
+        pytest.skip("the control trains on these records")
+    rows = frame_[(frame_.a == control) | (frame_.b == control)]
+    assert len(rows) and rows.p.isna().all()
+    assert (rows.bh_reading == "none: a side ended at chance").all()
+    assert (frame_.family == frame_.p.notna().sum()).all()
+    assert f"Exploratory: {frame_.p.notna().sum()} intervals" in \
+        fair_tables.exploratory_markdown(frame_)

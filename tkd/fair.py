@@ -316,13 +316,14 @@ def exploratory(differences: list[dict]) -> list[dict]:
     with Benjamini–Hochberg's ``q`` and ``bh_reading`` ("a > b at FDR 5 %" when ``q`` ≤ 0.05
     and the mean is positive, "a < b at FDR 5 %" when negative, else "not shown": no claim was
     made about these pairs, so they are read as directions, not as holds or refuted) and
-    ``family`` (how many intervals the adjustment was over)."""
+    ``family`` (how many intervals the adjustment was over: those with a p-value)."""
     qs = benjamini_hochberg([d["p"] for d in differences])
+    family = sum(not math.isnan(d["p"]) for d in differences)
     out = []
     for d, q in zip(differences, qs):
         reading = ("not shown" if math.isnan(q) or q > ALPHA else
                    "a > b at FDR 5 %" if d["mean"] > 0 else "a < b at FDR 5 %")
-        out.append({**d, "q": q, "bh_reading": reading, "family": len(differences)})
+        out.append({**d, "q": q, "bh_reading": reading, "family": family})
     return out
 
 

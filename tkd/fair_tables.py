@@ -234,21 +234,37 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
 def exploratory_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """:func:`exploratory_pairs` with their unadjusted paired 95 % intervals over the seeds
     both sides share, less any run a choice selected a side by (:func:`evidence_by_seed`),
-    and the Benjamini–Hochberg reading over all of them (:func:`exploratory`)."""
+    and the Benjamini–Hochberg reading over all of them (:func:`exploratory`). A pair with a
+    side whose every run ended at chance is shown but read as nothing (``p`` NaN, out of the
+    family): a student that learnt nothing says nothing about the other side."""
     selected = selection_seeds(runs)
-    differences = [{"a": a, "b": b, **paired_difference(evidence_by_seed(runs, a, selected),
-                                                         evidence_by_seed(runs, b, selected))}
-                   for a, b in exploratory_pairs(runs)]
-    columns = ["a", "b", "n", "mean", "low", "high", "p", "q", "bh_reading", "family"]
-    return pd.DataFrame(exploratory(differences), columns=columns)
+    dead = _all_at_chance(runs)
+    differences = []
+    for a, b in exploratory_pairs(runs):
+        d = paired_difference(evidence_by_seed(runs, a, selected),
+                              evidence_by_seed(runs, b, selected))
+        differences.append({"a": a, "b": b, **d, **({"p": math.nan} if {a, b} & dead else {})})
+    frame = pd.DataFrame(exploratory(differences), columns=[
+        "a", "b", "n", "mean", "low", "high", "p", "q", "bh_reading", "family"])
+    at_chance = frame.a.isin(dead) | frame.b.isin(dead)
+    frame.loc[at_chance, "bh_reading"] = "none: a side ended at chance"
+    return frame
+
+
+def _all_at_chance(runs: pd.DataFrame) -> set[str]:
+    """The experiments whose every finished run ended at chance."""
+    if "at_chance" not in runs or not len(runs):
+        return set()
+    every = runs.groupby("experiment").at_chance.all()
+    return set(every[every].index)
 
 
 def exploratory_markdown(frame: pd.DataFrame) -> str:
     """:func:`exploratory_frame` as markdown, its family size stated."""
-    count = int((frame.n >= 2).sum()) if len(frame) else 0
-    lines = [f"Exploratory: {count} intervals (pairs with two common seeds or more), "
-             "unadjusted 95 %; Benjamini–Hochberg over these intervals at a false-discovery "
-             "rate of 5 %.", "",
+    count = int(frame.p.notna().sum()) if len(frame) else 0
+    lines = [f"Exploratory: {count} intervals (pairs with two common seeds or more, and no "
+             "side that ended at chance on every seed), unadjusted 95 %; Benjamini–Hochberg "
+             "over these intervals at a false-discovery rate of 5 %.", "",
              "| a | b | seeds | a − b (points) | 95 % interval | p | BH q | BH reading |",
              "|---|---|---:|---:|---|---:|---:|---|"]
     for r in frame.to_dict("records"):

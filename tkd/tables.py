@@ -251,17 +251,28 @@ def paired_table(runs: pd.DataFrame, preset: Preset) -> pd.DataFrame:
 
 
 def paired_markdown(table: pd.DataFrame) -> str:
-    """The paired table as markdown: difference [95 % CI] in points, and what it allows."""
-    lines = ["| a | b | seeds | a − b (points) | 95 % CI | reading | after BH |",
+    """The paired table as markdown: difference [95 % CI] in points, and which way it points
+    (``a > b``, ``a < b`` or not shown), unadjusted and after Benjamini–Hochberg: exploratory
+    pairs are read as directions, not as claims that hold or are refuted."""
+    lines = ["| a | b | seeds | a − b (points) | 95 % CI | unadjusted | after BH |",
              "|---|---|---:|---:|---|---|---|"]
     for row in table.itertuples():
         interval = ("– (no common seed)" if row.seeds == 0 else "– (one seed)"
                     if np.isnan(row.ci_low) else f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]")
         difference = "–" if row.seeds == 0 else f"{row.difference:+.2f}"
         lines.append(f"| `{row.a}` | `{row.b}` | {row.seeds} | {difference} | "
-                     f"{interval} | {row.reading} | {getattr(row, 'bh_reading', '–')} |")
+                     f"{interval} | {_direction(row.reading, row.a, row.b)} | "
+                     f"{_DIRECTIONS.get(getattr(row, 'bh_reading', ''), '–')} |")
     shown = int(table.ci_low.notna().sum())
     return exploratory_note(shown) + "\n".join(lines) + "\n"
+
+
+_DIRECTIONS = {"holds": "a > b", "refuted": "a < b", "not shown": "not shown"}
+
+
+def _direction(text: str, a: str, b: str) -> str:
+    """:func:`tkd.stats.reading`'s words ("a beats b") as a direction: a > b, a < b, not shown."""
+    return {f"{a} beats {b}": "a > b", f"{b} beats {a}": "a < b"}.get(text, "not shown")
 
 
 def phase_table(runs: pd.DataFrame, experiments: list[str] | None = None) -> pd.DataFrame:

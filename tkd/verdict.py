@@ -163,7 +163,7 @@ def _steps_summary(claims: list[dict]) -> str:
 def _fair_text(runs: pd.DataFrame, preset: str) -> str:
     """The declared primary claims of a fair-comparison preset, Holm-adjusted, and the
     teacher-free control as an exploratory reading."""
-    from tkd.fair import control, logit_regression, primary_claims, tuned
+    from tkd.fair import logit_regression, primary_claims
 
     claims = primary_claims(runs, logit_regression(runs)).to_dict("records")
     overall = ordering_reading([c["reading"] for c in claims[:3]])
@@ -175,16 +175,37 @@ def _fair_text(runs: pd.DataFrame, preset: str) -> str:
             "method at the setting and learning rate chosen on validation at seed 1, read over "
             "seeds 2–6:** "
             + "; ".join(map(_claim_text, claims[3:])) + ". ")
+    return text + _control_text(runs)
+
+
+def _control_text(runs: pd.DataFrame) -> str:
+    """The teacher-free control as an exploratory reading: the paired gap to the mined triplet
+    when it trains, a plain statement when every run ended at chance, and the control at the
+    smaller rate outside the rule (:data:`tkd.fair.CONTROL_RATE_CHECK`) when it has runs."""
+    from tkd.fair import CONTROL_RATE_CHECK, control, tuned
+
     mined, free = tuned(runs, "mined"), control(runs)
-    if mined and free and free in set(runs.experiment):
+    if not (mined and free and free in set(runs.experiment)):
+        return ""
+    text = ("Exploratory, the teacher-free control `" + free + "` (the mined triplet with no "
+            "teacher: anchor the student's own logits, positive another image of the same "
+            "class): ")
+    own = runs[runs.experiment == free]
+    chance = int(own.at_chance.sum()) if "at_chance" in own else 0
+    if chance == len(own):
+        text += (f"all {chance} of its runs ended at chance, a control that does not train, so "
+                 "it says nothing about the teacher's share. ")
+    else:
         step = paired(runs, mined, free, selection_seeds(runs))
-        own = runs[runs.experiment == free]
-        chance = int(own.at_chance.sum()) if "at_chance" in own else 0
-        collapsed = (f" ({chance} of its {len(own)} runs ended at chance: a control that does "
-                     "not train, so the gap says nothing about the teacher's share)"
-                     if chance else "")
-        text += ("Exploratory, the teacher-free control (the same triplet anchored on the "
-                 "student's own logits): " + _step_text(step) + collapsed + ". ")
+        text += _step_text(step) + (f" ({chance} of its {len(own)} runs ended at chance)"
+                                    if chance else "") + ". "
+    slower = accuracy_by_seed(runs, CONTROL_RATE_CHECK)
+    if len(slower):
+        evidence = evidence_by_seed(runs, mined, selection_seeds(runs))
+        text += (f"At the rate 0.003, outside the rule (`{CONTROL_RATE_CHECK}`), it trains: "
+                 f"{slower.mean():.2f} % test over {len(slower)} seed"
+                 f"{'' if len(slower) == 1 else 's'}, against {evidence.mean():.2f} % for the "
+                 f"mined triplet ({len(evidence)} seeds). ")
     return text
 
 
