@@ -51,10 +51,11 @@ def _signed(value: float) -> str:
 
 def claims_markdown(runs: pd.DataFrame) -> str:
     """The primary claims as the README's table: each side's mean test accuracy over the seeds
-    both have, their number, a − b with its Holm-adjusted interval, and the reading."""
+    both have, their number, a − b with its Holm-adjusted interval, the two-sided paired
+    p-value beside the level Holm tests it at, and the reading."""
     frame = primary_claims(runs, logit_regression(runs))
     lines = ["| | claim (a > b) | a | b | seeds | a − b (points) | Holm-adjusted interval "
-             "| reading |", "|---|---|---|---|---:|---:|---|---|"]
+             "| p (its Holm level) | reading |", "|---|---|---|---|---:|---:|---|---|---|"]
     for r in frame.to_dict("records"):
         sides = [("not chosen yet" if not name else f"`{name}` (no seed shared yet)"
                   if r["n"] == 0
@@ -64,8 +65,10 @@ def claims_markdown(runs: pd.DataFrame) -> str:
                     f"({100 * (1 - r['level']):.2f} %)"
                     if r["n"] >= 2 else "–")
         reading = f"**{r['reading']}**" if r["reading"] == "refuted" else r["reading"]
+        p = (("< 0.0001" if r["p"] < 1e-4 else f"{r['p']:.4f}") + f" ({r['level']:.4f})"
+             if r["n"] >= 2 else "–")
         lines.append(f"| {r['claim']} | {r['statement']} | {sides[0]} | {sides[1]} | {r['n']} "
-                     f"| {_signed(r['mean'])} | {interval} | {reading} |")
+                     f"| {_signed(r['mean'])} | {interval} | {p} | {reading} |")
     decided, pending = int(frame.decided.sum()), int((frame.reading == PENDING).sum())
     short = [r["claim"] for r in frame.to_dict("records")
              if r["reading"] != PENDING and r["n"] < len(TUNED_SEEDS if r["claim"] in TUNED_CLAIMS

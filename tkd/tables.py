@@ -27,7 +27,7 @@ from tkd.stats import (
     phases_converged,
     reading,
 )
-from tkd.verdict import STUDENT_ALONE, final_test_accuracy, headline_pairs
+from tkd.verdict import STUDENT_ALONE, headline_pairs
 
 
 def runs_frame(records: list[dict], root: str | Path | None = None,
@@ -368,27 +368,32 @@ def beside_markdown(preset: Preset, runs: pd.DataFrame,
                     root: str | Path | None = None) -> str | None:
     """For a preset that shares another's teacher on less data (e.g. ``lesson``), its final
     test accuracy (its ``runs`` table) beside the teacher owner's (read from ``root``), and
-    the headline gaps of both with whether their directions agree. None for a preset that
-    shares no teacher."""
+    the headline gaps of both with whether their directions agree. A preset of the declared
+    comparison is read without the runs its choices selected a row by
+    (:func:`tkd.fair.evidence_by_seed`), as everywhere else. None for a preset that shares no
+    teacher."""
     owner = preset.teacher_preset
     if owner is None:
         return None
     runs = {preset.name: runs[runs.experiment != "teacher"],
             owner: student_runs(PRESETS[owner], root)}
+    selected = {name: selection_seeds(r) if name in FAIR_PRESETS and len(r) else {}
+                for name, r in runs.items()}
+    accuracy = {name: {e: evidence_by_seed(r, e, selected[name]) for e in set(r.experiment)}
+                for name, r in runs.items()}
     preset = preset.name
     lines = [f"| experiment | `{preset}` test acc. (%) | `{owner}` test acc. (%) |",
              "|---|---:|---:|"]
-    for name, group in runs[preset].groupby("experiment", sort=False):
-        full = runs[owner][runs[owner].experiment == name]
-        lines.append(f"| `{name}` | {100 * group.test_acc.mean():.2f} ({_n_seeds(len(group))}) | "
-                     f"{100 * full.test_acc.mean():.2f} ({_n_seeds(len(full))}) |")
+    for name in dict.fromkeys(runs[preset].experiment):
+        small, full = accuracy[preset][name], accuracy[owner].get(name, pd.Series(dtype=float))
+        lines.append(f"| `{name}` | {small.mean():.2f} ({_n_seeds(len(small))}) | "
+                     f"{full.mean():.2f} ({_n_seeds(len(full))}) |")
     lines += ["", f"| gap (points) | `{preset}` | `{owner}` | same direction |",
               "|---|---|---|---|"]
     for a, b in BESIDE_PAIRS:
         if not all({a, b} <= set(r.experiment) for r in runs.values()):
             continue
-        small, full = (paired_difference(final_test_accuracy(r, a), final_test_accuracy(r, b))
-                       for r in runs.values())
+        small, full = (paired_difference(acc[a], acc[b]) for acc in accuracy.values())
         lines.append(f"| `{a}` − `{b}` | {_gap_cell(small)} | {_gap_cell(full)} | "
                      f"{'yes' if np.sign(small['mean']) == np.sign(full['mean']) else 'no'} |")
     return "\n".join(lines) + "\n"
