@@ -234,3 +234,17 @@ def test_a_pair_with_a_side_at_chance_on_every_seed_is_shown_but_read_as_nothing
     assert (frame_.family == frame_.p.notna().sum()).all()
     assert f"Exploratory: {frame_.p.notna().sum()} intervals" in \
         fair_tables.exploratory_markdown(frame_)
+
+
+def test_the_control_at_0003_is_paired_with_the_mined_triplet_and_the_student_once_it_has_runs():
+    from tkd.records import load_records
+    from tkd.tables import runs_frame
+
+    runs = runs_frame(load_records(get_preset("fashion")), check=False)
+    pairs = fair_tables.exploratory_pairs(runs)
+    rows = fair.tuned_rows(runs)
+    assert (rows["mined"], fair.CONTROL_RATE_CHECK) in pairs
+    assert (fair.CONTROL_RATE_CHECK, rows["student"]) in pairs
+    without = runs[runs.experiment != fair.CONTROL_RATE_CHECK]
+    assert all(fair.CONTROL_RATE_CHECK not in pair
+               for pair in fair_tables.exploratory_pairs(without))

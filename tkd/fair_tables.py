@@ -214,8 +214,9 @@ def choices_markdown(runs: pd.DataFrame) -> str:
 
 
 def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """Every exploratory comparison of the fair table (a, b): the teacher-free control against
-    the mined triplet and the student alone, Ba & Caruana at its chosen rate against the tuned
+    """Every exploratory comparison of the fair table (a, b): the teacher-free control (and the
+    control at the rate 0.003, outside the rule, once it has runs) against the mined triplet
+    and the student alone, Ba & Caruana at its chosen rate against the tuned
     student alone (P3 with both sides tuned), each tuned method against its paper's setting,
     the mined triplet against the other tuned methods, each untuned method against the tuned
     Hinton KD and mined triplet. Pairs with an undecided side, and the declared claims' pairs
@@ -223,6 +224,7 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     rows = tuned_rows(runs)
     mined, kd, student = rows["mined"], rows["kd"], rows["student"]
     pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student),
+             (mined, CONTROL_RATE_CHECK), (CONTROL_RATE_CHECK, student),
              (choose(runs, LR_GRID["logit-mse"]), student)]  # P3 with both sides tuned
     pairs += [(rows[m], paper) for m, paper in (("student", "ce-wd0.007"), ("kd", "kd-t4"),
                                                 ("triplet", "triplet"))]
