@@ -245,6 +245,7 @@ def test_the_control_at_0003_is_paired_with_the_mined_triplet_and_the_student_on
     rows = fair.tuned_rows(runs)
     assert (rows["mined"], fair.CONTROL_RATE_CHECK) in pairs
     assert (fair.CONTROL_RATE_CHECK, rows["student"]) in pairs
+    assert (rows["triplet"], rows["kd"]) in pairs  # P1 with both sides tuned
     without = runs[runs.experiment != fair.CONTROL_RATE_CHECK]
     assert all(fair.CONTROL_RATE_CHECK not in pair
                for pair in fair_tables.exploratory_pairs(without))
