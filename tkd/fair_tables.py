@@ -207,9 +207,11 @@ def choices_markdown(runs: pd.DataFrame) -> str:
         lines += ["", "Outside the rule, exploratory: the authors' settings at the rate their "
                   "loss scale points to, which the grid (setting at 0.01, then rate) never "
                   "tries; they choose nothing. Validation accuracy at seed 1: "
-                  + ", ".join(f"`{name}` " + ("diverged" if math.isnan(value)
-                                              else f"{100 * value:.2f}")
-                              for name, value in checks.items()) + "."]
+                  + ", ".join([f"`{name}` " + ("diverged" if math.isnan(value)
+                                               else f"{100 * value:.2f}")
+                               for name, value in checks.items()]
+                              + [f"`{name}` not run yet" for name in AUTHOR_RATE_CHECKS
+                                 if name not in checks.index]) + "."]
     return "\n".join(lines) + "\n"
 
 
