@@ -233,8 +233,8 @@ def test_a_pair_with_a_side_at_chance_on_every_seed_is_shown_but_read_as_nothing
     assert len(rows) and rows.p.isna().all()
     assert (rows.bh_reading == "none: a side ended at chance").all()
     assert (frame_.family == frame_.p.notna().sum()).all()
-    assert f"Exploratory: {frame_.p.notna().sum()} intervals" in \
-        fair_tables.exploratory_markdown(frame_)
+    assert f"Exploratory: {frame_.p.notna().sum()} of these {len(frame_)} pairs have an " \
+        "interval" in fair_tables.exploratory_markdown(frame_)
 
 
 def test_the_control_at_0003_is_paired_with_the_mined_triplet_and_the_student_once_it_has_runs():

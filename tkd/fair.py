@@ -266,6 +266,16 @@ def selection_seeds(runs: pd.DataFrame) -> dict[str, int]:
     return picks
 
 
+def seed_list(seeds) -> str:
+    """Seeds as a short list: "2–6", "1, 3", or "none"."""
+    seeds = sorted(int(s) for s in seeds)
+    if not seeds:
+        return "none"
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def evidence_by_seed(runs: pd.DataFrame, name: str | None,
                      selected: dict[str, int]) -> pd.Series:
     """:func:`accuracy_by_seed` without the run a choice selected ``name`` by (``selected``,

@@ -30,6 +30,7 @@ from tkd.fair import (
     primary_claims,
     primary_pairs,
     rate_candidates,
+    seed_list,
     selection_seeds,
     setting_candidates,
     tuned,
@@ -140,19 +141,9 @@ def tuned_markdown(runs: pd.DataFrame) -> str:
         fidelity = (f"{100 * agree.mean():.2f} ({len(agree)})" if len(agree) else "–",
                     f"{kl.mean():.3f} ({len(kl)})" if len(kl) else "–")
         lr = EXPERIMENTS[name].lr or 0.01 if name in EXPERIMENTS else 0.01
-        lines.append(f"| {role} | `{name}` | {lr:g} | {_seed_list(read)} | {mean} | {picked} "
+        lines.append(f"| {role} | `{name}` | {lr:g} | {seed_list(read)} | {mean} | {picked} "
                      f"| {fidelity[0]} | {fidelity[1]} |")
     return "\n".join(lines) + "\n"
-
-
-def _seed_list(seeds) -> str:
-    """Seeds as a short list: "2–6", "1, 3", or "none"."""
-    seeds = sorted(int(s) for s in seeds)
-    if not seeds:
-        return "none"
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}–{seeds[-1]}"
-    return ", ".join(map(str, seeds))
 
 
 def _candidates_cell(runs: pd.DataFrame, names: list[str], chosen: str | None) -> str:
@@ -220,8 +211,9 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     control at the rate 0.003, outside the rule, once it has runs) against the mined triplet
     and the student alone, Ba & Caruana at its chosen rate against the tuned
     student alone (P3 with both sides tuned), the tuned paper's triplet against the tuned
-    Hinton KD (P1 with both sides tuned), each tuned method against its paper's setting,
-    the mined triplet against the other tuned methods, each untuned method against the tuned
+    Hinton KD (P1 with both sides tuned), each tuned method against its paper's setting and
+    against its own setting at the rate 0.01, the mined triplet against the other tuned methods
+    and Ba & Caruana, each untuned method against the tuned
     Hinton KD and mined triplet. Pairs with an undecided side, and the declared claims' pairs
     (read with Holm's adjustment, never as exploratory), are left out."""
     rows = tuned_rows(runs)
@@ -232,7 +224,9 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
              (rows["triplet"], kd)]  # P1 with both sides tuned
     pairs += [(rows[m], paper) for m, paper in (("student", "ce-wd0.007"), ("kd", "kd-t4"),
                                                 ("triplet", "triplet"))]
+    pairs += [(rows[m], chosen_setting(runs, m)) for m in TUNED_METHODS]  # rate vs 0.01
     pairs += [(mined, rows[m]) for m in ("triplet", "dkd", "dist")]
+    pairs += [(mined, choose(runs, LR_GRID["logit-mse"]))]
     pairs += [(name, ref) for name in untuned_rows(runs) for ref in (kd, mined)]
     present = set(runs.experiment)
     primary = {frozenset(p[1:]) for p in primary_pairs(runs, logit_regression(runs))}
@@ -271,9 +265,9 @@ def _all_at_chance(runs: pd.DataFrame) -> set[str]:
 def exploratory_markdown(frame: pd.DataFrame) -> str:
     """:func:`exploratory_frame` as markdown, its family size stated."""
     count = int(frame.p.notna().sum()) if len(frame) else 0
-    lines = [f"Exploratory: {count} intervals (pairs with two common seeds or more, and no "
-             "side that ended at chance on every seed), unadjusted 95 %; Benjamini–Hochberg "
-             "over these intervals at a false-discovery rate of 5 %.", "",
+    lines = [f"Exploratory: {count} of these {len(frame)} pairs have an interval (two common "
+             "seeds or more, and no side that ended at chance on every seed), unadjusted 95 %; "
+             "Benjamini–Hochberg over those intervals at a false-discovery rate of 5 %.", "",
              "| a | b | seeds | a − b (points) | 95 % interval | p | BH q | BH reading |",
              "|---|---|---:|---:|---|---:|---:|---|"]
     for r in frame.to_dict("records"):

@@ -25,6 +25,7 @@ from tkd.fair import (
     accuracy_by_seed,
     best_on_validation,
     evidence_by_seed,
+    seed_list,
     selection_seeds,
     validation_ties,
 )
@@ -203,9 +204,10 @@ def _control_text(runs: pd.DataFrame) -> str:
     if len(slower):
         evidence = evidence_by_seed(runs, mined, selection_seeds(runs))
         text += (f"At the rate 0.003, outside the rule (`{CONTROL_RATE_CHECK}`), it trains: "
-                 f"{slower.mean():.2f} % test over {len(slower)} seed"
-                 f"{'' if len(slower) == 1 else 's'}, against {evidence.mean():.2f} % for the "
-                 f"mined triplet ({len(evidence)} seeds). ")
+                 f"{slower.mean():.2f} % test over seeds {seed_list(slower.index)}, against "
+                 f"{evidence.mean():.2f} % for the mined triplet at its rate 0.01 over seeds "
+                 f"{seed_list(evidence.index)}: two rates, so a direction, not a paired "
+                 "reading. ")
     return text
 
 
