@@ -436,7 +436,7 @@ def modern_summary(runs: pd.DataFrame) -> str:
         parts = []
         for row in group[group.b.isin(["kd-t4", mined])].to_dict("records"):
             gap = (f"{row['mean']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}] ({row['n']} "
-                   f"seeds, {row['reading']})" if row["n"] > 1 else
+                   f"seeds, {AHEAD_OR_BEHIND[row['reading']]})" if row["n"] > 1 else
                    f"{row['mean']:+.2f} (1 seed)" if row["n"] else "no common seed yet")
             parts.append(f"{gap} against `{row['b']}`")
         if parts:
