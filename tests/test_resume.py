@@ -142,7 +142,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(runs, teacher_file,
     assert_same_run(reference, tmp_path)
 
 
-RENAMES_PER_EPOCH = 3  # the checkpoint, its .sha256 sidecar, the live history.csv
+RENAMES_PER_EPOCH = 4  # the checkpoint, its .sha256 sidecar, the live history.csv, seconds.json
 
 
 @pytest.mark.slow
