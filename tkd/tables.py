@@ -20,6 +20,7 @@ from tkd.staleness import record_stale_reason
 from tkd.stats import (
     bh_readings,
     convergence_gap,
+    direction,
     exploratory_note,
     has_converged,
     paired_difference,
@@ -261,18 +262,19 @@ def paired_markdown(table: pd.DataFrame) -> str:
                     if np.isnan(row.ci_low) else f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]")
         difference = "–" if row.seeds == 0 else f"{row.difference:+.2f}"
         lines.append(f"| `{row.a}` | `{row.b}` | {row.seeds} | {difference} | "
-                     f"{interval} | {_direction(row.reading, row.a, row.b)} | "
+                     f"{interval} | {_DIRECTIONS[_SIGN_WORDS[_sign(row)]]} | "
                      f"{_DIRECTIONS.get(getattr(row, 'bh_reading', ''), '–')} |")
     shown = int(table.ci_low.notna().sum())
     return exploratory_note(shown) + "\n".join(lines) + "\n"
 
 
 _DIRECTIONS = {"holds": "a > b", "refuted": "a < b", "not shown": "not shown"}
+_SIGN_WORDS = {1: "holds", -1: "refuted", 0: "not shown"}
 
 
-def _direction(text: str, a: str, b: str) -> str:
-    """:func:`tkd.stats.reading`'s words ("a beats b") as a direction: a > b, a < b, not shown."""
-    return {f"{a} beats {b}": "a > b", f"{b} beats {a}": "a < b"}.get(text, "not shown")
+def _sign(row) -> int:
+    """The unadjusted interval's reading (:func:`tkd.stats.direction`) of a paired-table row."""
+    return direction({"low": row.ci_low, "high": row.ci_high})
 
 
 def phase_table(runs: pd.DataFrame, experiments: list[str] | None = None) -> pd.DataFrame:

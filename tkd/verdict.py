@@ -191,18 +191,18 @@ def _control_text(runs: pd.DataFrame) -> str:
     text = ("Exploratory, the teacher-free control `" + free + "` (the mined triplet with no "
             "teacher: anchor the student's own logits, positive another image of the same "
             "class): ")
-    own = runs[runs.experiment == free]
+    own, selected = runs[runs.experiment == free], selection_seeds(runs)
     chance = int(own.at_chance.sum()) if "at_chance" in own else 0
     if chance == len(own):
         text += (f"all {chance} of its runs ended at chance, a control that does not train, so "
                  "it says nothing about the teacher's share. ")
     else:
-        step = paired(runs, mined, free, selection_seeds(runs))
+        step = paired(runs, mined, free, selected)
         text += _step_text(step) + (f" ({chance} of its {len(own)} runs ended at chance)"
                                     if chance else "") + ". "
     slower = accuracy_by_seed(runs, CONTROL_RATE_CHECK)
     if len(slower):
-        evidence = evidence_by_seed(runs, mined, selection_seeds(runs))
+        evidence = evidence_by_seed(runs, mined, selected)
         text += (f"At the rate 0.003, outside the rule (`{CONTROL_RATE_CHECK}`), it trains: "
                  f"{slower.mean():.2f} % test over seeds {seed_list(slower.index)}, against "
                  f"{evidence.mean():.2f} % for the mined triplet at its rate 0.01 over seeds "
