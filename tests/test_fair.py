@@ -250,3 +250,10 @@ def test_the_control_at_0003_is_paired_with_the_mined_triplet_and_the_student_on
     without = runs[runs.experiment != fair.CONTROL_RATE_CHECK]
     assert all(fair.CONTROL_RATE_CHECK not in pair
                for pair in fair_tables.exploratory_pairs(without))
+
+
+def test_chance_count_counts_runs_at_chance_and_is_zero_without_the_column():
+    runs = pd.DataFrame({"experiment": ["a", "a", "b"], "at_chance": [True, False, True]})
+    assert fair.chance_count(runs) == 2
+    assert fair.chance_count(runs[runs.experiment == "a"]) == 1
+    assert fair.chance_count(runs.drop(columns="at_chance")) == 0

@@ -249,6 +249,12 @@ def accuracy_by_seed(runs: pd.DataFrame, name: str | None) -> pd.Series:
     return 100 * part.set_index("seed").test_acc.dropna()
 
 
+def chance_count(runs: pd.DataFrame) -> int:
+    """How many of ``runs`` (rows of :func:`tkd.tables.runs_frame`) ended at chance
+    (:func:`tkd.tables.at_chance`); 0 for a frame without that column."""
+    return int(runs.at_chance.sum()) if "at_chance" in runs else 0
+
+
 def selection_seeds(runs: pd.DataFrame) -> dict[str, int]:
     """Every experiment that a choice on validation picked among two finished runs or more, with
     the seed that choice read (:func:`choice_seed`): that run was selected for its validation

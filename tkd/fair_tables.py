@@ -21,6 +21,7 @@ from tkd.fair import (
     TUNED_SEEDS,
     UNTUNED_GRIDS,
     best_on_validation,
+    chance_count,
     choose,
     chosen_setting,
     control,
@@ -130,7 +131,7 @@ def tuned_markdown(runs: pd.DataFrame) -> str:
         read = evidence_by_seed(runs, name, selected).index
         acc = 100 * part.test_acc[read]
         spread = f" ± {acc.std():.2f}" if len(acc) > 1 else ""
-        chance = int(part.at_chance[read].sum()) if "at_chance" in part else 0
+        chance = chance_count(part.loc[read])
         mean = (f"{acc.mean():.2f}{spread}" if len(acc) else "no seed yet") + (
             f" ({chance} at chance)" if chance else "")
         seed = selected.get(name)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tkd.experiments import EXPERIMENTS, MAIN, PRESETS, SWEEP_NAMES, Preset
-from tkd.fair import FAIR_PRESETS, evidence_by_seed, selection_seeds
+from tkd.fair import FAIR_PRESETS, chance_count, evidence_by_seed, selection_seeds
 from tkd.records import load_records
 from tkd.staleness import record_stale_reason
 from tkd.stats import (
@@ -163,7 +163,7 @@ def comparison_table(runs: pd.DataFrame, experiments: list[str] | None = None,
             "minutes": everything.wall_seconds.mean() / 60,
             "compute_minutes": everything.wall_seconds.sum() / 60,
             "stale": int((group.stale != "").sum()) if "stale" in group else 0,
-            "at_chance": int(group.at_chance.sum()) if "at_chance" in group else 0,
+            "at_chance": chance_count(group),
             "diverged": int(diverged.get(name, 0)),
         })
     return _in_order(pd.DataFrame(rows))

@@ -24,6 +24,7 @@ from tkd.experiments import MINED, MODERN_GRIDS, WEIGHT_GRIDS
 from tkd.fair import (
     accuracy_by_seed,
     best_on_validation,
+    chance_count,
     evidence_by_seed,
     seed_list,
     selection_seeds,
@@ -192,7 +193,7 @@ def _control_text(runs: pd.DataFrame) -> str:
             "teacher: anchor the student's own logits, positive another image of the same "
             "class): ")
     own, selected = runs[runs.experiment == free], selection_seeds(runs)
-    chance = int(own.at_chance.sum()) if "at_chance" in own else 0
+    chance = chance_count(own)
     if chance == len(own):
         text += (f"all {chance} of its runs ended at chance, a control that does not train, so "
                  "it says nothing about the teacher's share. ")
