@@ -237,14 +237,17 @@ def test_a_pair_with_a_side_at_chance_on_every_seed_is_shown_but_read_as_nothing
         "interval" in fair_tables.exploratory_markdown(frame_)
 
 
-def test_the_control_at_0003_is_paired_with_the_mined_triplet_and_the_student_once_it_has_runs():
+def test_the_control_at_0003_is_paired_with_the_mined_triplet_at_0003_and_the_student():
     from tkd.records import load_records
     from tkd.tables import runs_frame
 
     runs = runs_frame(load_records(get_preset("fashion")), check=False)
     pairs = fair_tables.exploratory_pairs(runs)
     rows = fair.tuned_rows(runs)
-    assert (rows["mined"], fair.CONTROL_RATE_CHECK) in pairs
+    partner = fair.control_partner(runs)
+    assert partner == "triplet-batch-semihard-lr0.003"  # the chosen miner, at the same rate
+    assert (partner, fair.CONTROL_RATE_CHECK) in pairs
+    assert (rows["mined"], fair.CONTROL_RATE_CHECK) not in pairs  # two rates: never paired
     assert (fair.CONTROL_RATE_CHECK, rows["student"]) in pairs
     assert (rows["triplet"], rows["kd"]) in pairs  # P1 with both sides tuned
     without = runs[runs.experiment != fair.CONTROL_RATE_CHECK]

@@ -172,3 +172,22 @@ def test_headline_pairs_put_the_chosen_rate_and_mined_triplet_first_then_the_oth
     assert ("logit-mse-lr0.003", "ce-wd0.007") in pairs
     assert ("kd-t4", "logit-mse") not in pairs  # the collapsed rate 0.01 is neither
     assert len(pairs) == len(set(pairs))
+
+
+def test_the_control_at_0003_is_read_paired_once_the_mined_triplet_at_0003_has_its_seeds():
+    from tkd.experiments import get_preset
+    from tkd.fair import CONTROL_RATE_CHECK, control_partner
+    from tkd.records import load_records
+    from tkd.tables import runs_frame
+
+    real = runs_frame(load_records(get_preset("fashion")), check=False)
+    partner = control_partner(real)
+    real = real[(real.experiment != partner) | (real.seed == 1)]  # its rate-candidate run only
+    assert "two rates, so a direction" in vd._control_text(real)
+    twin = real[(real.experiment == CONTROL_RATE_CHECK) & (real.seed > 1)].copy()
+    gaps = [0.019, 0.021, 0.018, 0.022][:len(twin)]  # mean 0.02 over seeds 2-5
+    twin["experiment"], twin["test_acc"] = partner, twin.test_acc + gaps
+    text = vd._control_text(pd.concat([real, twin]))
+    assert "two rates" not in text
+    assert f"`{partner}` > `{CONTROL_RATE_CHECK}`: **holds**, +2" in text
+    assert "5 seeds" in text  # seeds 1-5: neither side's runs chose anything

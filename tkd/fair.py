@@ -152,6 +152,15 @@ def tuned(runs: pd.DataFrame, method: str) -> str | None:
     return None if setting is None else choose(runs, rate_candidates(setting))
 
 
+def control_partner(runs: pd.DataFrame) -> str | None:
+    """The mined triplet's chosen setting at the rate of :data:`CONTROL_RATE_CHECK` (0.003):
+    the control at that rate is paired with it, one rate on both sides; None while the mined
+    triplet's setting is undecided."""
+    setting = chosen_setting(runs, "mined")
+    return None if setting is None else rate_experiment(
+        setting, EXPERIMENTS[CONTROL_RATE_CHECK].lr).name
+
+
 def control(runs: pd.DataFrame) -> str | None:
     """The teacher-free control at the mined triplet's chosen rate (None while undecided).
     ``ValueError`` when validation chose a miner other than the control's (``triplet-self``

@@ -184,7 +184,7 @@ def _control_text(runs: pd.DataFrame) -> str:
     """The teacher-free control as an exploratory reading: the paired gap to the mined triplet
     when it trains, a plain statement when every run ended at chance, and the control at the
     smaller rate outside the rule (:data:`tkd.fair.CONTROL_RATE_CHECK`) when it has runs."""
-    from tkd.fair import CONTROL_RATE_CHECK, control, tuned
+    from tkd.fair import CONTROL_RATE_CHECK, control, control_partner, tuned
 
     mined, free = tuned(runs, "mined"), control(runs)
     if not (mined and free and free in set(runs.experiment)):
@@ -203,12 +203,16 @@ def _control_text(runs: pd.DataFrame) -> str:
                                     if chance else "") + ". "
     slower = accuracy_by_seed(runs, CONTROL_RATE_CHECK)
     if len(slower):
-        evidence = evidence_by_seed(runs, mined, selected)
-        text += (f"At the rate 0.003, outside the rule (`{CONTROL_RATE_CHECK}`), it trains: "
-                 f"{slower.mean():.2f} % test over seeds {seed_list(slower.index)}, against "
-                 f"{evidence.mean():.2f} % for the mined triplet at its rate 0.01 over seeds "
-                 f"{seed_list(evidence.index)}: two rates, so a direction, not a paired "
-                 "reading. ")
+        text += f"At the rate 0.003, outside the rule (`{CONTROL_RATE_CHECK}`), it trains: "
+        partner = paired(runs, control_partner(runs), CONTROL_RATE_CHECK, selected)
+        if partner["n"] >= 2:  # the mined triplet at the same rate: a paired reading
+            text += "against the mined triplet at that rate, " + _step_text(partner) + ". "
+        else:
+            evidence = evidence_by_seed(runs, mined, selected)
+            text += (f"{slower.mean():.2f} % test over seeds {seed_list(slower.index)}, against "
+                     f"{evidence.mean():.2f} % for the mined triplet at its rate 0.01 over seeds "
+                     f"{seed_list(evidence.index)}: two rates, so a direction, not a paired "
+                     "reading. ")
     return text
 
 
