@@ -104,3 +104,13 @@ def test_a_row_chosen_on_validation_leaves_its_selection_run_out_of_its_means():
     assert "| 2 (its selection run left out) |" in text
     assert "| 1 (its selection run only) |" in text
     assert tb.comparison_table(runs).set_index("experiment").loc["kd-t2", "seeds"] == 3
+
+
+def test_wall_seconds_is_at_least_the_sum_of_the_epochs_times():
+    from tkd.tables import wall_seconds
+
+    resumed = {"wall_seconds": 30.0, "history": {"epoch_seconds": [12.0, 13.0, 14.0]}}
+    whole = {"wall_seconds": 45.0, "history": {"epoch_seconds": [12.0, 13.0, 14.0]}}
+    assert wall_seconds(resumed) == 39.0  # older code recorded only its last session
+    assert wall_seconds(whole) == 45.0
+    assert wall_seconds({"wall_seconds": 5.0}) == 5.0

@@ -38,7 +38,7 @@ def runs_frame(records: list[dict], root: str | Path | None = None,
     accuracy, the convergence gap at the end (points), ``phase_gaps`` (the gap before every
     decay and at the end, :func:`tkd.stats.phase_gaps`), ``converged`` (the per-phase rule,
     every phase plateaued) beside ``converged_at_end`` (the end-only rule), ``at_chance``
-    (:func:`at_chance`), device, wall seconds, and ``stale``:
+    (:func:`at_chance`), device, wall seconds (:func:`wall_seconds`), and ``stale``:
     why the record no longer answers today's code and settings (:func:`record_stale_reason`
     with the results root ``root``), empty when current or when ``check`` is False."""
     rows = []
@@ -68,7 +68,7 @@ def runs_frame(records: list[dict], root: str | Path | None = None,
             "device": r.get("environment", {}).get("device_name", ""),
             "device_kind": str(r.get("environment", {}).get("device", "cpu")).split(":")[0],
             **_fidelity(r),
-            "wall_seconds": r["wall_seconds"],
+            "wall_seconds": wall_seconds(r),
             "stale": (record_stale_reason(r, root) or "") if check else "",
         })
     return pd.DataFrame(rows)
@@ -89,6 +89,15 @@ def _fidelity(record: dict) -> dict:
 
 CLASSES = {"cifar100": 100}
 """Classes per data set where not 10 (digits, MNIST, Fashion-MNIST and CIFAR-10 have 10)."""
+
+
+def wall_seconds(record: dict) -> float:
+    """A run's wall time (s): the record's ``wall_seconds``, or the sum of its epochs' times
+    where that is larger (a run resumed by code older than :class:`tkd.live.RunClock` recorded
+    only its last session's time). A lower bound either way: evaluation between epochs and a
+    cut epoch's lost work are not in the epochs' times."""
+    epochs = sum(record.get("history", {}).get("epoch_seconds", []))
+    return max(float(record["wall_seconds"]), float(epochs))
 
 
 def at_chance(val_acc: float, dataset: str | None) -> bool:
