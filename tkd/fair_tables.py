@@ -124,8 +124,9 @@ def tuned_markdown(runs: pd.DataFrame) -> str:
     then its fidelity to the teacher on the test split over the same seeds (top-1 agreement,
     %, and mean KL(teacher ‖ student), nats; exploratory; "–" for records that lack it)."""
     selected = selection_seeds(runs)
-    lines = ["| role | experiment | lr | seeds read | test acc. (%) | selection run: test acc. "
-             "(%) | agreement with teacher (%; its seeds) | KL(teacher ‖ student) (its seeds) |",
+    lines = ["| role | experiment | lr | seeds read | test acc. (%, mean ± sd) | selection run: "
+             "test acc. (%) | agreement with teacher (%; its seeds) "
+             "| KL(teacher ‖ student) (its seeds) |",
              "|---|---|---:|---|---|---:|---:|---:|"]
     for role, name in table_rows(runs):
         if name is None or name not in set(runs.experiment):

@@ -197,8 +197,8 @@ def _pm(mean: float, std: float) -> str:
 
 def table_markdown(table: pd.DataFrame) -> str:
     """The comparison table as a GitHub markdown table (accuracy in %, mean ± std)."""
-    lines = ["| experiment | method | seeds | test acc. (%) | test acc. at best val. epoch (%) "
-             "| val. acc. (%) | train acc. (%) | converged | compute (min) |",
+    lines = ["| experiment | method | seeds | test acc. (%, mean ± sd) | test acc. at best val. "
+             "epoch (%) | val. acc. (%) | train acc. (%, mean ± sd) | converged | compute (min) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in table.itertuples():
         lines.append(f"| `{row.experiment}` | {row.method} | {_seeds_cell(row)} | "
