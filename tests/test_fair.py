@@ -149,7 +149,8 @@ def test_the_choices_table_shows_every_candidate_at_seed_1_and_what_is_missing()
             ("kd-t4-w0.9-lr0.03", 1, 0.915, 0)]  # an authors' setting at another rate
     text = fair_tables.choices_markdown(frame(rows))
     assert text.rstrip().endswith("Validation accuracy at seed 1: `kd-t4-w0.9-lr0.03` 91.50, "
-                                  "`dist-t4-w2-lr0.003` not run yet, `dkd-lr0.003` not run yet.")
+                                  "`dist-t4-w2-lr0.003` not run yet, `dkd-lr0.003` not run yet, "
+                                  "`kd-t4-w0.9-lr0.003` not run yet.")
     assert "kd-t4-w0.9-lr0.03" not in text.split("Outside the rule")[0]  # it chooses nothing
     mined = [line for line in text.splitlines() if line.startswith("| the mined triplet |")]
     assert mined[0] == ("| the mined triplet | setting, at the rate 0.01 | "
