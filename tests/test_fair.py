@@ -261,3 +261,18 @@ def test_chance_count_counts_runs_at_chance_and_is_zero_without_the_column():
     assert fair.chance_count(runs) == 2
     assert fair.chance_count(runs[runs.experiment == "a"]) == 1
     assert fair.chance_count(runs.drop(columns="at_chance")) == 0
+
+
+def test_the_miners_validation_did_not_choose_meet_the_rivals_of_p4_and_p5():
+    from tkd.records import load_records
+    from tkd.tables import runs_frame
+
+    runs = runs_frame(load_records(get_preset("fashion")), check=False)
+    pairs, rows = fair_tables.exploratory_pairs(runs), fair.tuned_rows(runs)
+    chosen = fair.chosen_setting(runs, "mined")
+    others = [m for m in ("triplet-batch-random", "triplet-batch-hard", "triplet-batch-semihard")
+              if m != chosen]
+    assert len(others) == 2
+    for miner in others:
+        assert (miner, rows["kd"]) in pairs and (miner, rows["dkd"]) in pairs
+    assert (chosen, rows["kd"]) not in pairs  # P4 itself is read with Holm, not here

@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 
-from tkd.experiments import EXPERIMENTS, LR_GRID, TUNED_METHODS
+from tkd.experiments import EXPERIMENTS, LR_GRID, SETTING_GRIDS, TUNED_METHODS
 from tkd.fair import (
     AUTHOR_RATE_CHECKS,
     CONTROL_RATE_CHECK,
@@ -220,9 +220,11 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     Caruana at its chosen rate against the tuned student alone (P3 with both sides tuned), the
     tuned paper's triplet against the tuned Hinton KD (P1 with both sides tuned), each tuned
     method against its paper's setting and against its own setting at the rate 0.01, the mined
-    triplet against the other tuned methods and Ba & Caruana, each untuned method against the
-    tuned Hinton KD and mined triplet. Pairs with an undecided side, and the declared claims'
-    pairs (read with Holm's adjustment, never as exploratory), are left out."""
+    triplet against the other tuned methods and Ba & Caruana, each miner validation did not
+    choose (at 0.01) against the tuned Hinton KD and DKD (P4 and P5 with another miner), each
+    untuned method against the tuned Hinton KD and mined triplet. Pairs with an undecided side,
+    and the declared claims' pairs (read with Holm's adjustment, never as exploratory), are left
+    out."""
     rows = tuned_rows(runs)
     mined, kd, student = rows["mined"], rows["kd"], rows["student"]
     pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student),
@@ -234,6 +236,8 @@ def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     pairs += [(rows[m], chosen_setting(runs, m)) for m in TUNED_METHODS]  # rate vs 0.01
     pairs += [(mined, rows[m]) for m in ("triplet", "dkd", "dist")]
     pairs += [(mined, choose(runs, LR_GRID["logit-mse"]))]
+    pairs += [(miner, rows[m]) for miner in SETTING_GRIDS["mined"]  # P4, P5 with another miner
+              if miner != chosen_setting(runs, "mined") for m in ("kd", "dkd")]
     pairs += [(name, ref) for name in untuned_rows(runs) for ref in (kd, mined)]
     present = set(runs.experiment)
     primary = {frozenset(p[1:]) for p in primary_pairs(runs, logit_regression(runs))}
