@@ -189,5 +189,5 @@ def test_the_control_at_0003_is_read_paired_once_the_mined_triplet_at_0003_has_i
     twin["experiment"], twin["test_acc"] = partner, twin.test_acc + gaps
     text = vd._control_text(pd.concat([real, twin]))
     assert "two rates" not in text
-    assert f"`{partner}` > `{CONTROL_RATE_CHECK}`: **holds**, +2" in text
+    assert f"`{partner}` − `{CONTROL_RATE_CHECK}`: ahead, +2" in text
     assert "5 seeds" in text  # seeds 1-5: neither side's runs chose anything

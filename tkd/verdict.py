@@ -138,6 +138,16 @@ def _step_text(step: dict) -> str:
             f"[{step['low']:+.2f}, {step['high']:+.2f}], {step['n']} seeds")
 
 
+def _direction_text(step: dict) -> str:
+    """An exploratory paired difference ``a - b`` as a direction, not a verdict: *ahead*,
+    *behind* or *not shown* (:data:`tkd.stats.AHEAD_OR_BEHIND`), its unadjusted interval."""
+    if step.get("missing") or step["n"] < 2:
+        return _step_text(step)
+    return (f"`{step['a']}` − `{step['b']}`: {AHEAD_OR_BEHIND[step['reading']]}, "
+            f"{step['mean']:+.2f} points [{step['low']:+.2f}, {step['high']:+.2f}] "
+            f"(unadjusted), {step['n']} seeds")
+
+
 def _claim_text(claim: dict) -> str:
     """One primary claim of :func:`tkd.fair.primary_claims` as text."""
     a, b = (f"`{n}`" if n else "(not chosen yet)" for n in (claim["a"], claim["b"]))
@@ -199,14 +209,14 @@ def _control_text(runs: pd.DataFrame) -> str:
                  "it says nothing about the teacher's share. ")
     else:
         step = paired(runs, mined, free, selected)
-        text += _step_text(step) + (f" ({chance} of its {len(own)} runs ended at chance)"
+        text += _direction_text(step) + (f" ({chance} of its {len(own)} runs ended at chance)"
                                     if chance else "") + ". "
     slower = accuracy_by_seed(runs, CONTROL_RATE_CHECK)
     if len(slower):
         text += f"At the rate 0.003, outside the rule (`{CONTROL_RATE_CHECK}`), it trains: "
         partner = paired(runs, control_partner(runs), CONTROL_RATE_CHECK, selected)
         if partner["n"] >= 2:  # the mined triplet at the same rate: a paired reading
-            text += "against the mined triplet at that rate, " + _step_text(partner) + ". "
+            text += "against the mined triplet at that rate, " + _direction_text(partner) + ". "
         else:
             evidence = evidence_by_seed(runs, mined, selected)
             text += (f"{slower.mean():.2f} % test over seeds {seed_list(slower.index)}, against "
