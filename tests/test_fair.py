@@ -250,6 +250,8 @@ def test_the_control_at_0003_is_paired_with_the_mined_triplet_at_0003_and_the_st
     assert (partner, fair.CONTROL_RATE_CHECK) in pairs
     assert (rows["mined"], fair.CONTROL_RATE_CHECK) not in pairs  # two rates: never paired
     assert (fair.CONTROL_RATE_CHECK, rows["student"]) in pairs
+    assert (fair.CONTROL_RATE_CHECK, "ce-wd0.007-lr0.003") in pairs  # the student, same rate
+    assert fair.at_control_rate(runs, "student") == "ce-wd0.007-lr0.003"
     assert (rows["triplet"], rows["kd"]) in pairs  # P1 with both sides tuned
     without = runs[runs.experiment != fair.CONTROL_RATE_CHECK]
     assert all(fair.CONTROL_RATE_CHECK not in pair

@@ -191,3 +191,8 @@ def test_the_control_at_0003_is_read_paired_once_the_mined_triplet_at_0003_has_i
     assert "two rates" not in text
     assert f"`{partner}` − `{CONTROL_RATE_CHECK}`: ahead, +2" in text
     assert "5 seeds" in text  # seeds 1-5: neither side's runs chose anything
+    assert "against the student alone at that rate" not in text  # one seed of it so far
+    alone = twin.copy()
+    alone["experiment"], alone["test_acc"] = "ce-wd0.007-lr0.003", twin.test_acc - 0.03
+    text = vd._control_text(pd.concat([real[real.experiment != "ce-wd0.007-lr0.003"], twin, alone]))
+    assert f"against the student alone at that rate, `{CONTROL_RATE_CHECK}` − " in text

@@ -154,13 +154,18 @@ def tuned(runs: pd.DataFrame, method: str) -> str | None:
     return None if setting is None else choose(runs, rate_candidates(setting))
 
 
-def control_partner(runs: pd.DataFrame) -> str | None:
-    """The mined triplet's chosen setting at the rate of :data:`CONTROL_RATE_CHECK` (0.003):
-    the control at that rate is paired with it, one rate on both sides; None while the mined
-    triplet's setting is undecided."""
-    setting = chosen_setting(runs, "mined")
+def at_control_rate(runs: pd.DataFrame, method: str = "mined") -> str | None:
+    """``method``'s chosen setting at the rate of :data:`CONTROL_RATE_CHECK` (0.003): the
+    control at that rate is paired with the mined triplet and the student alone at the same
+    rate, one rate on both sides; None while the setting is undecided."""
+    setting = chosen_setting(runs, method)
     return None if setting is None else rate_experiment(
         setting, EXPERIMENTS[CONTROL_RATE_CHECK].lr).name
+
+
+def control_partner(runs: pd.DataFrame) -> str | None:
+    """The mined triplet at the control's smaller rate (:func:`at_control_rate`)."""
+    return at_control_rate(runs, "mined")
 
 
 def control(runs: pd.DataFrame) -> str | None:

@@ -20,6 +20,7 @@ from tkd.fair import (
     TUNED_CLAIMS,
     TUNED_SEEDS,
     UNTUNED_GRIDS,
+    at_control_rate,
     best_on_validation,
     chance_count,
     choose,
@@ -109,9 +110,11 @@ def table_rows(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
     rows.append(("teacher-free control", control(runs)))
     if CONTROL_RATE_CHECK in set(runs.experiment) and CONTROL_RATE_CHECK != control(runs):
         rows.append(("teacher-free control at 0.003, exploratory", CONTROL_RATE_CHECK))
-        partner = control_partner(runs)
-        if partner in set(runs.experiment) and partner != tuned(runs, "mined"):
-            rows.append(("mined triplet at the control's rate 0.003, exploratory", partner))
+        for method in ("mined", "student"):
+            twin = at_control_rate(runs, method)
+            if twin in set(runs.experiment) and twin != tuned(runs, method):
+                rows.append((f"{METHOD_NAMES[method]} at the control's rate 0.003, "
+                             "exploratory", twin))
     rows += [("untuned", name) for name in untuned_rows(runs)]
     return list(dict.fromkeys(rows))
 
@@ -216,19 +219,20 @@ def choices_markdown(runs: pd.DataFrame) -> str:
 def exploratory_pairs(runs: pd.DataFrame) -> list[tuple[str, str]]:
     """Every exploratory comparison of the fair table (a, b): the teacher-free control against
     the mined triplet and the student alone, the control at the rate 0.003 (outside the rule,
-    once it has runs) against the mined triplet at that same rate and the student alone, Ba &
-    Caruana at its chosen rate against the tuned student alone (P3 with both sides tuned), the
-    tuned paper's triplet against the tuned Hinton KD (P1 with both sides tuned), each tuned
-    method against its paper's setting and against its own setting at the rate 0.01, the mined
-    triplet against the other tuned methods and Ba & Caruana, each miner validation did not
-    choose (at 0.01) against the tuned Hinton KD and DKD (P4 and P5 with another miner), each
-    untuned method against the tuned Hinton KD and mined triplet. Pairs with an undecided side,
-    and the declared claims' pairs (read with Holm's adjustment, never as exploratory), are left
-    out."""
+    once it has runs) against the mined triplet and the student alone at that same rate and the
+    tuned student alone, Ba & Caruana at its chosen rate against the tuned student alone (P3
+    with both sides tuned), the tuned paper's triplet against the tuned Hinton KD (P1 with both
+    sides tuned), each tuned method against its paper's setting and against its own setting at
+    the rate 0.01, the mined triplet against the other tuned methods and Ba & Caruana, each
+    miner validation did not choose (at 0.01) against the tuned Hinton KD and DKD (P4 and P5
+    with another miner), each untuned method against the tuned Hinton KD and mined triplet.
+    Pairs with an undecided side, and the declared claims' pairs (read with Holm's adjustment,
+    never as exploratory), are left out."""
     rows = tuned_rows(runs)
     mined, kd, student = rows["mined"], rows["kd"], rows["student"]
     pairs = [(mined, rows["control"]), (rows["control"], student), (mined, student),
              (control_partner(runs), CONTROL_RATE_CHECK), (CONTROL_RATE_CHECK, student),
+             (CONTROL_RATE_CHECK, at_control_rate(runs, "student")),
              (choose(runs, LR_GRID["logit-mse"]), student),  # P3 with both sides tuned
              (rows["triplet"], kd)]  # P1 with both sides tuned
     pairs += [(rows[m], paper) for m, paper in (("student", "ce-wd0.007"), ("kd", "kd-t4"),

@@ -194,7 +194,7 @@ def _control_text(runs: pd.DataFrame) -> str:
     """The teacher-free control as an exploratory reading: the paired gap to the mined triplet
     when it trains, a plain statement when every run ended at chance, and the control at the
     smaller rate outside the rule (:data:`tkd.fair.CONTROL_RATE_CHECK`) when it has runs."""
-    from tkd.fair import CONTROL_RATE_CHECK, control, control_partner, tuned
+    from tkd.fair import CONTROL_RATE_CHECK, at_control_rate, control, control_partner, tuned
 
     mined, free = tuned(runs, "mined"), control(runs)
     if not (mined and free and free in set(runs.experiment)):
@@ -216,7 +216,10 @@ def _control_text(runs: pd.DataFrame) -> str:
         text += f"At the rate 0.003, outside the rule (`{CONTROL_RATE_CHECK}`), it trains: "
         partner = paired(runs, control_partner(runs), CONTROL_RATE_CHECK, selected)
         if partner["n"] >= 2:  # the mined triplet at the same rate: a paired reading
-            text += "against the mined triplet at that rate, " + _direction_text(partner) + ". "
+            text += "against the mined triplet at that rate, " + _direction_text(partner)
+            alone = paired(runs, CONTROL_RATE_CHECK, at_control_rate(runs, "student"), selected)
+            text += ("; against the student alone at that rate, " + _direction_text(alone)
+                     if alone["n"] >= 2 else "") + ". "
         else:
             evidence = evidence_by_seed(runs, mined, selected)
             text += (f"{slower.mean():.2f} % test over seeds {seed_list(slower.index)}, against "
