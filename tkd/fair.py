@@ -306,23 +306,25 @@ def evidence_by_seed(runs: pd.DataFrame, name: str | None,
     return accuracy.drop(selected[name], errors="ignore") if name in selected else accuracy
 
 
-def _claim_accuracy(runs: pd.DataFrame, name: str | None, claim: str) -> pd.Series:
-    """:func:`accuracy_by_seed` over the seeds ``claim`` is read over (:data:`TUNED_SEEDS` for
+def _claim_accuracy(runs: pd.DataFrame, name: str | None, claim: str,
+                    tuned_seeds: tuple[int, ...] = TUNED_SEEDS) -> pd.Series:
+    """:func:`accuracy_by_seed` over the seeds ``claim`` is read over (``tuned_seeds`` for
     :data:`TUNED_CLAIMS`)."""
     accuracy = accuracy_by_seed(runs, name)
-    return accuracy[accuracy.index.isin(TUNED_SEEDS)] if claim in TUNED_CLAIMS else accuracy
+    return accuracy[accuracy.index.isin(tuned_seeds)] if claim in TUNED_CLAIMS else accuracy
 
 
-def primary_claims(runs: pd.DataFrame, logit_regression: str) -> pd.DataFrame:
+def primary_claims(runs: pd.DataFrame, logit_regression: str,
+                   tuned_seeds: tuple[int, ...] = TUNED_SEEDS) -> pd.DataFrame:
     """The primary claims with Holm's step-down adjustment over the five (``docs/claims.md``):
     per claim ``a``, ``b``, ``n`` seeds, ``mean`` a − b (points), the raw two-sided paired
     p-value ``p``, Holm's ``rank``, ``level`` and ``decided`` (:func:`tkd.stats.holm`), its
     interval ``low``/``high`` at confidence 1 − level, and ``reading`` (holds, refuted, not
     shown, or :data:`PENDING` while its sides share fewer than two seeds). P4 and P5 are read
-    over :data:`TUNED_SEEDS`, the others over every seed."""
+    over ``tuned_seeds`` (as amended, :data:`TUNED_SEEDS`), the others over every seed."""
     rows = []
     for claim, a, b in primary_pairs(runs, logit_regression):
-        acc_a, acc_b = _claim_accuracy(runs, a, claim), _claim_accuracy(runs, b, claim)
+        acc_a, acc_b = (_claim_accuracy(runs, name, claim, tuned_seeds) for name in (a, b))
         common = acc_a.index.intersection(acc_b.index)
         rows.append({"claim": claim, "statement": PRIMARY[claim], "a": a or "", "b": b or "",
                      "a_mean": acc_a[common].mean(), "b_mean": acc_b[common].mean(),
@@ -334,8 +336,8 @@ def primary_claims(runs: pd.DataFrame, logit_regression: str) -> pd.DataFrame:
     for i, r in enumerate(adjusted):
         if frame.at[i, "n"] >= 2 and not math.isnan(frame.at[i, "p"]):
             claim, confidence = frame.at[i, "claim"], 1 - r["level"]
-            d = paired_difference(_claim_accuracy(runs, frame.at[i, "a"], claim),
-                                  _claim_accuracy(runs, frame.at[i, "b"], claim), confidence)
+            d = paired_difference(*(_claim_accuracy(runs, frame.at[i, side], claim, tuned_seeds)
+                                    for side in ("a", "b")), confidence)
             frame.loc[i, ["low", "high"]] = d["low"], d["high"]
     frame["reading"] = [PENDING if n < 2 else ("holds" if m > 0 else "refuted") if decided
                         else "not shown" for n, m, decided in

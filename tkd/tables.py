@@ -20,7 +20,6 @@ from tkd.staleness import record_stale_reason
 from tkd.stats import (
     bh_readings,
     convergence_gap,
-    direction,
     exploratory_note,
     has_converged,
     paired_difference,
@@ -28,7 +27,7 @@ from tkd.stats import (
     phases_converged,
     reading,
 )
-from tkd.verdict import STUDENT_ALONE, headline_pairs
+from tkd.verdict import STUDENT_ALONE, headline_pairs, step_reading
 
 
 def runs_frame(records: list[dict], root: str | Path | None = None,
@@ -270,20 +269,15 @@ def paired_markdown(table: pd.DataFrame) -> str:
         interval = ("– (no common seed)" if row.seeds == 0 else "– (one seed)"
                     if np.isnan(row.ci_low) else f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]")
         difference = "–" if row.seeds == 0 else f"{row.difference:+.2f}"
+        unadjusted = step_reading({"low": row.ci_low, "high": row.ci_high})
         lines.append(f"| `{row.a}` | `{row.b}` | {row.seeds} | {difference} | "
-                     f"{interval} | {_DIRECTIONS[_SIGN_WORDS[_sign(row)]]} | "
+                     f"{interval} | {_DIRECTIONS[unadjusted]} | "
                      f"{_DIRECTIONS.get(getattr(row, 'bh_reading', ''), '–')} |")
     shown = int(table.ci_low.notna().sum())
     return exploratory_note(shown) + "\n".join(lines) + "\n"
 
 
 _DIRECTIONS = {"holds": "a > b", "refuted": "a < b", "not shown": "not shown"}
-_SIGN_WORDS = {1: "holds", -1: "refuted", 0: "not shown"}
-
-
-def _sign(row) -> int:
-    """The unadjusted interval's reading (:func:`tkd.stats.direction`) of a paired-table row."""
-    return direction({"low": row.ci_low, "high": row.ci_high})
 
 
 def phase_table(runs: pd.DataFrame, experiments: list[str] | None = None) -> pd.DataFrame:

@@ -26,12 +26,13 @@ from tkd.fair import (  # noqa: E402
     SEEDS,
     accuracy_by_seed,
     logit_regression,
+    primary_claims,
     primary_pairs,
     with_failures,
 )
 from tkd.files import atomic_write_text  # noqa: E402
 from tkd.records import load_failures, load_records  # noqa: E402
-from tkd.stats import holm, paired_difference  # noqa: E402
+from tkd.stats import paired_difference  # noqa: E402
 from tkd.tables import runs_frame  # noqa: E402
 
 
@@ -91,19 +92,14 @@ def timeline() -> str:
 def first_declared_seeds(runs) -> list[str]:
     """The claims read as first declared, P4 and P5 over seeds 1-5 (the run that chose each
     side included) instead of the amended 2-6, with Holm's procedure over all five again."""
-    pairs = primary_pairs(runs, logit_regression(runs))
-    reads = []
-    for _claim, a, b in pairs:
-        acc = [accuracy_by_seed(runs, name) for name in (a, b)]
-        reads.append(paired_difference(*(x[x.index.isin(SEEDS)] for x in acc)))
-    tests = holm([d["p"] for d in reads])
+    claims = primary_claims(runs, logit_regression(runs), tuned_seeds=SEEDS)
     lines = ["", "Every claim over seeds 1-5, as first declared (P4 and P5 were amended to "
              "seeds 2-6 before their 5-seed runs), Holm over the five again:", ""]
-    for (claim, a, b), d, t in zip(pairs, reads, tests):
-        verdict = "decided" if t["decided"] else "not decided"
-        p_value = "< 0.0001" if d["p"] < 1e-4 else f"= {d['p']:.4f}"
-        lines.append(f"- {claim} `{a}` - `{b}`: {d['mean']:+.2f}, p {p_value} against "
-                     f"its level {t['level']:.4f}: {verdict}, {d['n']} seeds")
+    for c in claims.itertuples():
+        verdict = "decided" if c.decided else "not decided"
+        p_value = "< 0.0001" if c.p < 1e-4 else f"= {c.p:.4f}"
+        lines.append(f"- {c.claim} `{c.a}` - `{c.b}`: {c.mean:+.2f}, p {p_value} against "
+                     f"its level {c.level:.4f}: {verdict}, {c.n} seeds")
     return lines
 
 
